@@ -1,0 +1,266 @@
+"""The error hierarchy, grouped by what the caller should do.
+
+``SnakepitError`` is the root. Below it the groups say the remedy:
+
+* :class:`RequestError` - the request itself is wrong: fix the call
+  (unknown tool, bad arguments, a value the codec cannot carry).
+* :class:`ToolError` - the tool ran and raised: look at its remote traceback.
+* :class:`SnakepitTimeoutError` - something took too long: raise the bound or
+  look at what is slow.
+* :class:`CapacityError` - the pool is full or a worker is busy: back off and
+  retry, or grow the pool.
+* :class:`WorkerError` - a worker broke under you: the call may succeed again
+  on a fresh worker.
+* :class:`PoolClosedError` - you closed the pool.
+* :class:`SessionError` / :class:`VariableError` - sessions and session
+  variables.
+
+This module is shared by the host and the worker side and imports nothing of
+either. Errors cross the wire as ``(kind, message, details)`` and are rebuilt
+on the other side by :func:`from_wire`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "CapacityError",
+    "ExecutionTimeoutError",
+    "HostToolError",
+    "InvalidArgumentsError",
+    "PoolClosedError",
+    "PoolSaturatedError",
+    "QueueTimeoutError",
+    "RequestError",
+    "SerializationError",
+    "SessionError",
+    "SessionNotFoundError",
+    "SessionQuotaError",
+    "SessionWorkerUnavailableError",
+    "SnakepitError",
+    "SnakepitTimeoutError",
+    "ToolError",
+    "ToolNotFoundError",
+    "VariableError",
+    "VariableNotFoundError",
+    "VariableValidationError",
+    "VersionConflictError",
+    "WorkerBusyError",
+    "WorkerCrashedError",
+    "WorkerError",
+    "WorkerStartupError",
+    "from_wire",
+]
+
+
+class SnakepitError(Exception):
+    """Raised for every failure snakepit reports; the root of the hierarchy.
+
+    Every subclass carries keyword ``details`` (worker id, tool, session...)
+    that are also attributes, so callers can branch on them without parsing
+    the message.
+    """
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details
+        for key, value in details.items():
+            setattr(self, key, value)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self).__name__, self.message, self.details))
+
+
+def _rebuild(kind: str, message: str, details: dict[str, Any]) -> SnakepitError:
+    return from_wire(kind, message, details)
+
+
+# -- the request is wrong: fix the call ---------------------------------------------------------
+
+
+class RequestError(SnakepitError):
+    """Raised when a request cannot be carried out as written; change the call."""
+
+
+class ToolNotFoundError(RequestError):
+    """Raised when the named tool does not exist on the worker (or host).
+
+    ``details``: ``tool``, ``available`` (the names that do exist).
+    """
+
+
+class InvalidArgumentsError(RequestError):
+    """Raised when a tool's arguments do not fit its signature (missing, unknown, wrong kind).
+
+    ``details``: ``tool``, ``argument``.
+    """
+
+
+class SerializationError(RequestError):
+    """Raised when a value cannot be encoded for the wire (or decoded from it).
+
+    ``details``: ``path`` (where in the value, e.g. ``args['x'][2]``) and ``type_name``.
+    """
+
+
+# -- the tool raised ---------------------------------------------------------------------------
+
+
+class ToolError(SnakepitError):
+    """Raised when a tool ran and raised an exception in the worker.
+
+    ``details``: ``tool``, ``remote_type`` (the exception's class name in the
+    worker), ``remote_traceback`` (its formatted traceback), ``worker_id``.
+    """
+
+    def __str__(self) -> str:
+        remote_tb = self.details.get("remote_traceback")
+        if remote_tb:
+            return f"{self.message}\n\nRemote traceback (from the worker):\n{remote_tb}"
+        return self.message
+
+
+class HostToolError(ToolError):
+    """Raised when a host tool called from worker code raised on the host."""
+
+
+# -- too slow ----------------------------------------------------------------------------------
+
+
+class SnakepitTimeoutError(SnakepitError, TimeoutError):
+    """Raised when an operation ran out of time; raise the bound or find what is slow."""
+
+
+class ExecutionTimeoutError(SnakepitTimeoutError):
+    """Raised when a call ran past its deadline in a worker.
+
+    The worker that ran it is killed and replaced: it may be stuck in native code.
+    """
+
+
+class QueueTimeoutError(SnakepitTimeoutError):
+    """Raised when a request waited in the queue longer than ``queue_timeout``."""
+
+
+# -- no capacity: back off ---------------------------------------------------------------------
+
+
+class CapacityError(SnakepitError):
+    """Raised when there is no room for the request now; back off and retry, or grow the pool."""
+
+
+class PoolSaturatedError(CapacityError):
+    """Raised at once when the pool's queue is full (``max_queue`` requests already wait)."""
+
+
+class WorkerBusyError(CapacityError):
+    """Raised in ``strict_fail_fast`` affinity when the session's worker is busy."""
+
+
+# -- a worker broke under you ------------------------------------------------------------------
+
+
+class WorkerError(SnakepitError):
+    """Raised when a worker process failed; the same call may succeed on a fresh worker."""
+
+
+class WorkerCrashedError(WorkerError):
+    """Raised when the worker running a call exited or its channel broke mid-call.
+
+    ``details``: ``worker_id``, ``exit_code`` (negative: killed by that signal), ``pid``.
+    """
+
+
+class WorkerStartupError(WorkerError):
+    """Raised when a worker did not become ready: it exited, timed out or printed garbage.
+
+    ``details``: ``worker_id``, ``exit_code``, ``stderr_tail``.
+    """
+
+
+class SessionWorkerUnavailableError(WorkerError):
+    """Raised in strict affinity when the worker a session is pinned to is gone."""
+
+
+# -- you closed it -----------------------------------------------------------------------------
+
+
+class PoolClosedError(SnakepitError):
+    """Raised when a pool is used after ``close()`` (or while it is closing)."""
+
+
+# -- sessions and variables --------------------------------------------------------------------
+
+
+class SessionError(SnakepitError):
+    """Raised for session problems; see the subclasses."""
+
+
+class SessionNotFoundError(SessionError):
+    """Raised when a session id names no live session (never created, deleted or expired)."""
+
+
+class SessionQuotaError(SessionError):
+    """Raised when creating a session would exceed ``max_sessions``."""
+
+
+class VariableError(SnakepitError):
+    """Raised for session variable problems; see the subclasses."""
+
+
+class VariableNotFoundError(VariableError):
+    """Raised when a session has no variable of that name."""
+
+
+class VariableValidationError(VariableError):
+    """Raised when a value breaks its variable's type or constraint.
+
+    ``details``: ``variable``, ``constraint``, ``value``.
+    """
+
+
+class VersionConflictError(VariableError):
+    """Raised when ``expected_version`` does not match the variable's current version.
+
+    ``details``: ``variable``, ``expected_version``, ``actual_version``.
+    """
+
+
+_KINDS: dict[str, type[SnakepitError]] = {
+    cls.__name__: cls
+    for cls in (
+        SnakepitError,
+        RequestError,
+        ToolNotFoundError,
+        InvalidArgumentsError,
+        SerializationError,
+        ToolError,
+        HostToolError,
+        SnakepitTimeoutError,
+        ExecutionTimeoutError,
+        QueueTimeoutError,
+        CapacityError,
+        PoolSaturatedError,
+        WorkerBusyError,
+        WorkerError,
+        WorkerCrashedError,
+        WorkerStartupError,
+        SessionWorkerUnavailableError,
+        PoolClosedError,
+        SessionError,
+        SessionNotFoundError,
+        SessionQuotaError,
+        VariableError,
+        VariableNotFoundError,
+        VariableValidationError,
+        VersionConflictError,
+    )
+}
+
+
+def from_wire(kind: str, message: str, details: dict[str, Any] | None = None) -> SnakepitError:
+    """Rebuild an error that crossed the wire; an unknown kind becomes a plain ``SnakepitError``."""
+    cls = _KINDS.get(kind, SnakepitError)
+    return cls(message, **(details or {}))
