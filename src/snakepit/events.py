@@ -218,9 +218,7 @@ class VariableUpdated(Event):
 
 # -- the bus -----------------------------------------------------------------------------------
 
-EventFilter: TypeAlias = (
-    type[Event] | tuple[type[Event], ...] | Callable[[Event], bool] | None
-)
+EventFilter: TypeAlias = type[Event] | tuple[type[Event], ...] | Callable[[Event], bool] | None
 
 
 def matches(event: Event, filter: EventFilter) -> bool:

@@ -1,0 +1,237 @@
+"""The worker process: ``python -m snakepit.adapter --adapter pkg.module:Class ...``.
+
+Start-up order: watch the host (stdin EOF and the parent-death signal), import
+and set up the adapter, start the gRPC server on a Unix socket in the given
+private directory (or TCP port 0), then print exactly one ready line on
+stdout::
+
+    SNAKEPIT_READY {"address": "unix:/run/.../w1.sock", "pid": 1234, "protocol": "1"}
+
+After that, stdout is pointed at stderr (a stray ``print`` in a tool cannot
+fill a pipe nobody reads) and logs go to stderr, which the host forwards to
+``logging``. The process exits by itself when its stdin closes (the host
+died), on SIGTERM (graceful), or on SIGKILL.
+
+Exit codes: 0 normal, 2 bad command line, 3 adapter import failed, 4 setup
+failed, 5 server could not bind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import hmac
+import importlib
+import inspect
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+__all__ = ["READY_PREFIX", "main"]
+
+READY_PREFIX = "SNAKEPIT_READY "
+EXIT_BAD_ARGS, EXIT_IMPORT, EXIT_SETUP, EXIT_BIND = 2, 3, 4, 5
+_PR_SET_PDEATHSIG = 1
+log = logging.getLogger("snakepit.adapter")
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m snakepit.adapter", description="Run a snakepit worker process."
+    )
+    p.add_argument("--adapter", required=True, help="pkg.module:Class of an Adapter subclass")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--socket", help="path of the Unix socket to serve on")
+    where.add_argument("--tcp", metavar="HOST", help="serve on HOST:<free port> instead")
+    p.add_argument("--worker-id", default=f"worker-{os.getpid()}")
+    p.add_argument("--threads", type=int, default=4, help="threads for synchronous tools")
+    p.add_argument("--parent-pid", type=int, default=0, help="exit if this process is gone")
+    p.add_argument("--max-message-bytes", type=int, default=256 * 1024 * 1024)
+    p.add_argument("--allow-pickle", action="store_true")
+    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--no-stdin-watch", action="store_true", help="do not exit on stdin EOF")
+    return p.parse_args(argv)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGKILL us when the parent dies; then close the race with a pid check."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - not on glibc/musl
+            log.debug("prctl(PR_SET_PDEATHSIG) is unavailable")
+    if parent_pid and os.getppid() != parent_pid:
+        log.error("the host (pid %d) is already gone; exiting", parent_pid)
+        os._exit(0)
+
+
+def _watch_stdin(on_eof: Callable[[], None]) -> None:
+    def run() -> None:
+        try:
+            while sys.stdin.buffer.read(4096):
+                pass
+        except (OSError, ValueError):
+            pass
+        on_eof()
+
+    threading.Thread(target=run, name="snakepit-stdin-watch", daemon=True).start()
+
+
+def _load_adapter(path: str) -> Any:
+    module_name, _, class_name = path.partition(":")
+    if not module_name or not class_name:
+        raise ValueError(f"--adapter must look like 'pkg.module:Class', got {path!r}")
+    module = importlib.import_module(module_name)
+    try:
+        cls = getattr(module, class_name)
+    except AttributeError:
+        raise ValueError(f"module {module_name!r} has no attribute {class_name!r}") from None
+    from snakepit.adapter import Adapter
+
+    if not (isinstance(cls, type) and issubclass(cls, Adapter)):
+        raise TypeError(f"{path} is not a subclass of snakepit.adapter.Adapter")
+    return cls()
+
+
+async def _maybe_await(result: Awaitable[None] | None) -> None:
+    if inspect.isawaitable(result):
+        await result
+
+
+def _token_check(token: str) -> Any:
+    """A gRPC server interceptor that rejects calls without the pool's token (TCP only)."""
+    import grpc
+
+    class TokenCheck(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-arg,unused-ignore]
+        async def intercept_service(self, continuation: Any, details: Any) -> Any:
+            return await _check(continuation, details)
+
+    async def _check(continuation: Any, details: Any) -> Any:
+        for key, value in details.invocation_metadata or ():
+            if key == "snakepit-token" and hmac.compare_digest(str(value), token):
+                return await continuation(details)
+        if details.method.startswith("/grpc.health.v1.Health/"):
+            return await continuation(details)
+
+        async def deny(request: Any, context: Any) -> Any:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong snakepit-token")
+
+        return grpc.unary_unary_rpc_method_handler(deny)
+
+    return TokenCheck()
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    from snakepit._proto.snakepit.v1 import worker_pb2_grpc as pb_grpc
+    from snakepit.adapter._service import PROTOCOL_VERSION, WorkerServicer
+
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    if not args.no_stdin_watch:
+        _watch_stdin(lambda: _on_host_gone(loop, stopping))
+
+    try:
+        adapter = _load_adapter(args.adapter)
+    except Exception:
+        log.error("cannot load adapter %s:\n%s", args.adapter, traceback.format_exc())
+        return EXIT_IMPORT
+    try:
+        await _maybe_await(adapter.setup())
+    except Exception:
+        log.error("setup() of %s failed:\n%s", args.adapter, traceback.format_exc())
+        return EXIT_SETUP
+
+    limit = args.max_message_bytes
+    options = [
+        ("grpc.max_send_message_length", limit),
+        ("grpc.max_receive_message_length", limit),
+        ("grpc.so_reuseport", 0),
+    ]
+    token = os.environ.pop("SNAKEPIT_TOKEN", "")
+    interceptors = [_token_check(token)] if token else []
+    server = grpc.aio.server(options=options, interceptors=interceptors)
+    executor = ThreadPoolExecutor(max_workers=max(1, args.threads), thread_name_prefix="tool")
+    servicer = WorkerServicer(
+        adapter,
+        adapter_path=args.adapter,
+        worker_id=args.worker_id,
+        executor=executor,
+        allow_pickle=args.allow_pickle,
+    )
+    pb_grpc.add_WorkerServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    try:
+        if args.socket:
+            address = f"unix:{args.socket}"
+            server.add_insecure_port(address)
+        else:
+            port = server.add_insecure_port(f"{args.tcp}:0")
+            host = f"[{args.tcp}]" if ":" in args.tcp else args.tcp
+            address = f"{host}:{port}"
+        await server.start()
+    except Exception:
+        log.error("cannot serve on %s:\n%s", args.socket or args.tcp, traceback.format_exc())
+        return EXIT_BIND
+    serving = health_pb2.HealthCheckResponse.SERVING
+    await health_servicer.set("", serving)
+    await health_servicer.set("snakepit.v1.WorkerService", serving)
+
+    ready = {"address": address, "pid": os.getpid(), "protocol": PROTOCOL_VERSION}
+    os.write(1, (READY_PREFIX + json.dumps(ready) + "\n").encode())
+    os.dup2(2, 1)  # from now on a stray print() lands in the forwarded log, not a full pipe
+
+    await stopping.wait()
+    log.info("worker %s stopping", args.worker_id)
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(grace=1.0)
+    try:
+        await asyncio.wait_for(_maybe_await(adapter.teardown()), timeout=5.0)
+    except Exception:
+        log.warning("teardown() of %s failed:\n%s", args.adapter, traceback.format_exc())
+    return 0
+
+
+def _on_host_gone(loop: asyncio.AbstractEventLoop, stopping: asyncio.Event) -> None:
+    log.warning("stdin closed: the host is gone; exiting")
+    # A tool stuck in native code would block a graceful stop: give it a bound, then leave.
+    threading.Timer(3.0, os._exit, args=(0,)).start()
+    try:
+        loop.call_soon_threadsafe(stopping.set)
+    except RuntimeError:
+        os._exit(0)
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Run a worker until it is told to stop; never returns."""
+    try:
+        args = _parse(argv)
+    except SystemExit as exc:
+        sys.stderr.flush()
+        os._exit(exc.code if isinstance(exc.code, int) else EXIT_BAD_ARGS)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format=f"%(levelname)s [{args.worker_id}] %(name)s: %(message)s",
+    )
+    _die_with_parent(args.parent_pid)
+    code = asyncio.run(_serve(args))
+    sys.stderr.flush()
+    # Leave at once: a hung tool thread must not keep the process alive after the server stopped.
+    os._exit(code)

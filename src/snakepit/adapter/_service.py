@@ -1,0 +1,303 @@
+"""``WorkerService`` as served inside a worker process.
+
+Synchronous tools run on a thread pool, so the event loop keeps answering
+``Ping`` and health checks while a tool runs (or hangs). Every failure is
+returned as a typed ``ErrorInfo`` in the response body; gRPC status codes are
+left for transport failures, which the host reads as a broken worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from snakepit._proto.snakepit.v1 import worker_pb2 as pb
+from snakepit._proto.snakepit.v1 import worker_pb2_grpc as pb_grpc
+from snakepit.adapter.context import SessionContext
+from snakepit.codec import Encoding, decode, encode
+from snakepit.errors import RequestError, SnakepitError, ToolError, ToolNotFoundError
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Generator
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+
+    from snakepit.adapter._base import Adapter
+    from snakepit.adapter._tools import ToolInfo
+
+__all__ = ["PROTOCOL_VERSION", "WorkerServicer", "error_info"]
+
+PROTOCOL_VERSION = "1"
+log = logging.getLogger("snakepit.adapter")
+
+# Stream chunks the producer thread may run ahead of the gRPC writer.
+_STREAM_WINDOW = 64
+
+
+def error_info(exc: BaseException, *, tool: str | None = None) -> pb.ErrorInfo:
+    """The wire form of an exception: snakepit errors keep their kind, others become ToolError."""
+    tb = "".join(traceback.format_exception(exc))
+    if isinstance(exc, SnakepitError):
+        details = {k: v for k, v in exc.details.items() if _jsonable(v)}
+        return pb.ErrorInfo(
+            kind=type(exc).__name__,
+            message=exc.message,
+            remote_type=type(exc).__name__,
+            traceback=str(details.pop("remote_traceback", "")) or tb,
+            details_json=json.dumps(details),
+        )
+    remote_type = type(exc).__qualname__
+    module = type(exc).__module__
+    if module not in ("builtins", "__main__"):
+        remote_type = f"{module}.{remote_type}"
+    where = f"tool {tool!r} raised" if tool else "the worker raised"
+    return pb.ErrorInfo(
+        kind=ToolError.__name__,
+        message=f"{where} {remote_type}: {exc}",
+        remote_type=remote_type,
+        traceback=tb,
+        details_json=json.dumps({"tool": tool} if tool else {}),
+    )
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+class _Prepared:
+    __slots__ = ("call", "info")
+
+    def __init__(self, info: ToolInfo, call: Callable[..., Any]) -> None:
+        self.info = info
+        self.call = call
+
+
+class WorkerServicer(pb_grpc.WorkerServiceServicer):
+    """Serves one adapter instance."""
+
+    def __init__(
+        self,
+        adapter: Adapter,
+        *,
+        adapter_path: str,
+        worker_id: str,
+        executor: ThreadPoolExecutor,
+        allow_pickle: bool = False,
+    ) -> None:
+        self._adapter = adapter
+        self._adapter_path = adapter_path
+        self._worker_id = worker_id
+        self._executor = executor
+        self._allow_pickle = allow_pickle
+        self._tools = type(adapter).tools()
+        self._started = time.monotonic()
+        self.requests = 0
+        self.active = 0
+
+    # -- Describe / Ping ---------------------------------------------------------------------
+
+    async def Describe(
+        self, request: pb.DescribeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.DescribeResponse:
+        tools = [
+            pb.ToolSpec(
+                name=info.name,
+                description=info.description,
+                streaming=info.streaming,
+                uses_context=info.context_param is not None,
+                is_async=info.is_async,
+                params=[
+                    pb.ParamSpec(
+                        name=p.name,
+                        type=p.annotation,
+                        required=p.required,
+                        default_json=p.default_json,
+                        kind=p.kind,
+                    )
+                    for p in info.params
+                ],
+            )
+            for info in self._tools.values()
+        ]
+        return pb.DescribeResponse(
+            adapter=self._adapter_path,
+            pid=os.getpid(),
+            language=f"python {sys.version.split()[0]}",
+            protocol_version=PROTOCOL_VERSION,
+            tools=tools,
+            worker_id=self._worker_id,
+        )
+
+    async def Ping(
+        self, request: pb.PingRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.PingResponse:
+        return pb.PingResponse(
+            pid=os.getpid(),
+            requests=self.requests,
+            active=self.active,
+            uptime_seconds=time.monotonic() - self._started,
+        )
+
+    # -- Execute -----------------------------------------------------------------------------
+
+    def _prepare(self, request: pb.ExecuteRequest) -> _Prepared:
+        info = self._tools.get(request.tool)
+        if info is None:
+            available = sorted(self._tools)
+            raise ToolNotFoundError(
+                f"worker {self._worker_id!r} ({self._adapter_path}) has no tool "
+                f"{request.tool!r}; available: {', '.join(available) or 'none'}",
+                tool=request.tool,
+                available=available,
+                worker_id=self._worker_id,
+            )
+        args = decode(
+            request.args.document,
+            list(request.args.blobs),
+            encoding=Encoding(request.args.encoding),
+            allow_pickle=self._allow_pickle,
+            what=f"arguments of tool {info.name!r}",
+        )
+        kwargs = dict(info.bind(args))
+        if info.context_param is not None:
+            kwargs[info.context_param] = SessionContext(
+                session_id=request.session_id or None,
+                request_id=request.request_id,
+                worker_id=self._worker_id,
+            )
+        method = getattr(self._adapter, info.method_name)
+        return _Prepared(info, functools.partial(method, **kwargs))
+
+    def _payload(self, value: Any, what: str, encoding: int) -> pb.Payload:
+        enc = (
+            Encoding.PICKLE if encoding == Encoding.PICKLE and self._allow_pickle else Encoding.JSON
+        )
+        document, blobs = encode(value, what=what, encoding=enc)
+        return pb.Payload(document=document, blobs=blobs, encoding=enc.value)  # type: ignore[arg-type]
+
+    async def _run(self, prepared: _Prepared) -> Any:
+        if prepared.info.kind == "async":
+            return await prepared.call()
+        loop = asyncio.get_running_loop()
+        ctx = contextvars.copy_context()
+        return await loop.run_in_executor(self._executor, ctx.run, prepared.call)
+
+    async def Execute(
+        self, request: pb.ExecuteRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ExecuteResponse:
+        self.requests += 1
+        self.active += 1
+        tool_name: str | None = None
+        try:
+            try:
+                prepared = self._prepare(request)
+            except SnakepitError as exc:
+                return pb.ExecuteResponse(error=error_info(exc))
+            tool_name = prepared.info.name
+            if prepared.info.streaming:
+                return pb.ExecuteResponse(
+                    error=error_info(
+                        RequestError(
+                            f"tool {tool_name!r} is a streaming tool (a generator); call it "
+                            f"with stream({tool_name!r}, ...) instead of execute()",
+                            tool=tool_name,
+                        )
+                    )
+                )
+            result = await self._run(prepared)
+            return pb.ExecuteResponse(
+                result=self._payload(result, f"result of tool {tool_name!r}", request.args.encoding)
+            )
+        except Exception as exc:
+            return pb.ExecuteResponse(error=error_info(exc, tool=tool_name))
+        finally:
+            self.active -= 1
+
+    async def ExecuteStream(
+        self, request: pb.ExecuteRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.StreamItem]:
+        self.requests += 1
+        self.active += 1
+        tool_name: str | None = None
+        try:
+            prepared = self._prepare(request)
+            tool_name = prepared.info.name
+            what = f"chunk of tool {tool_name!r}"
+            kind = prepared.info.kind
+            if kind == "async_generator":
+                async for chunk in prepared.call():
+                    yield pb.StreamItem(chunk=self._payload(chunk, what, request.args.encoding))
+            elif kind == "generator":
+                async for item in self._pump(prepared.call, what, request.args.encoding):
+                    yield item
+            else:  # a plain tool called as a stream answers with one chunk
+                result = await self._run(prepared)
+                yield pb.StreamItem(chunk=self._payload(result, what, request.args.encoding))
+        except Exception as exc:
+            yield pb.StreamItem(error=error_info(exc, tool=tool_name))
+        finally:
+            self.active -= 1
+
+    async def _pump(
+        self, make_gen: Callable[[], Generator[Any, None, None]], what: str, encoding: int
+    ) -> AsyncIterator[pb.StreamItem]:
+        """Run a sync generator on a thread, encoding there, with a bounded window."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
+        space = threading.Semaphore(_STREAM_WINDOW)
+        stop = threading.Event()
+
+        def put(kind: int, value: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+            except RuntimeError:  # the loop closed: the worker is going away
+                stop.set()
+
+        def produce() -> None:
+            try:
+                gen = make_gen()
+                try:
+                    for chunk in gen:
+                        item = pb.StreamItem(chunk=self._payload(chunk, what, encoding))
+                        space.acquire()
+                        if stop.is_set():
+                            return
+                        put(0, item)
+                finally:
+                    gen.close()
+            except BaseException as exc:
+                put(1, exc)
+                return
+            put(2, None)
+
+        ctx = contextvars.copy_context()
+        producer = loop.run_in_executor(self._executor, ctx.run, produce)
+        try:
+            while True:
+                kind, value = await queue.get()
+                if kind == 0:
+                    space.release()
+                    yield value
+                elif kind == 1:
+                    raise value
+                else:
+                    break
+        finally:
+            stop.set()
+            space.release()
+            if producer.done() and not producer.cancelled():
+                producer.result()

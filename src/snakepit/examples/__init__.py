@@ -1,0 +1,1 @@
+"""Adapters shipped with snakepit, used by the demo, the docs and the tests."""

@@ -1,0 +1,3 @@
+"""The snakepit pytest plugin (entry point ``pytest11: snakepit``): fixtures for pools and workers."""
+
+from __future__ import annotations

@@ -1,0 +1,299 @@
+"""How the host talks to one worker: the ``Transport`` interface and its gRPC implementation.
+
+The pool and the worker handle reach a worker only through this interface,
+so a faster local transport can be added later without touching either.
+Transport errors (the channel broke, the call was cut) surface as
+``TransportError``; the handle decides whether that means a crash.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import grpc
+
+from snakepit._proto.snakepit.v1 import worker_pb2 as pb
+from snakepit._proto.snakepit.v1 import worker_pb2_grpc as pb_grpc
+from snakepit.codec import Encoding, decode, encode
+from snakepit.errors import ExecutionTimeoutError, SnakepitError, from_wire
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+
+__all__ = [
+    "DescribeResult",
+    "GrpcTransport",
+    "ParamSpec",
+    "PingResult",
+    "ToolSpec",
+    "Transport",
+    "TransportError",
+]
+
+
+class TransportError(Exception):
+    """Raised by a transport when the channel failed (not when the tool failed)."""
+
+    def __init__(self, message: str, *, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    type: str
+    required: bool
+    default_json: str
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A tool as the worker described it."""
+
+    name: str
+    description: str
+    params: tuple[ParamSpec, ...]
+    streaming: bool
+    uses_context: bool
+
+    def check_args(self, args: dict[str, Any], worker: str) -> None:
+        """Reject a missing or unknown argument before the request leaves the host.
+
+        Raises:
+            InvalidArgumentsError: naming the tool, the argument and the signature.
+        """
+        from snakepit.errors import InvalidArgumentsError
+
+        known = {p.name for p in self.params}
+        for key in args:
+            if key not in known:
+                raise InvalidArgumentsError(
+                    f"tool {self.name!r} got unknown argument {key!r}; it takes {self.signature()}",
+                    tool=self.name,
+                    argument=key,
+                    worker_id=worker,
+                )
+        for p in self.params:
+            if p.required and p.name not in args:
+                raise InvalidArgumentsError(
+                    f"tool {self.name!r} is missing required argument {p.name!r}; it takes "
+                    f"{self.signature()}",
+                    tool=self.name,
+                    argument=p.name,
+                    worker_id=worker,
+                )
+
+    def signature(self) -> str:
+        parts = [
+            p.name + (f": {p.type}" if p.type else "") + ("" if p.required else " = ...")
+            for p in self.params
+        ]
+        return f"{self.name}({', '.join(parts)})"
+
+
+@dataclass(frozen=True)
+class DescribeResult:
+    adapter: str
+    pid: int
+    language: str
+    protocol_version: str
+    tools: dict[str, ToolSpec]
+
+
+@dataclass(frozen=True)
+class PingResult:
+    pid: int
+    requests: int
+    active: int
+    uptime_seconds: float
+
+
+class Transport(Protocol):
+    """The calls the host makes on one worker."""
+
+    async def describe(self, *, timeout: float | None) -> DescribeResult: ...
+
+    async def execute(
+        self,
+        tool: str,
+        args: dict[str, Any],
+        *,
+        timeout: float | None,
+        session_id: str | None = None,
+        request_id: int = 0,
+    ) -> Any: ...
+
+    def stream(
+        self,
+        tool: str,
+        args: dict[str, Any],
+        *,
+        timeout: float | None,
+        session_id: str | None = None,
+        request_id: int = 0,
+    ) -> AsyncIterator[Any]: ...
+
+    async def ping(self, *, timeout: float | None) -> PingResult: ...
+
+    async def close(self) -> None: ...
+
+
+def _error(info: pb.ErrorInfo, worker_id: str) -> SnakepitError:
+    details: dict[str, Any] = json.loads(info.details_json) if info.details_json else {}
+    details.setdefault("worker_id", worker_id)
+    if info.kind in ("ToolError", "HostToolError"):
+        details["remote_type"] = info.remote_type
+        details["remote_traceback"] = info.traceback
+    return from_wire(info.kind, info.message, details)
+
+
+_TIMEOUT_CODES = (grpc.StatusCode.DEADLINE_EXCEEDED,)
+
+
+class GrpcTransport:
+    """``Transport`` over a gRPC channel (Unix socket by default, or loopback TCP with a token)."""
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        worker_id: str,
+        max_message_bytes: int = 256 * 1024 * 1024,
+        token: str | None = None,
+        encoding: Encoding = Encoding.JSON,
+    ) -> None:
+        self.address = address
+        self.worker_id = worker_id
+        self._encoding = encoding
+        options: Sequence[tuple[str, Any]] = [
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.enable_retries", 0),
+            ("grpc.use_local_subchannel_pool", 1),
+        ]
+        self._channel = grpc.aio.insecure_channel(address, options=options)
+        self._stub = pb_grpc.WorkerServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        self._metadata = (("snakepit-token", token),) if token else None
+        self._closed = False
+
+    def _payload(self, args: dict[str, Any], tool: str) -> pb.Payload:
+        document, blobs = encode(args, what=f"args of tool {tool!r}", encoding=self._encoding)
+        return pb.Payload(document=document, blobs=blobs, encoding=self._encoding.value)  # type: ignore[arg-type]
+
+    def _value(self, payload: pb.Payload, what: str) -> Any:
+        return decode(
+            payload.document,
+            list(payload.blobs),
+            encoding=Encoding(payload.encoding),
+            allow_pickle=self._encoding is Encoding.PICKLE,
+            what=what,
+        )
+
+    def _translate(self, exc: grpc.aio.AioRpcError, tool: str, timeout: float | None) -> Exception:
+        if exc.code() in _TIMEOUT_CODES:
+            return ExecutionTimeoutError(
+                f"tool {tool!r} on worker {self.worker_id!r} ran past its deadline of "
+                f"{timeout}s; the worker will be replaced",
+                tool=tool,
+                worker_id=self.worker_id,
+                timeout=timeout,
+            )
+        return TransportError(
+            f"channel to worker {self.worker_id!r} failed during {tool!r}: "
+            f"{exc.code().name} {exc.details()}",
+            code=exc.code().name,
+        )
+
+    def _check_open(self, what: str) -> None:
+        if self._closed:
+            raise TransportError(f"channel to worker {self.worker_id!r} is closed ({what})")
+
+    async def describe(self, *, timeout: float | None) -> DescribeResult:
+        self._check_open("Describe")
+        try:
+            r = await self._stub.Describe(
+                pb.DescribeRequest(), timeout=timeout, metadata=self._metadata
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise self._translate(exc, "Describe", timeout) from exc
+        tools = {
+            t.name: ToolSpec(
+                name=t.name,
+                description=t.description,
+                params=tuple(
+                    ParamSpec(p.name, p.type, p.required, p.default_json) for p in t.params
+                ),
+                streaming=t.streaming,
+                uses_context=t.uses_context,
+            )
+            for t in r.tools
+        }
+        return DescribeResult(r.adapter, r.pid, r.language, r.protocol_version, tools)
+
+    async def execute(
+        self,
+        tool: str,
+        args: dict[str, Any],
+        *,
+        timeout: float | None,
+        session_id: str | None = None,
+        request_id: int = 0,
+    ) -> Any:
+        self._check_open(tool)
+        request = pb.ExecuteRequest(
+            tool=tool,
+            args=self._payload(args, tool),
+            session_id=session_id or "",
+            request_id=request_id,
+        )
+        try:
+            response = await self._stub.Execute(request, timeout=timeout, metadata=self._metadata)
+        except grpc.aio.AioRpcError as exc:
+            raise self._translate(exc, tool, timeout) from exc
+        if response.HasField("error"):
+            raise _error(response.error, self.worker_id)
+        return self._value(response.result, f"result of tool {tool!r}")
+
+    async def stream(
+        self,
+        tool: str,
+        args: dict[str, Any],
+        *,
+        timeout: float | None,
+        session_id: str | None = None,
+        request_id: int = 0,
+    ) -> AsyncIterator[Any]:
+        self._check_open(tool)
+        request = pb.ExecuteRequest(
+            tool=tool,
+            args=self._payload(args, tool),
+            session_id=session_id or "",
+            request_id=request_id,
+        )
+        call = self._stub.ExecuteStream(request, timeout=timeout, metadata=self._metadata)
+        what = f"chunk of tool {tool!r}"
+        try:
+            async for item in call:
+                if item.HasField("error"):
+                    raise _error(item.error, self.worker_id)
+                yield self._value(item.chunk, what)
+        except grpc.aio.AioRpcError as exc:
+            raise self._translate(exc, tool, timeout) from exc
+        finally:
+            call.cancel()
+
+    async def ping(self, *, timeout: float | None) -> PingResult:
+        self._check_open("Ping")
+        try:
+            r = await self._stub.Ping(pb.PingRequest(), timeout=timeout, metadata=self._metadata)
+        except grpc.aio.AioRpcError as exc:
+            raise self._translate(exc, "Ping", timeout) from exc
+        return PingResult(r.pid, r.requests, r.active, r.uptime_seconds)
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._channel.close(grace=None)

@@ -1,0 +1,75 @@
+"""The house rules that keep the suite deterministic, checked mechanically."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import snakepit
+
+ROOT = Path(__file__).resolve().parents[1]
+# Written so that this file does not match its own pattern.
+_SLEEP = re.compile(r"\b(time|asyncio|anyio|trio)\s*\.\s*sl" r"eep\s*\(")
+_SLEEP_IMPORT = re.compile(r"from\s+(time|asyncio|anyio|trio)\s+import\s+[^#\n]*\bsl" r"eep\b")
+
+
+class TestZeroSleep:
+    def test_no_test_file_sleeps(self) -> None:
+        """No file under tests/ calls or imports a sleep: tests synchronise on events instead."""
+        offenders = []
+        for path in sorted((ROOT / "tests").rglob("*.py")):
+            for lineno, line in enumerate(path.read_text().splitlines(), 1):
+                if _SLEEP.search(line) or _SLEEP_IMPORT.search(line):
+                    offenders.append(f"{path.relative_to(ROOT)}:{lineno}: {line.strip()}")
+        assert not offenders, (
+            "sleeps found in tests (use a Mailbox, a future or FakeClock):\n" + "\n".join(offenders)
+        )
+
+    def test_the_scan_catches_a_sleep(self) -> None:
+        """The scan's patterns match the forms a sleep takes (so the rule cannot pass vacuously)."""
+        word = "sleep"  # split so that this file does not trip the scan
+        samples = [f"time.{word}(1)", f"await asyncio.{word}(0.1)", f"from time import {word}"]
+        assert all(_SLEEP.search(s) or _SLEEP_IMPORT.search(s) for s in samples)
+
+
+class TestExports:
+    def test_all_names_exist(self) -> None:
+        """Every name in snakepit.__all__ is importable from snakepit."""
+        missing = [name for name in snakepit.__all__ if not hasattr(snakepit, name)]
+        assert not missing
+
+    def test_public_names_are_in_all(self) -> None:
+        """Every public attribute of snakepit (not a submodule) is listed in __all__."""
+        import types
+
+        public = {
+            name
+            for name, value in vars(snakepit).items()
+            if not name.startswith("_")
+            and not isinstance(value, types.ModuleType)
+            and name != "annotations"  # from __future__ import annotations
+        }
+        assert public <= set(snakepit.__all__), public - set(snakepit.__all__)
+
+
+class TestProtoStubs:
+    def test_committed_stubs_are_fresh(self, tmp_path: Path) -> None:
+        """Regenerating the stubs from proto/ gives exactly the committed files."""
+        subprocess.run(
+            ["bash", str(ROOT / "scripts" / "gen-proto"), str(tmp_path)],
+            check=True,
+            capture_output=True,
+            env={"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin"},
+        )
+        committed = ROOT / "src" / "snakepit" / "_proto"
+        generated = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+        assert generated, "gen-proto produced nothing"
+        stale = [
+            str(rel)
+            for rel in generated
+            if not (committed / rel).is_file()
+            or (committed / rel).read_bytes() != (tmp_path / rel).read_bytes()
+        ]
+        assert not stale, f"stale stubs (run scripts/gen-proto and commit): {stale}"
