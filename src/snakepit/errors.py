@@ -22,7 +22,7 @@ on the other side by :func:`from_wire`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "CapacityError",
@@ -71,6 +71,10 @@ class SnakepitError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self).__name__, self.message, self.details))
+
+    if TYPE_CHECKING:
+        # The details are attributes (``err.worker_id``, ``err.exit_code``...); tell the checker.
+        def __getattr__(self, name: str) -> Any: ...
 
 
 def _rebuild(kind: str, message: str, details: dict[str, Any]) -> SnakepitError:

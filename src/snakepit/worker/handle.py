@@ -336,8 +336,6 @@ class WorkerHandle:
         self.state = WorkerState.EXITED
         if not self._exited.done():
             self._exited.set_result(code)
-        if self._transport is not None:
-            await self._transport.close()
         if self.options.transport == "unix":
             with contextlib.suppress(OSError):
                 (self.options.runtime_dir / f"{self.id}.sock").unlink()
@@ -352,6 +350,10 @@ class WorkerHandle:
                     expected=self._stop_requested,
                 )
             )
+        if self._transport is not None:
+            # With a grace period, calls still in flight end with the channel's own error
+            # (which execute() turns into WorkerCrashedError), not a local cancellation.
+            await self._transport.close(grace=1.0)
 
     # -- calls ---------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ Transport errors (the channel broke, the call was cut) surface as
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -138,7 +139,7 @@ class Transport(Protocol):
 
     async def ping(self, *, timeout: float | None) -> PingResult: ...
 
-    async def close(self) -> None: ...
+    async def close(self, grace: float | None = None) -> None: ...
 
 
 def _error(info: pb.ErrorInfo, worker_id: str) -> SnakepitError:
@@ -282,6 +283,11 @@ class GrpcTransport:
                 yield self._value(item.chunk, what)
         except grpc.aio.AioRpcError as exc:
             raise self._translate(exc, tool, timeout) from exc
+        except asyncio.CancelledError:
+            cut = self._cut(tool)
+            if cut is None:
+                raise
+            raise cut from None
         finally:
             call.cancel()
 
@@ -291,9 +297,22 @@ class GrpcTransport:
             r = await self._stub.Ping(pb.PingRequest(), timeout=timeout, metadata=self._metadata)
         except grpc.aio.AioRpcError as exc:
             raise self._translate(exc, "Ping", timeout) from exc
+        except asyncio.CancelledError:
+            cut = self._cut("Ping")
+            if cut is None:
+                raise
+            raise cut from None
         return PingResult(r.pid, r.requests, r.active, r.uptime_seconds)
 
-    async def close(self) -> None:
+    async def close(self, grace: float | None = None) -> None:
+        """Close the channel; with ``grace``, calls in flight get that long to end by themselves."""
         if not self._closed:
             self._closed = True
-            await self._channel.close(grace=None)
+            await self._channel.close(grace=grace)
+
+    def _cut(self, what: str) -> TransportError | None:
+        """A CancelledError that nobody asked for means the channel was closed under the call."""
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            return None
+        return TransportError(f"channel to worker {self.worker_id!r} was closed during {what}")

@@ -1,0 +1,273 @@
+"""The ``snakepit`` command: ``demo``, ``doctor`` and ``bench``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+__all__ = ["main"]
+
+SHOWCASE = "snakepit.examples.showcase:Showcase"
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+class _Printer:
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def step(self, title: str) -> None:
+        print(f"\n== {title}", flush=True)
+
+    def line(self, text: str) -> None:
+        print(f"   {text}", flush=True)
+
+
+async def _demo(size: int, adapter: str) -> int:
+    import snakepit
+    from snakepit.events import WorkerReady
+
+    out = _Printer()
+    out.step(f"starting a pool of {size} workers ({adapter})")
+    t = time.perf_counter()
+    async with snakepit.Pool(adapter=adapter, size=size, heartbeat_interval=5.0) as pool:
+        out.line(f"ready in {_ms(time.perf_counter() - t)}: {pool!r}")
+        for w in pool.workers():
+            out.line(f"{w.id}: pid {w.pid} at {w.address}")
+
+        out.step("200 parallel calls of add(a, b)")
+        t = time.perf_counter()
+        results = await asyncio.gather(*(pool.execute("add", {"a": i, "b": i}) for i in range(200)))
+        elapsed = time.perf_counter() - t
+        assert results == [2 * i for i in range(200)]
+        used = {w.id: w.requests for w in pool.workers()}
+        out.line(f"all 200 correct in {_ms(elapsed)} ({200 / elapsed:,.0f} calls/s)")
+        out.line(f"requests per worker: {used}")
+
+        out.step("a stream: count(n=2000)")
+        t = time.perf_counter()
+        n = 0
+        async for chunk in pool.stream("count", {"n": 2000}):
+            assert chunk == {"i": n}
+            n += 1
+        elapsed = time.perf_counter() - t
+        out.line(f"{n} chunks in order in {_ms(elapsed)} ({n / elapsed:,.0f} chunks/s)")
+
+        out.step("a session: worker-local state stays reachable")
+        async with pool.session("demo-user") as session:
+            await session.execute("remember", {"key": "model", "value": "loaded"})
+            pids = {await session.execute("pid") for _ in range(5)}
+            recalled = await session.execute("recall", {"key": "model"})
+            out.line(
+                f"session {session.id} ran on {session.worker_id} (pids seen: {pids}); "
+                f"recall -> {recalled!r}"
+            )
+
+        out.step("a tool error carries the remote traceback")
+        try:
+            await pool.execute("fail", {"message": "bad input"})
+        except snakepit.ToolError as exc:
+            out.line(f"ToolError: {exc.message} (remote type {exc.remote_type})")
+
+        await _recover(
+            out,
+            pool,
+            "a crash and its recovery: crash(code=3) kills a worker mid-call",
+            lambda: pool.execute("crash", {"code": 3}),
+            WorkerReady,
+        )
+        await _recover(
+            out,
+            pool,
+            "a timeout and its recovery: hang() with timeout=0.5s",
+            lambda: pool.execute("hang", timeout=0.5),
+            WorkerReady,
+        )
+
+        out.step("final state")
+        stats = pool.stats()
+        out.line(repr(pool))
+        out.line(
+            f"requests {stats.requests}, completed {stats.completed}, errors {stats.errors}, "
+            f"timeouts {stats.timeouts}, crashes {stats.crashes}, restarts {stats.restarts}"
+        )
+    out.line(f"pool closed; no worker left behind. total {_ms(time.perf_counter() - out.t0)}")
+    return 0
+
+
+async def _recover(
+    out: _Printer, pool: Any, title: str, call: Callable[[], Awaitable[Any]], ready: type
+) -> None:
+    import snakepit
+
+    out.step(title)
+    sub = pool.events.subscribe(ready)
+    t = time.perf_counter()
+    try:
+        await call()
+    except (snakepit.WorkerCrashedError, snakepit.ExecutionTimeoutError) as exc:
+        out.line(
+            f"{type(exc).__name__} after {_ms(time.perf_counter() - t)}: {str(exc).splitlines()[0]}"
+        )
+    event = await asyncio.wait_for(sub.get(), 30)
+    sub.close()
+    out.line(
+        f"replacement {event.worker_id} (pid {event.pid}) ready {_ms(time.perf_counter() - t)} "
+        f"after the failure; pool: {pool!r}"
+    )
+    value = await pool.execute("add", {"a": 20, "b": 22})
+    out.line(f"next call works: add(20, 22) = {value}")
+
+
+# -- doctor --------------------------------------------------------------------------------------
+
+
+def _check(name: str, ok: bool, detail: str, fix: str = "") -> bool:
+    mark = "ok  " if ok else "FAIL"
+    print(f"[{mark}] {name}: {detail}")
+    if not ok and fix:
+        print(f"       fix: {fix}")
+    return ok
+
+
+def _doctor(adapter: str, python: str) -> int:
+    results = []
+    v = sys.version_info
+    results.append(
+        _check(
+            "python",
+            v >= (3, 11),
+            f"{sys.version.split()[0]} at {sys.executable}",
+            "install Python 3.11 or newer",
+        )
+    )
+    for module, dist in (
+        ("grpc", "grpcio"),
+        ("google.protobuf", "protobuf"),
+        ("psutil", "psutil"),
+        ("grpc_health.v1.health", "grpcio-health-checking"),
+    ):
+        try:
+            mod = importlib.import_module(module)
+            version = getattr(mod, "__version__", "") or "installed"
+            results.append(_check(dist, True, version))
+        except ImportError as exc:
+            results.append(_check(dist, False, str(exc), f"pip install {dist}"))
+    try:
+        from snakepit.worker.runtime import make_runtime_dir, remove_runtime_dir
+
+        d = make_runtime_dir("doctor")
+        path = os.path.join(d, "probe.sock")
+        with socket.socket(socket.AF_UNIX) as s:
+            s.bind(path)
+        remove_runtime_dir(d)
+        results.append(_check("socket dir", True, f"Unix sockets work under {os.path.dirname(d)}"))
+    except OSError as exc:
+        results.append(
+            _check(
+                "socket dir",
+                False,
+                str(exc),
+                "set XDG_RUNTIME_DIR or TMPDIR to a short writable directory, "
+                "or use transport='tcp'",
+            )
+        )
+    probe = subprocess.run(
+        [
+            python,
+            "-c",
+            f"import importlib; m, c = {adapter!r}.split(':'); "
+            "getattr(importlib.import_module(m), c)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    results.append(
+        _check(
+            "adapter",
+            probe.returncode == 0,
+            f"{adapter} importable by {python}"
+            if probe.returncode == 0
+            else (probe.stderr.strip().splitlines() or ["?"])[-1],
+            "check the module path and that the worker's interpreter has the package "
+            "(pip install it into that environment)",
+        )
+    )
+    if all(results):
+        results.append(_worker_check(adapter, python))
+    print("\nall checks passed" if all(results) else "\nsome checks failed (see fixes above)")
+    return 0 if all(results) else 1
+
+
+def _worker_check(adapter: str, python: str) -> bool:
+    from snakepit.testing.servers import with_python_server
+
+    async def run() -> float:
+        t = time.perf_counter()
+        async with with_python_server(adapter, python=python) as w:
+            await w.ping(timeout=10)
+            return time.perf_counter() - t
+
+    try:
+        took = asyncio.run(run())
+    except Exception as exc:
+        return _check(
+            "worker",
+            False,
+            str(exc).splitlines()[0],
+            "run the worker by hand to see its error: python -m snakepit.adapter "
+            f"--adapter {adapter} --socket /tmp/x.sock",
+        )
+    return _check("worker", True, f"started, answered Ping and stopped in {_ms(took)}")
+
+
+# -- entry point ---------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="snakepit", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run a pool of the showcase adapter and show what it does")
+    demo.add_argument("--size", type=int, default=4)
+    demo.add_argument("--adapter", default=SHOWCASE)
+    doctor = sub.add_parser("doctor", help="check this environment and say how to fix problems")
+    doctor.add_argument("--adapter", default=SHOWCASE)
+    doctor.add_argument("--python", default=sys.executable)
+    sub.add_parser(
+        "bench", help="benchmarks against peer pools (needs the 'bench' extra)", add_help=False
+    )
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "bench":
+        try:
+            from snakepit.benchmarks import main as bench_main
+        except ImportError as exc:  # pragma: no cover - the package ships it
+            print(f"snakepit bench: {exc}", file=sys.stderr)
+            return 2
+        return int(bench_main(rest))
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "demo":
+        if args.size < 1:
+            parser.error("--size must be >= 1")
+        with contextlib.suppress(KeyboardInterrupt):
+            return asyncio.run(_demo(args.size, args.adapter))
+        return 130
+    return _doctor(args.adapter, args.python)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""``SyncPool``: the Pool for scripts, threads and notebooks.
+
+It runs a :class:`Pool` on a private event loop in a daemon thread, so it
+works from plain threads and also where an event loop already runs in the
+calling thread (Jupyter). Streams come back as plain iterators.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from snakepit.errors import PoolClosedError
+from snakepit.pool._pool import DEFAULT, Pool
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Coroutine, Iterator
+
+    from snakepit.config import PoolConfig
+    from snakepit.pool._types import PoolStats, WorkerInfo
+
+__all__ = ["SyncPool"]
+
+T = TypeVar("T")
+
+
+class SyncPool:
+    """A blocking facade over :class:`Pool` with the same options and errors.
+
+    Example::
+
+        with snakepit.SyncPool(adapter="snakepit.examples.showcase:Showcase", size=2) as pool:
+            pool.execute("ping")
+            for chunk in pool.stream("count", {"n": 3}): ...
+    """
+
+    def __init__(self, config: PoolConfig | None = None, /, **options: Any) -> None:
+        self._pool = Pool(config, **options)
+        # The loop and its thread exist only between start() and close().
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._started = False
+        self._lock = threading.Lock()
+
+    @property
+    def pool(self) -> Pool:
+        """The underlying async pool (use it only from the pool's own loop)."""
+        return self._pool
+
+    @property
+    def name(self) -> str:
+        return self._pool.name
+
+    @property
+    def events(self) -> Any:
+        return self._pool.events
+
+    def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        if not self._started or self._loop is None or self._loop.is_closed():
+            coro.close()
+            raise PoolClosedError(
+                f"SyncPool {self.name!r} is not started; use 'with SyncPool(...)' or .start()",
+                pool=self.name,
+            )
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError("SyncPool methods cannot be called from the pool's own loop thread")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def start(self) -> SyncPool:
+        """Start the loop thread and the workers; returns self.
+
+        Raises:
+            WorkerStartupError: a worker failed to start (the pool is cleaned up).
+        """
+        with self._lock:
+            if self._started:
+                return self
+            self._loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(
+                target=self._loop.run_forever, name=f"snakepit-{self._pool.name}", daemon=True
+            )
+            self._thread.start()
+            self._started = True
+        try:
+            self._run(self._pool.start())
+        except BaseException:
+            self._stop_loop()
+            raise
+        return self
+
+    def close(self) -> None:
+        """Stop the workers and the loop thread (idempotent)."""
+        with self._lock:
+            if not self._started or self._loop is None or self._loop.is_closed():
+                return
+        try:
+            self._run(self._pool.close())
+        finally:
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        if loop.is_running():
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+        if not loop.is_closed():
+            loop.close()
+
+    def __enter__(self) -> SyncPool:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def execute(
+        self,
+        tool: str,
+        args: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = DEFAULT,
+        session_id: str | None = None,
+    ) -> Any:
+        """Blocking ``Pool.execute`` (same arguments and errors)."""
+        return self._run(self._pool.execute(tool, args, timeout=timeout, session_id=session_id))
+
+    def stream(
+        self,
+        tool: str,
+        args: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = DEFAULT,
+        session_id: str | None = None,
+    ) -> Iterator[Any]:
+        """Blocking ``Pool.stream``: a plain iterator of the chunks."""
+        agen: AsyncIterator[Any] = self._pool.stream(
+            tool, args, timeout=timeout, session_id=session_id
+        )
+
+        async def next_chunk() -> tuple[bool, Any]:
+            try:
+                return True, await agen.__anext__()
+            except StopAsyncIteration:
+                return False, None
+
+        try:
+            while True:
+                more, chunk = self._run(next_chunk())
+                if not more:
+                    return
+                yield chunk
+        finally:
+            if self._loop is not None and not self._loop.is_closed():
+                self._run(agen.aclose())  # type: ignore[attr-defined]
+
+    def stats(self) -> PoolStats:
+        return self._pool.stats()
+
+    def workers(self) -> list[WorkerInfo]:
+        return self._pool.workers()
+
+    def __repr__(self) -> str:
+        return repr(self._pool).replace("<Pool", "<SyncPool", 1)

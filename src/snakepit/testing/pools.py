@@ -1,0 +1,88 @@
+"""Isolated pools for tests: private registry, no background heartbeat, nothing left behind."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import tempfile
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import psutil
+
+from snakepit.events import WorkerReady
+from snakepit.pool import Pool
+from snakepit.testing.servers import SHOWCASE
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+__all__ = ["assert_no_worker_left", "isolated_pool", "pool_mailbox"]
+
+_names = itertools.count(1)
+
+
+def _test_defaults(options: dict[str, Any]) -> dict[str, Any]:
+    options.setdefault("size", 1)
+    options.setdefault("heartbeat_interval", None)  # tests drive time; no background pings
+    options.setdefault("shutdown_grace", 2.0)
+    options.setdefault("drain_timeout", 2.0)
+    options.setdefault("startup_timeout", 20.0)
+    options.setdefault("name", f"t{os.getpid()}-{next(_names)}")
+    return options
+
+
+@asynccontextmanager
+async def isolated_pool(adapter: str = SHOWCASE, **options: Any) -> AsyncIterator[Pool]:
+    """A started pool with its own registry directory; at exit it is closed and every worker
+    process it ever started is proven gone.
+
+    Options are ``PoolConfig`` fields (``size`` defaults to 1, heartbeats are off).
+
+    Raises:
+        AssertionError: a worker process outlived the pool.
+    """
+    with contextlib.ExitStack() as stack:
+        if "registry_dir" not in options:
+            options["registry_dir"] = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="sp-reg-")
+            )
+        pool = Pool(adapter=adapter, **_test_defaults(options))
+        pids: set[int] = set()
+        remove = pool.events.add_listener(
+            lambda e: pids.add(e.pid) if isinstance(e, WorkerReady) else None, WorkerReady
+        )
+        try:
+            async with pool:
+                yield pool
+        finally:
+            remove()
+            assert_no_worker_left(pids)
+
+
+def assert_no_worker_left(pids: set[int], timeout: float = 10.0) -> None:
+    """Wait (bounded) for each pid to be gone; fail naming the survivors (and kill them).
+
+    Raises:
+        AssertionError: a process still runs after ``timeout`` seconds.
+    """
+    procs = []
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            procs.append(psutil.Process(pid))
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    survivors = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    for p in survivors:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    assert not survivors, f"worker processes outlived their pool: {[p.pid for p in survivors]}"
+
+
+def pool_mailbox(pool: Pool) -> Any:
+    """A ``supertester.Mailbox`` that receives every event of ``pool`` from now on."""
+    from supertester import Mailbox
+
+    box: Any = Mailbox(name=f"events of {pool.name}")
+    pool.events.add_listener(box.put)
+    return box
