@@ -485,6 +485,11 @@ class Pool:
                 self._resolve(dispatch)
         worker.kill()
 
+    def _broken(self, worker: WorkerLike) -> None:
+        """A call saw the channel break: if the process still runs, it cannot be trusted."""
+        if worker.state is WorkerState.READY:
+            self._kill(worker, "its channel broke while the process still ran", failure=True)
+
     # -- background loops ----------------------------------------------------------------------
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
@@ -745,6 +750,10 @@ class Pool:
                 failure=False,
             )
             raise
+        except WorkerCrashedError as exc:
+            self._count_failure(ticket, worker_id, exc)
+            self._broken(worker)
+            raise
         except SnakepitError as exc:
             self._count_failure(ticket, worker_id, exc)
             raise
@@ -813,6 +822,10 @@ class Pool:
                 f"stream {ticket.id} ({tool!r}) ran past its {deadline}s deadline",
                 failure=False,
             )
+            raise
+        except WorkerCrashedError as exc:
+            self._count_failure(ticket, worker_id, exc)
+            self._broken(worker)
             raise
         except SnakepitError as exc:
             self._count_failure(ticket, worker_id, exc)

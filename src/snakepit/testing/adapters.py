@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from snakepit.adapter import Adapter, tool
 
-__all__ = ["FailingSetup", "HangingSetup", "Minimal"]
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+__all__ = ["FailingSetup", "HangingSetup", "Minimal", "MockAdapter"]
 
 
 class Minimal(Adapter):
@@ -33,3 +37,31 @@ class HangingSetup(Adapter):
 
     def setup(self) -> None:
         threading.Event().wait()
+
+
+class MockAdapter(Adapter):
+    """Safe to run in-process (``snakepit.testing.mock``): no tool exits or blocks the process.
+
+    Crashes and hangs are injected from the test through ``MockWorker.crash()``/``hang_next()``.
+    """
+
+    @tool
+    def ping(self) -> dict[str, str]:
+        return {"status": "pong"}
+
+    @tool
+    def echo(self, value: object) -> object:
+        return value
+
+    @tool
+    def add(self, a: float, b: float) -> float:
+        return a + b
+
+    @tool
+    def fail(self, message: str = "failed on purpose") -> None:
+        raise ValueError(message)
+
+    @tool
+    def count(self, n: int) -> Iterator[dict[str, int]]:
+        for i in range(n):
+            yield {"i": i}

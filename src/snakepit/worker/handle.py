@@ -359,9 +359,11 @@ class WorkerHandle:
 
     async def _crash_error(self, exc: TransportError, tool: str) -> WorkerCrashedError:
         """The error for a call whose channel broke: wait (bounded) for the exit code."""
-        if self._exited is not None:
+        # A dead process closes its socket and is reaped within moments; a channel closed on
+        # this side says nothing about the process, so there is nothing to wait for.
+        if self._exited is not None and exc.code != "CLOSED":
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._exited), timeout=2.0)
+                await asyncio.wait_for(asyncio.shield(self._exited), timeout=1.0)
         if self.exit_code is not None:
             what = (
                 f"worker {self.id!r} (pid {self.pid}) exited during {tool!r}: "

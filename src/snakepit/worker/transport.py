@@ -18,7 +18,7 @@ import grpc
 from snakepit._proto.snakepit.v1 import worker_pb2 as pb
 from snakepit._proto.snakepit.v1 import worker_pb2_grpc as pb_grpc
 from snakepit.codec import Encoding, decode, encode
-from snakepit.errors import ExecutionTimeoutError, SnakepitError, from_wire
+from snakepit.errors import ExecutionTimeoutError, RequestError, SnakepitError, from_wire
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -169,6 +169,7 @@ class GrpcTransport:
         self.address = address
         self.worker_id = worker_id
         self._encoding = encoding
+        self._limit = max_message_bytes
         options: Sequence[tuple[str, Any]] = [
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -182,6 +183,14 @@ class GrpcTransport:
 
     def _payload(self, args: dict[str, Any], tool: str) -> pb.Payload:
         document, blobs = encode(args, what=f"args of tool {tool!r}", encoding=self._encoding)
+        size = len(document) + sum(len(b) for b in blobs)
+        if size > self._limit - 4096:
+            raise RequestError(
+                f"arguments of tool {tool!r} are {size / 2**20:.1f} MiB, more than the pool's "
+                f"max_message_mb={self._limit // 2**20}; raise max_message_mb or send less",
+                tool=tool,
+                size=size,
+            )
         return pb.Payload(document=document, blobs=blobs, encoding=self._encoding.value)  # type: ignore[arg-type]
 
     def _value(self, payload: pb.Payload, what: str) -> Any:
@@ -194,6 +203,14 @@ class GrpcTransport:
         )
 
     def _translate(self, exc: grpc.aio.AioRpcError, tool: str, timeout: float | None) -> Exception:
+        if exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED:
+            return RequestError(
+                f"a message of tool {tool!r} on worker {self.worker_id!r} exceeded the pool's "
+                f"max_message_mb={self._limit // 2**20} ({exc.details()}); raise max_message_mb "
+                "or return less",
+                tool=tool,
+                worker_id=self.worker_id,
+            )
         if exc.code() in _TIMEOUT_CODES:
             return ExecutionTimeoutError(
                 f"tool {tool!r} on worker {self.worker_id!r} ran past its deadline of "
@@ -210,7 +227,9 @@ class GrpcTransport:
 
     def _check_open(self, what: str) -> None:
         if self._closed:
-            raise TransportError(f"channel to worker {self.worker_id!r} is closed ({what})")
+            raise TransportError(
+                f"channel to worker {self.worker_id!r} is closed ({what})", code="CLOSED"
+            )
 
     async def describe(self, *, timeout: float | None) -> DescribeResult:
         self._check_open("Describe")
@@ -315,4 +334,6 @@ class GrpcTransport:
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             return None
-        return TransportError(f"channel to worker {self.worker_id!r} was closed during {what}")
+        return TransportError(
+            f"channel to worker {self.worker_id!r} was closed during {what}", code="CLOSED"
+        )
