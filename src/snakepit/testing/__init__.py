@@ -1,5 +1,56 @@
-"""Test helpers for snakepit and for users testing their own adapters (see docs/testing.md)."""
+"""Test helpers for snakepit and for users testing their own adapters (see docs/testing.md).
+
+Built on :mod:`supertester`. The pytest fixtures (``snakepit_pool``,
+``snakepit_mock_pool``, ``snakepit_worker``) come from the plugin that
+installing snakepit registers.
+
+The names below load lazily: worker processes import
+``snakepit.testing.adapters``, and must not pay for (or import) the host side.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from snakepit.testing.assertions import assert_grpc_server_ready, assert_streaming_response
+    from snakepit.testing.chaos import PoolSupervisor, supervised
+    from snakepit.testing.mock import MockWorker, in_process_workers
+    from snakepit.testing.pools import assert_no_worker_left, isolated_pool, pool_mailbox
+    from snakepit.testing.servers import SHOWCASE, with_python_server
+
+_WHERE = {
+    "assert_grpc_server_ready": "assertions",
+    "assert_streaming_response": "assertions",
+    "PoolSupervisor": "chaos",
+    "supervised": "chaos",
+    "MockWorker": "mock",
+    "in_process_workers": "mock",
+    "assert_no_worker_left": "pools",
+    "isolated_pool": "pools",
+    "pool_mailbox": "pools",
+    "SHOWCASE": "servers",
+    "with_python_server": "servers",
+}
+
+__all__ = [
+    "SHOWCASE",
+    "MockWorker",
+    "PoolSupervisor",
+    "assert_grpc_server_ready",
+    "assert_no_worker_left",
+    "assert_streaming_response",
+    "in_process_workers",
+    "isolated_pool",
+    "pool_mailbox",
+    "supervised",
+    "with_python_server",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'snakepit.testing' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"snakepit.testing.{module}"), name)
