@@ -13,11 +13,16 @@ import asyncio
 import heapq
 import itertools
 
+from supertester.errors import SupertesterTimeout
+
 __all__ = ["FakeClock"]
 
 
 class FakeClock:
     """A manual clock for tests.
+
+    Sleepers with the same deadline wake in the order they went to sleep; a
+    sleeper never wakes before the clock reaches its deadline.
 
     Args:
         start: the initial monotonic reading.
@@ -29,12 +34,14 @@ class FakeClock:
         self._wall_offset = float(wall) - float(start)
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
-        self._sleeper_added: asyncio.Event | None = None
+        self._watchers: set[asyncio.Event] = set()
 
     def monotonic(self) -> float:
+        """The current monotonic reading, in seconds."""
         return self._now
 
     def time(self) -> float:
+        """The current wall-clock reading, in seconds since the epoch; moves with ``monotonic``."""
         return self._now + self._wall_offset
 
     async def sleep(self, seconds: float) -> None:
@@ -44,8 +51,8 @@ class FakeClock:
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (self._now + seconds, next(self._seq), fut))
-        if self._sleeper_added is not None:
-            self._sleeper_added.set()
+        for watcher in self._watchers:
+            watcher.set()
         try:
             await fut
         finally:
@@ -69,23 +76,42 @@ class FakeClock:
         timer in the background, so the advance is not lost.
 
         Raises:
-            TimeoutError: fewer than ``count`` sleepers appeared within ``timeout`` real seconds.
+            TimeoutError: (a :class:`~supertester.SupertesterTimeout`) fewer than
+                ``count`` sleepers appeared within ``timeout`` real seconds.
         """
-        async with asyncio.timeout(timeout):
-            while self.sleepers < count:
-                self._sleeper_added = asyncio.Event()
-                await self._sleeper_added.wait()
-        self._sleeper_added = None
+        watcher = asyncio.Event()
+        self._watchers.add(watcher)
+        try:
+            async with asyncio.timeout(timeout) as scope:
+                while self.sleepers < count:
+                    watcher.clear()
+                    await watcher.wait()
+        except TimeoutError as exc:
+            if not scope.expired():
+                raise
+            what = f"{count} sleeper(s) on {self!r}"
+            raise SupertesterTimeout(
+                f"expected {what} within {timeout}s, saw {self.sleepers}. Is the component "
+                "using this clock (not the real one), and has it been started?",
+                what=what,
+                timeout=timeout,
+            ) from exc
+        finally:
+            self._watchers.discard(watcher)
 
     async def advance(self, seconds: float) -> None:
         """Move time forward by ``seconds``, waking every sleeper that is due, in order.
 
         Sleepers are woken one deadline at a time, and the loop runs between
         them, so a component that sleeps again after waking (a heartbeat loop)
-        sees each tick it is due.
+        sees each tick it is due. During a wake-up, ``monotonic()`` reads the
+        sleeper's deadline, not the final time.
+
+        Raises:
+            ValueError: ``seconds`` is negative.
         """
         if seconds < 0:
-            raise ValueError(f"FakeClock cannot go back: advance({seconds!r})")
+            raise ValueError(f"FakeClock cannot go back: advance({seconds!r}); pass seconds >= 0")
         target = self._now + seconds
         while True:
             self._prune()
@@ -100,6 +126,14 @@ class FakeClock:
             await _settle()
         self._now = target
         await _settle()
+
+    async def advance_to(self, when: float) -> None:
+        """Move time forward to monotonic reading ``when`` (see :meth:`advance`).
+
+        Raises:
+            ValueError: ``when`` is in the past.
+        """
+        await self.advance(when - self._now)
 
     def _prune(self) -> None:
         while self._sleepers and self._sleepers[0][2].done():

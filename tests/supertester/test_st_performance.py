@@ -1,0 +1,139 @@
+"""Performance helpers: measure(), memory-growth trends and latency ratios."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from supertester import (
+    Measurement,
+    assert_latency_ratio,
+    assert_no_memory_growth,
+    assert_no_memory_growth_async,
+    measure,
+    memory_slope,
+    time_calls,
+    time_calls_async,
+)
+
+MB = 1024 * 1024
+
+
+def _measurement(wall: float) -> Measurement:
+    return Measurement(wall, 0.0, 0.0, 0, 0, 0, 0, 2)
+
+
+class TestMeasure:
+    def test_sees_memory_allocated_in_the_block(self) -> None:
+        with measure() as meter:
+            block = b"x" * (40 * MB)
+        assert len(block) == 40 * MB
+        result = meter.result
+        assert result.wall_seconds >= 0
+        assert result.cpu_seconds >= 0
+        assert result.samples >= 2
+        assert result.peak_rss_bytes - result.rss_start_bytes >= 30 * MB
+        assert result.rss_growth_bytes == result.rss_end_bytes - result.rss_start_bytes
+
+    async def test_sees_child_processes_and_stops_its_sampler(self) -> None:
+        script = "import sys; block = b'x' * (30 * 1024 * 1024); print('ready', flush=True); sys.stdin.read()"
+        async with measure(interval=0.005) as meter:
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", script],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+            assert proc.stdout is not None
+            assert proc.stdout.readline() == b"ready\n"
+        proc.communicate()
+        assert meter.result.peak_children_rss_bytes >= 25 * MB
+        assert meter.result.children_cpu_seconds >= 0
+        assert not any(t.name == "supertester-measure" for t in threading.enumerate())
+
+    def test_the_result_is_not_there_before_the_end(self) -> None:
+        with (
+            measure(interval=None) as meter,
+            pytest.raises(RuntimeError, match="once the block has ended"),
+        ):
+            _ = meter.result
+
+
+class TestMemorySlope:
+    def test_fits_a_line_and_is_zero_when_flat_or_undefined(self) -> None:
+        assert memory_slope([0, 1, 2, 3], [10, 12, 14, 16]) == pytest.approx(2.0)
+        assert memory_slope([0, 1, 2], [5, 5, 5]) == 0.0
+        assert memory_slope([1], [3]) == 0.0
+        assert memory_slope([2, 2], [1, 9]) == 0.0
+        with pytest.raises(ValueError, match="as many xs as ys"):
+            memory_slope([1, 2], [1])
+
+
+class TestNoMemoryGrowth:
+    def test_a_leaking_operation_fails_with_the_samples(self) -> None:
+        kept: list[bytes] = []
+        with pytest.raises(AssertionError) as info:
+            assert_no_memory_growth(lambda: kept.append(b"x" * 200_000), iterations=40, samples=8)
+        message = str(info.value)
+        assert "expected no memory growth" in message
+        assert "after     40 iterations" in message
+        kept.clear()
+
+    def test_a_stable_operation_passes(self) -> None:
+        report = assert_no_memory_growth(lambda: b"x" * 200_000, iterations=40, samples=8)
+        assert not report.grew
+        assert len(report.rss_bytes) == 9
+        assert report.iterations[0] == 0 and report.iterations[-1] == 40
+
+    async def test_the_async_form_detects_a_leak(self) -> None:
+        kept: list[bytes] = []
+
+        async def leak() -> None:
+            kept.append(b"x" * 200_000)
+
+        async def stable() -> None:
+            _ = b"x" * 200_000
+
+        with pytest.raises(AssertionError, match="B per iteration"):
+            await assert_no_memory_growth_async(leak, iterations=40, samples=8)
+        kept.clear()
+        await assert_no_memory_growth_async(stable, iterations=40, samples=8)
+
+    def test_too_few_samples_is_a_usage_error(self) -> None:
+        with pytest.raises(ValueError, match="samples >= 2"):
+            assert_no_memory_growth(lambda: None, iterations=10, samples=1)
+
+
+class TestLatencyRatio:
+    def test_passes_within_the_ratio_and_returns_it(self) -> None:
+        assert assert_latency_ratio(0.2, 0.1, max_ratio=3) == pytest.approx(2.0)
+        assert assert_latency_ratio(
+            [0.1, 0.3, 0.2], _measurement(0.1), max_ratio=3
+        ) == pytest.approx(2.0)
+
+    def test_fails_naming_the_ratio_and_both_times(self) -> None:
+        with pytest.raises(
+            AssertionError,
+            match=r"expected pooled calls to take at most 2x the baseline, saw 5.00x",
+        ):
+            assert_latency_ratio(0.5, 0.1, max_ratio=2, what="pooled calls")
+        with pytest.raises(AssertionError, match=r"0\.5x to 2x"):
+            assert_latency_ratio(0.01, 0.1, max_ratio=2, min_ratio=0.5)
+
+    def test_rejects_a_zero_baseline_or_no_timings(self) -> None:
+        with pytest.raises(ValueError, match="positive"):
+            assert_latency_ratio(1.0, 0.0, max_ratio=2)
+        with pytest.raises(ValueError, match="empty"):
+            assert_latency_ratio([], 1.0, max_ratio=2)
+
+    async def test_time_calls_times_each_run(self) -> None:
+        assert len(time_calls(lambda: None, repeat=3)) == 3
+
+        async def op() -> None:
+            pass
+
+        times = await time_calls_async(op, repeat=4)
+        assert len(times) == 4
+        assert all(t >= 0 for t in times)
