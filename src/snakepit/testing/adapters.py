@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 from snakepit.adapter import Adapter, tool
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncIterator, Iterator
 
-__all__ = ["FailingSetup", "HangingSetup", "Minimal", "MockAdapter"]
+__all__ = ["FailingSetup", "HangingSetup", "Minimal", "MockAdapter", "Streams"]
 
 
 class Minimal(Adapter):
@@ -65,3 +65,25 @@ class MockAdapter(Adapter):
     def count(self, n: int) -> Iterator[dict[str, int]]:
         for i in range(n):
             yield {"i": i}
+
+
+class Streams(Adapter):
+    """Streaming tools for tests: big chunks, async generators, failures mid-stream."""
+
+    @tool
+    def blobs(self, n: int, size: int) -> Iterator[bytes]:
+        """Yield ``n`` chunks of ``size`` bytes each (chunk i is filled with byte i % 256)."""
+        for i in range(n):
+            yield bytes([i % 256]) * size
+
+    @tool
+    async def ticks(self, n: int) -> AsyncIterator[int]:
+        """An async generator: yield 0..n-1."""
+        for i in range(n):
+            yield i
+
+    @tool
+    def fail_after(self, n: int) -> Iterator[int]:
+        """Yield 0..n-1, then raise RuntimeError."""
+        yield from range(n)
+        raise RuntimeError(f"stream broke after {n} chunks")
