@@ -9,6 +9,7 @@ Transport errors (the channel broke, the call was cut) surface as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -21,7 +22,7 @@ from snakepit.codec import Encoding, decode, encode
 from snakepit.errors import ExecutionTimeoutError, RequestError, SnakepitError, from_wire
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Iterator, Sequence
 
 __all__ = [
     "DescribeResult",
@@ -225,20 +226,41 @@ class GrpcTransport:
             code=exc.code().name,
         )
 
-    def _check_open(self, what: str) -> None:
+    @contextlib.contextmanager
+    def _rpc(self, what: str, timeout: float | None) -> Iterator[None]:
+        """Translate what can go wrong with one RPC: a closed channel, a gRPC status, or a
+        cancellation nobody asked for (grpc cancels calls when their channel closes)."""
         if self._closed:
             raise TransportError(
                 f"channel to worker {self.worker_id!r} is closed ({what})", code="CLOSED"
             )
+        try:
+            yield
+        except grpc.aio.AioRpcError as exc:
+            raise self._translate(exc, what, timeout) from exc
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            raise TransportError(
+                f"channel to worker {self.worker_id!r} was closed during {what}", code="CLOSED"
+            ) from None
+
+    def _request(
+        self, tool: str, args: dict[str, Any], session_id: str | None, request_id: int
+    ) -> pb.ExecuteRequest:
+        return pb.ExecuteRequest(
+            tool=tool,
+            args=self._payload(args, tool),
+            session_id=session_id or "",
+            request_id=request_id,
+        )
 
     async def describe(self, *, timeout: float | None) -> DescribeResult:
-        self._check_open("Describe")
-        try:
+        with self._rpc("Describe", timeout):
             r = await self._stub.Describe(
                 pb.DescribeRequest(), timeout=timeout, metadata=self._metadata
             )
-        except grpc.aio.AioRpcError as exc:
-            raise self._translate(exc, "Describe", timeout) from exc
         tools = {
             t.name: ToolSpec(
                 name=t.name,
@@ -262,17 +284,9 @@ class GrpcTransport:
         session_id: str | None = None,
         request_id: int = 0,
     ) -> Any:
-        self._check_open(tool)
-        request = pb.ExecuteRequest(
-            tool=tool,
-            args=self._payload(args, tool),
-            session_id=session_id or "",
-            request_id=request_id,
-        )
-        try:
+        request = self._request(tool, args, session_id, request_id)
+        with self._rpc(tool, timeout):
             response = await self._stub.Execute(request, timeout=timeout, metadata=self._metadata)
-        except grpc.aio.AioRpcError as exc:
-            raise self._translate(exc, tool, timeout) from exc
         if response.HasField("error"):
             raise _error(response.error, self.worker_id)
         return self._value(response.result, f"result of tool {tool!r}")
@@ -286,41 +300,21 @@ class GrpcTransport:
         session_id: str | None = None,
         request_id: int = 0,
     ) -> AsyncIterator[Any]:
-        self._check_open(tool)
-        request = pb.ExecuteRequest(
-            tool=tool,
-            args=self._payload(args, tool),
-            session_id=session_id or "",
-            request_id=request_id,
-        )
-        call = self._stub.ExecuteStream(request, timeout=timeout, metadata=self._metadata)
+        request = self._request(tool, args, session_id, request_id)
         what = f"chunk of tool {tool!r}"
-        try:
-            async for item in call:
-                if item.HasField("error"):
-                    raise _error(item.error, self.worker_id)
-                yield self._value(item.chunk, what)
-        except grpc.aio.AioRpcError as exc:
-            raise self._translate(exc, tool, timeout) from exc
-        except asyncio.CancelledError:
-            cut = self._cut(tool)
-            if cut is None:
-                raise
-            raise cut from None
-        finally:
-            call.cancel()
+        with self._rpc(tool, timeout):
+            call = self._stub.ExecuteStream(request, timeout=timeout, metadata=self._metadata)
+            try:
+                async for item in call:
+                    if item.HasField("error"):
+                        raise _error(item.error, self.worker_id)
+                    yield self._value(item.chunk, what)
+            finally:
+                call.cancel()
 
     async def ping(self, *, timeout: float | None) -> PingResult:
-        self._check_open("Ping")
-        try:
+        with self._rpc("Ping", timeout):
             r = await self._stub.Ping(pb.PingRequest(), timeout=timeout, metadata=self._metadata)
-        except grpc.aio.AioRpcError as exc:
-            raise self._translate(exc, "Ping", timeout) from exc
-        except asyncio.CancelledError:
-            cut = self._cut("Ping")
-            if cut is None:
-                raise
-            raise cut from None
         return PingResult(r.pid, r.requests, r.active, r.uptime_seconds)
 
     async def close(self, grace: float | None = None) -> None:
@@ -328,12 +322,3 @@ class GrpcTransport:
         if not self._closed:
             self._closed = True
             await self._channel.close(grace=grace)
-
-    def _cut(self, what: str) -> TransportError | None:
-        """A CancelledError that nobody asked for means the channel was closed under the call."""
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            return None
-        return TransportError(
-            f"channel to worker {self.worker_id!r} was closed during {what}", code="CLOSED"
-        )
