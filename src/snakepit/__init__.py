@@ -47,6 +47,7 @@ def __getattr__(name: str) -> _typing.Any:
     globals()[name] = value
     return value
 
+
 __version__ = "0.1.0"
 
 __all__ = [
