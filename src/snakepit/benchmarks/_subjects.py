@@ -1,0 +1,33 @@
+"""The contenders, by name."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from snakepit.benchmarks._peers import (
+    LokySubject,
+    MultiprocessingPoolSubject,
+    PebbleSubject,
+    ProcessPoolExecutorSubject,
+)
+from snakepit.benchmarks._snakepit import SnakepitSubject
+
+if TYPE_CHECKING:
+    from snakepit.benchmarks._subject import Subject
+
+
+def all_subjects() -> list[Subject]:
+    return [
+        SnakepitSubject(),
+        ProcessPoolExecutorSubject(),
+        MultiprocessingPoolSubject(),
+        PebbleSubject(),
+        LokySubject(),
+    ]
+
+
+def subject_named(name: str) -> Subject:
+    for subject in all_subjects():
+        if subject.name == name:
+            return subject
+    raise KeyError(name)
