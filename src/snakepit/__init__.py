@@ -18,6 +18,7 @@ from snakepit.errors import __all__ as _errors_all
 
 if _typing.TYPE_CHECKING:
     from snakepit import events
+    from snakepit._variables import BatchResult, Variable
     from snakepit.adapter import Adapter, SessionContext, tool
     from snakepit.config import PoolConfig
     from snakepit.pool import Pool, PoolStats, Session, SyncPool, WorkerInfo
@@ -26,6 +27,8 @@ if _typing.TYPE_CHECKING:
 # (pool, worker handles, bridge) loads only when one of its names is used.
 _LAZY = {
     "Adapter": "snakepit.adapter",
+    "BatchResult": "snakepit._variables",
+    "Variable": "snakepit._variables",
     "SessionContext": "snakepit.adapter",
     "tool": "snakepit.adapter",
     "PoolConfig": "snakepit.config",
@@ -53,12 +56,14 @@ __version__ = "0.1.0"
 __all__ = [
     *_errors_all,
     "Adapter",
+    "BatchResult",
     "Pool",
     "PoolConfig",
     "PoolStats",
     "Session",
     "SessionContext",
     "SyncPool",
+    "Variable",
     "WorkerInfo",
     "__version__",
     "events",

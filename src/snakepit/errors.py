@@ -127,7 +127,18 @@ class ToolError(SnakepitError):
 
 
 class HostToolError(ToolError):
-    """Raised when a host tool called from worker code raised on the host."""
+    """Raised when a host tool called from worker code raised on the host.
+
+    ``details``: ``tool`` (the host tool), ``remote_type``, ``remote_traceback``
+    (the host's traceback). Worker code may catch it; if it does not, the
+    caller of the worker's tool receives it unchanged.
+    """
+
+    def __str__(self) -> str:
+        remote_tb = self.details.get("remote_traceback")
+        if remote_tb:
+            return f"{self.message}\n\nRemote traceback (from the host tool):\n{remote_tb}"
+        return self.message
 
 
 # -- too slow ----------------------------------------------------------------------------------

@@ -137,6 +137,7 @@ async def _serve(args: argparse.Namespace) -> int:
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
     from snakepit._proto.snakepit.v1 import worker_pb2_grpc as pb_grpc
+    from snakepit.adapter import host_client
     from snakepit.adapter._service import PROTOCOL_VERSION, WorkerServicer
 
     loop = asyncio.get_running_loop()
@@ -164,6 +165,10 @@ async def _serve(args: argparse.Namespace) -> int:
         ("grpc.so_reuseport", 0),
     ]
     token = os.environ.pop("SNAKEPIT_TOKEN", "")
+    # The host bridge's address (session variables, host tools); connected on first use.
+    host_client.configure_from_environ(
+        worker_id=args.worker_id, max_message_bytes=limit, allow_pickle=args.allow_pickle
+    )
     interceptors = [_token_check(token)] if token else []
     server = grpc.aio.server(options=options, interceptors=interceptors)
     executor = ThreadPoolExecutor(max_workers=max(1, args.threads), thread_name_prefix="tool")

@@ -52,7 +52,8 @@ def error_info(exc: BaseException, *, tool: str | None = None) -> pb.ErrorInfo:
         return pb.ErrorInfo(
             kind=type(exc).__name__,
             message=exc.message,
-            remote_type=type(exc).__name__,
+            # A relayed error (HostToolError) keeps the type and traceback of where it began.
+            remote_type=str(details.pop("remote_type", "")) or type(exc).__name__,
             traceback=str(details.pop("remote_traceback", "")) or tb,
             details_json=json.dumps(details),
         )
@@ -178,6 +179,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                 session_id=request.session_id or None,
                 request_id=request.request_id,
                 worker_id=self._worker_id,
+                tool=info.name,
             )
         method = getattr(self._adapter, info.method_name)
         return _Prepared(info, functools.partial(method, **kwargs))

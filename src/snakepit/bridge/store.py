@@ -24,12 +24,13 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from snakepit._variables import BatchResult
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from snakepit.bridge.variables import Variable
+    from snakepit._variables import Variable
     from snakepit.bridge.watch import VariableWatch
-    from snakepit.errors import VariableError
 
 __all__ = ["BatchResult", "Session", "SessionStore"]
 
@@ -55,25 +56,6 @@ class Session:
     ttl: float = 0.0
     affinity_worker: str | None = None
     variable_count: int = 0
-
-
-@dataclass(frozen=True, kw_only=True)
-class BatchResult:
-    """What :meth:`SessionStore.set_many` did.
-
-    Attributes:
-        updated: the new version of every variable that was written.
-        errors: why each other variable was not written (non-atomic batches only;
-            an atomic batch raises instead).
-    """
-
-    updated: dict[str, Variable] = field(default_factory=dict)
-    errors: dict[str, VariableError] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        """True when every variable of the batch was written."""
-        return not self.errors
 
 
 class SessionStore(ABC):

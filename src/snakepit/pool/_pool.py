@@ -25,6 +25,9 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from snakepit.bridge.host_tools import HostToolRegistry
+from snakepit.bridge.memory import InMemorySessionStore, validate_session_id
+from snakepit.bridge.service import HostBridge
 from snakepit.clock import Clock, SystemClock
 from snakepit.codec import Encoding
 from snakepit.config import PoolConfig
@@ -32,6 +35,7 @@ from snakepit.errors import (
     ExecutionTimeoutError,
     PoolClosedError,
     PoolSaturatedError,
+    SessionNotFoundError,
     SnakepitError,
     ToolNotFoundError,
     WorkerCrashedError,
@@ -48,6 +52,8 @@ from snakepit.events import (
     RequestDispatched,
     RequestFailed,
     RequestQueued,
+    SessionDeleted,
+    SessionExpired,
     WorkerRecycled,
     WorkerRestarting,
     WorkerUnhealthy,
@@ -60,9 +66,10 @@ from snakepit.worker.registry import ProcessRegistry
 from snakepit.worker.runtime import make_runtime_dir, remove_runtime_dir
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
-    from snakepit.pool._session import Session
+    from snakepit.events import Event
+    from snakepit.pool._session import Session, Sessions
     from snakepit.worker.transport import ToolSpec
 
 __all__ = ["Pool"]
@@ -160,6 +167,17 @@ class Pool:
         self._closed_event: asyncio.Event | None = None
         self._runtime_dir: Path | None = None
         self._registry: ProcessRegistry | None = None
+        self._store = InMemorySessionStore(
+            self._clock,
+            ttl=self.config.session_ttl,
+            max_sessions=self.config.max_sessions,
+            events=self.events,
+            name=self.name,
+        )
+        self._host_tools = HostToolRegistry(self.name)
+        self._bridge: HostBridge | None = None
+        self._sessions: Sessions | None = None
+        self.events.add_listener(self._on_session_gone, (SessionExpired, SessionDeleted))
         self._counters = dict.fromkeys(
             (
                 "requests",
@@ -214,6 +232,15 @@ class Pool:
                 await self._start_worker(slot)
 
         try:
+            self._bridge = HostBridge(
+                self._store,
+                self._host_tools,
+                name=self.name,
+                transport=self.config.transport,
+                max_message_bytes=self.config.max_message_mb * 1024 * 1024,
+                allow_pickle=self.config.serialization == "pickle",
+            )
+            await self._bridge.start(self._runtime_dir)
             async with asyncio.TaskGroup() as group:
                 for slot in self._slots:
                     group.create_task(start_slot(slot))
@@ -229,6 +256,7 @@ class Pool:
             raise
         self._state = "running"
         self._spawn(self._queue_timer(), "queue-timer")
+        self._spawn(self._store.run_expiry(), "session-expiry")
         if self.config.heartbeat_interval or self.config.ttl or self.config.memory_limit_mb:
             self._spawn(self._maintenance(), "maintenance")
         self.events.publish(
@@ -282,6 +310,9 @@ class Pool:
             await asyncio.wait(pending)
         if self._registry is not None:
             self._registry.close()
+        await self._store.close()
+        if self._bridge is not None:
+            await self._bridge.stop(grace=None)  # the workers, its only clients, are gone
         if self._runtime_dir is not None:
             remove_runtime_dir(self._runtime_dir)
 
@@ -318,6 +349,7 @@ class Pool:
             shutdown_grace=c.shutdown_grace,
             max_message_bytes=c.max_message_mb * 1024 * 1024,
             encoding=Encoding.PICKLE if c.serialization == "pickle" else Encoding.JSON,
+            extra_env=self._bridge.worker_env() if self._bridge is not None else {},
         )
 
     async def _start_worker(self, slot: _Slot) -> WorkerLike:
@@ -713,11 +745,15 @@ class Pool:
             WorkerCrashedError: the worker died during the call; it is replaced.
             PoolSaturatedError, QueueTimeoutError, WorkerBusyError,
             SessionWorkerUnavailableError: no worker could take the call.
+            SessionQuotaError: ``session_id`` is new and ``max_sessions`` sessions are live.
+            ValueError: ``session_id`` is malformed (``[A-Za-z0-9_.:-]{1,128}``).
             PoolClosedError: the pool is not running.
         """
         self._check_running()
         args = self._validate(tool, args)
         deadline = self._deadline(timeout)
+        if session_id is not None:
+            await self._store.get_or_create(session_id)  # creates or touches it; may hit the quota
         ticket = self._ticket(tool, session_id)
         self._counters["requests"] += 1
         try:
@@ -760,7 +796,7 @@ class Pool:
         finally:
             self._release(worker_id)
         if session_id is not None:
-            self._affinity[session_id] = worker_id
+            await self._pin(session_id, worker_id)
         self._counters["completed"] += 1
         self.events.publish(
             RequestCompleted(
@@ -790,6 +826,8 @@ class Pool:
         self._check_running()
         args = self._validate(tool, args)
         deadline = self._deadline(timeout)
+        if session_id is not None:
+            await self._store.get_or_create(session_id)  # creates or touches it; may hit the quota
         ticket = self._ticket(tool, session_id)
         self._counters["requests"] += 1
         try:
@@ -835,7 +873,7 @@ class Pool:
                 await chunks.aclose()  # type: ignore[attr-defined]
             self._release(worker_id)
         if session_id is not None:
-            self._affinity[session_id] = worker_id
+            await self._pin(session_id, worker_id)
         self._counters["completed"] += 1
         self.events.publish(
             RequestCompleted(
@@ -849,13 +887,70 @@ class Pool:
         )
 
     def session(self, session_id: str | None = None) -> Session:
-        """A handle that runs calls within one session (affinity to the session's worker).
+        """A handle on one session: its calls (affinity to its worker) and its variables.
 
-        Use it directly or as ``async with pool.session("user-1") as s:``.
+        Use it directly or as ``async with pool.session("user-1") as s:``. The session
+        is created in the pool's store on first use (a call, ``initialize()`` or
+        ``variables.register``) and expires after ``session_ttl`` seconds unused.
+
+        Args:
+            session_id: ``[A-Za-z0-9_.:-]{1,128}``; None for a fresh generated id.
+
+        Raises:
+            ValueError: ``session_id`` is malformed.
         """
         from snakepit.pool._session import Session
 
-        return Session(self, session_id or f"s-{uuid.uuid4().hex[:12]}")
+        if session_id is None:
+            session_id = f"s-{uuid.uuid4().hex[:12]}"
+        return Session(self, validate_session_id(session_id))
+
+    @property
+    def sessions(self) -> Sessions:
+        """The pool's live sessions: ``await pool.sessions.list()``, ``.get(id)``, ``.delete(id)``."""
+        if self._sessions is None:
+            from snakepit.pool._session import Sessions
+
+            self._sessions = Sessions(self)
+        return self._sessions
+
+    def register_host_tool(
+        self, name: str, fn: Callable[..., Any], *, description: str | None = None
+    ) -> None:
+        """Make ``fn`` callable from worker code: ``ctx.call_host_tool(name, {...})``.
+
+        ``fn`` is called with the keyword arguments the worker sends; a sync
+        ``fn`` runs on a thread, an ``async`` one on the pool's loop. Its return
+        value goes back to the worker (JSON values and bytes); what it raises
+        arrives in the worker as ``HostToolError`` with the host traceback.
+
+        Args:
+            name: ``[A-Za-z_][A-Za-z0-9_.-]{0,127}``, unique in this pool.
+            fn: a function or coroutine function.
+            description: reported by ``ListHostTools``; default: the docstring's first line.
+
+        Raises:
+            ValueError: the name is malformed or already registered.
+            TypeError: ``fn`` is not callable.
+        """
+        self._host_tools.register(name, fn, description=description)
+
+    def unregister_host_tool(self, name: str) -> bool:
+        """Remove a host tool; True when it was registered."""
+        return self._host_tools.unregister(name)
+
+    @property
+    def host_tools(self) -> list[str]:
+        """The names of the registered host tools, sorted."""
+        return self._host_tools.names()
+
+    async def _pin(self, session_id: str, worker_id: str) -> None:
+        self._affinity[session_id] = worker_id
+        with contextlib.suppress(SessionNotFoundError):  # deleted while the call ran
+            await self._store.set_affinity(session_id, worker_id)
+
+    def _on_session_gone(self, event: Event) -> None:
+        self._affinity.pop(getattr(event, "session_id", ""), None)
 
     async def recover(self) -> None:
         """Leave the degraded state: forget the restart history and refill empty slots.

@@ -1,0 +1,185 @@
+"""Host tools: Python callables on the host that worker code may call (bidirectional tools).
+
+``pool.register_host_tool(name, fn)`` puts a callable here; worker code calls
+it with ``ctx.call_host_tool(name, args)``. Arguments are keyword arguments,
+checked against the callable's signature before it runs. A synchronous tool
+runs on a thread (``asyncio.to_thread``) so the host's event loop stays free;
+an ``async`` one runs on the loop. Whatever a tool raises comes back to the
+worker as :class:`~snakepit.errors.HostToolError` carrying the host traceback
+(a :class:`~snakepit.errors.SnakepitError` keeps its own kind).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+import traceback
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from snakepit.errors import (
+    HostToolError,
+    InvalidArgumentsError,
+    SnakepitError,
+    ToolNotFoundError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["HostTool", "HostToolRegistry", "validate_tool_name"]
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,127}")
+
+
+def validate_tool_name(name: Any) -> str:
+    """Return ``name`` when it is a valid tool name: ``[A-Za-z_][A-Za-z0-9_.-]{0,127}``.
+
+    Raises:
+        ValueError: it is not a string of that shape.
+    """
+    if not isinstance(name, str) or _NAME.fullmatch(name) is None:
+        raise ValueError(
+            f"invalid host tool name {name!r}: use 1-128 characters [A-Za-z0-9_.-] "
+            "starting with a letter or '_'"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class HostTool:
+    """One registered host tool."""
+
+    name: str
+    fn: Callable[..., Any]
+    description: str
+    signature: inspect.Signature
+    is_async: bool
+
+    def signature_text(self) -> str:
+        return f"{self.name}{self.signature}"
+
+
+class HostToolRegistry:
+    """The host tools of one pool, by name."""
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name
+        self._tools: dict[str, HostTool] = {}
+
+    def register(
+        self, name: str, fn: Callable[..., Any], *, description: str | None = None
+    ) -> HostTool:
+        """Make ``fn`` callable from worker code as ``name``.
+
+        Raises:
+            ValueError: the name is malformed or already registered.
+            TypeError: ``fn`` is not callable or its signature cannot be read.
+        """
+        validate_tool_name(name)
+        if not callable(fn):
+            raise TypeError(f"host tool {name!r} must be callable, got {type(fn).__name__}")
+        if name in self._tools:
+            raise ValueError(
+                f"host tool {name!r} is already registered in pool {self.name!r}; "
+                "unregister it first or pick another name"
+            )
+        try:
+            signature = inspect.signature(fn)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"host tool {name!r}: cannot read the signature of {fn!r}") from exc
+        is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+            getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
+        )
+        if description is None:
+            description = (inspect.getdoc(fn) or "").split("\n\n", 1)[0].strip()
+        tool = HostTool(name, fn, description, signature, is_async)
+        self._tools[name] = tool
+        return tool
+
+    def unregister(self, name: str) -> bool:
+        """Remove a host tool; True when it was registered."""
+        return self._tools.pop(name, None) is not None
+
+    def names(self) -> list[str]:
+        """The registered names, sorted."""
+        return sorted(self._tools)
+
+    def tools(self) -> list[HostTool]:
+        """The registered tools, sorted by name."""
+        return [self._tools[name] for name in self.names()]
+
+    def get(self, name: str) -> HostTool:
+        """The tool called ``name``.
+
+        Raises:
+            ToolNotFoundError: no such tool (the message lists the available ones).
+        """
+        tool = self._tools.get(name)
+        if tool is None:
+            available = self.names()
+            raise ToolNotFoundError(
+                f"pool {self.name!r} has no host tool {name!r}; available: "
+                f"{', '.join(available) or 'none'} (register one with pool.register_host_tool)",
+                tool=name,
+                available=available,
+            )
+        return tool
+
+    async def call(self, name: str, args: Any) -> Any:
+        """Run the host tool ``name`` with keyword ``args``.
+
+        Raises:
+            ToolNotFoundError: no such tool.
+            InvalidArgumentsError: ``args`` is not a dict or does not fit the signature.
+            HostToolError: the tool raised (type, message and host traceback attached).
+            SnakepitError: the tool raised a snakepit error; it keeps its kind.
+        """
+        tool = self.get(name)
+        if args is None:
+            args = {}
+        if not isinstance(args, dict):
+            raise InvalidArgumentsError(
+                f"host tool {name!r} takes keyword arguments as a dict, got "
+                f"{type(args).__name__}; it takes {tool.signature_text()}",
+                tool=name,
+                argument=None,
+            )
+        try:
+            tool.signature.bind(**args)
+        except TypeError as exc:
+            raise InvalidArgumentsError(
+                f"host tool {name!r}: {exc}; it takes {tool.signature_text()}",
+                tool=name,
+                argument=None,
+            ) from None
+        try:
+            if tool.is_async:
+                result = await tool.fn(**args)
+            else:
+                result = await asyncio.to_thread(tool.fn, **args)
+                if inspect.isawaitable(result):
+                    result = await result
+        except SnakepitError:
+            raise
+        except Exception as exc:
+            remote_type = type(exc).__qualname__
+            if type(exc).__module__ not in ("builtins", "__main__"):
+                remote_type = f"{type(exc).__module__}.{remote_type}"
+            raise HostToolError(
+                f"host tool {name!r} raised {remote_type}: {exc}",
+                tool=name,
+                remote_type=remote_type,
+                remote_traceback="".join(traceback.format_exception(exc)),
+            ) from exc
+        return result
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    def __repr__(self) -> str:
+        return f"<HostToolRegistry {self.name!r} {self.names()}>"
