@@ -123,8 +123,15 @@ def encode(value: Any, *, what: str = "value", encoding: Encoding = Encoding.JSO
                 f"cannot pickle {what}: {exc}", path=what, type_name=type(value).__name__
             ) from exc
     blobs: list[bytes] = []
-    if _check(value, what):
-        value = _rewrite(value, blobs)
+    try:
+        if _check(value, what):
+            value = _rewrite(value, blobs)
+    except RecursionError:
+        raise SerializationError(
+            f"cannot encode {what}: it is nested too deeply or contains itself",
+            path=what,
+            type_name=type(value).__name__,
+        ) from None
     try:
         document = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
     except (ValueError, RecursionError) as exc:
@@ -169,7 +176,15 @@ def decode(
                 path=what,
                 type_name="pickle",
             )
-        return pickle.loads(document)
+        try:
+            return pickle.loads(document)
+        except Exception as exc:
+            raise SerializationError(
+                f"cannot unpickle {what}: {type(exc).__name__}: {exc} (is the class importable "
+                "on both sides?)",
+                path=what,
+                type_name="pickle",
+            ) from exc
     if not document:
         return None
     try:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -64,6 +65,9 @@ class Event:
     def kind(self) -> str:
         """The event's class name, e.g. ``"WorkerReady"``."""
         return type(self).__name__
+
+
+log = logging.getLogger("snakepit.events")
 
 
 # -- workers -----------------------------------------------------------------------------------
@@ -331,16 +335,33 @@ class EventBus:
         self._lock = threading.Lock()
         self._closed = False
 
+    @property
+    def active(self) -> bool:
+        """True when anyone listens; a hot path may skip building events when nobody does."""
+        return bool(self._subs or self._listeners)
+
     def publish(self, event: Event) -> None:
-        """Deliver ``event`` to every listener and subscription whose filter it passes."""
+        """Deliver ``event`` to every listener and subscription whose filter it passes.
+
+        A listener or filter that raises is logged and skipped: a broken observer never
+        breaks the component that publishes (a worker start, a call's result).
+        """
+        if not self._subs and not self._listeners:
+            return
         with self._lock:
             listeners = list(self._listeners)
             subs = list(self._subs)
         for callback, filter in listeners:
-            if matches(event, filter):
-                callback(event)
+            try:
+                if matches(event, filter):
+                    callback(event)
+            except Exception:
+                log.exception("event listener %r failed on %s", callback, event.kind)
         for sub in subs:
-            sub._offer(event)
+            try:
+                sub._offer(event)
+            except Exception:
+                log.exception("event subscription filter failed on %s", event.kind)
 
     def subscribe(self, filter: EventFilter = None, *, maxsize: int = 10_000) -> Subscription:
         """A new :class:`Subscription` to the events that pass ``filter`` from now on."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import subprocess
 import sys
 import threading
@@ -21,9 +22,24 @@ from supertester import (
 
 MB = 1024 * 1024
 
-# The leaks below grow 200 kB per iteration; 20 kB of tolerance keeps each verdict decisive while
+# The leaks below grow 256 KiB per iteration; 20 kB of tolerance keeps each verdict decisive while
 # other threads of a shared xdist worker (channels of earlier tests) move RSS by a few pages.
 TOLERANCE = 20_000.0
+LEAK = 256 * 1024
+
+
+def fresh_pages() -> mmap.mmap:
+    """A leak that always raises RSS: freshly mapped pages, all touched. (A bytes object could
+    be carved from heap that earlier tests in this xdist worker freed but kept resident.)"""
+    block = mmap.mmap(-1, LEAK)
+    block.write(b"x" * LEAK)
+    return block
+
+
+def release(blocks: list[mmap.mmap]) -> None:
+    for block in blocks:
+        block.close()
+    blocks.clear()
 
 
 def _measurement(wall: float) -> Measurement:
@@ -77,10 +93,10 @@ class TestMemorySlope:
 
 class TestNoMemoryGrowth:
     def test_a_leaking_operation_fails_with_the_samples(self) -> None:
-        kept: list[bytes] = []
+        kept: list[mmap.mmap] = []
         with pytest.raises(AssertionError) as info:
             assert_no_memory_growth(
-                lambda: kept.append(b"x" * 200_000),
+                lambda: kept.append(fresh_pages()),
                 iterations=40,
                 samples=8,
                 tolerance_bytes_per_iteration=TOLERANCE,
@@ -88,7 +104,7 @@ class TestNoMemoryGrowth:
         message = str(info.value)
         assert "expected no memory growth" in message
         assert "after     40 iterations" in message
-        kept.clear()
+        release(kept)
 
     def test_a_stable_operation_passes(self) -> None:
         report = assert_no_memory_growth(
@@ -102,10 +118,10 @@ class TestNoMemoryGrowth:
         assert report.iterations[0] == 0 and report.iterations[-1] == 40
 
     async def test_the_async_form_detects_a_leak(self) -> None:
-        kept: list[bytes] = []
+        kept: list[mmap.mmap] = []
 
         async def leak() -> None:
-            kept.append(b"x" * 200_000)
+            kept.append(fresh_pages())
 
         async def stable() -> None:
             _ = b"x" * 200_000
@@ -114,7 +130,7 @@ class TestNoMemoryGrowth:
             await assert_no_memory_growth_async(
                 leak, iterations=40, samples=8, tolerance_bytes_per_iteration=TOLERANCE
             )
-        kept.clear()
+        release(kept)
         await assert_no_memory_growth_async(
             stable, iterations=40, samples=8, tolerance_bytes_per_iteration=TOLERANCE
         )

@@ -66,7 +66,14 @@ class SyncPool:
         if threading.current_thread() is self._thread:
             coro.close()
             raise RuntimeError("SyncPool methods cannot be called from the pool's own loop thread")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(timeout)
+        except BaseException:
+            # Ctrl-C (or a timeout) in the calling thread: cancel the call in the pool too,
+            # so an abandoned call does not keep holding a worker.
+            future.cancel()
+            raise
 
     def start(self) -> SyncPool:
         """Start the loop thread and the workers; returns self.

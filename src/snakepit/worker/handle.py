@@ -46,6 +46,8 @@ __all__ = ["WorkerHandle", "WorkerOptions", "WorkerState"]
 
 READY_PREFIX = b"SNAKEPIT_READY "
 _STDERR_TAIL = 40
+_STDERR_CHUNK = 64 * 1024
+_STDERR_LINE_SHOWN = 4000
 _UNIX_PATH_MAX = 107
 _LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
@@ -308,23 +310,53 @@ class WorkerHandle:
     def _spawn(self, coro: Any, what: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=f"{self.id}:{what}")
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
 
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._log.error(
+                "worker %s: background task %s failed",
+                self.id,
+                task.get_name(),
+                exc_info=task.exception(),
+            )
+
     async def _forward_stderr(self) -> None:
+        """Forward the worker's stderr to logging, line by line, however long a line is.
+
+        Reads in chunks (never ``readline``, which fails on a line over 64 KiB and would
+        leave the pipe unread and the worker blocked on its next write).
+        """
         assert self._proc is not None and self._proc.stderr is not None
         stream = self._proc.stderr
+        pending = b""
         while True:
-            raw = await stream.readline()
-            if not raw:
+            chunk = await stream.read(_STDERR_CHUNK)
+            if not chunk:
+                if pending:
+                    self._log_line(pending)
                 return
-            line = raw.decode(errors="replace").rstrip()
-            self._stderr_tail.append(line)
-            level = _LEVELS.get(line.split(" ", 1)[0], logging.INFO)
-            self._log.log(level, "%s", line)
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                self._log_line(raw)
+            if len(pending) > _STDERR_CHUNK:  # an endless line: log what we have so far
+                self._log_line(pending + b" [line continues]")
+                pending = b""
+
+    def _log_line(self, raw: bytes) -> None:
+        line = raw.decode(errors="replace").rstrip()
+        if len(line) > _STDERR_LINE_SHOWN:
+            line = line[:_STDERR_LINE_SHOWN] + f"... [{len(line) - _STDERR_LINE_SHOWN} more chars]"
+        self._stderr_tail.append(line)
+        level = _LEVELS.get(line.split(" ", 1)[0], logging.INFO)
+        self._log.log(level, "%s", line)
 
     async def _drain_stderr(self, task: asyncio.Task[Any]) -> None:
-        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+        # Whatever happened to the reader, the exit must still be recorded.
+        with contextlib.suppress(Exception, asyncio.CancelledError):
             await asyncio.wait_for(asyncio.shield(task), timeout=1.0)
 
     async def _watch_exit(self, stderr_task: asyncio.Task[Any]) -> None:

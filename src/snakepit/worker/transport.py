@@ -61,6 +61,14 @@ class ToolSpec:
     streaming: bool
     uses_context: bool
 
+    @property
+    def param_names(self) -> frozenset[str]:
+        names: frozenset[str] | None = self.__dict__.get("_names")
+        if names is None:
+            names = frozenset(p.name for p in self.params)
+            object.__setattr__(self, "_names", names)
+        return names
+
     def check_args(self, args: dict[str, Any], worker: str) -> None:
         """Reject a missing or unknown argument before the request leaves the host.
 
@@ -69,9 +77,8 @@ class ToolSpec:
         """
         from snakepit.errors import InvalidArgumentsError
 
-        known = {p.name for p in self.params}
         for key in args:
-            if key not in known:
+            if key not in self.param_names:
                 raise InvalidArgumentsError(
                     f"tool {self.name!r} got unknown argument {key!r}; it takes {self.signature()}",
                     tool=self.name,
