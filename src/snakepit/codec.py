@@ -25,7 +25,7 @@ from typing import Any
 
 from snakepit.errors import SerializationError
 
-__all__ = ["Encoded", "Encoding", "decode", "encode"]
+__all__ = ["Encoded", "Encoding", "decode", "encode", "validate"]
 
 _BYTES = "\x00b"  # marker key for a bytes value: {"\x00b": index into blobs}
 _ESCAPE = "\x00d"  # marker key for a user dict that itself uses a marker key
@@ -102,6 +102,22 @@ def _rewrite(value: Any, blobs: list[bytes]) -> Any:
             return {_ESCAPE: out}
         return out
     return value
+
+
+def validate(value: Any, *, what: str = "value") -> None:
+    """Check that :func:`encode` can carry ``value`` (JSON encoding), without encoding it.
+
+    Raises:
+        SerializationError: naming where in the value the problem sits and its type.
+    """
+    try:
+        _check(value, what)
+    except RecursionError:
+        raise SerializationError(
+            f"cannot encode {what}: it is nested too deeply or contains itself",
+            path=what,
+            type_name=type(value).__name__,
+        ) from None
 
 
 def encode(value: Any, *, what: str = "value", encoding: Encoding = Encoding.JSON) -> Encoded:

@@ -30,6 +30,7 @@ __all__ = [
     "HostToolError",
     "InvalidArgumentsError",
     "PoolClosedError",
+    "PoolDegradedError",
     "PoolSaturatedError",
     "QueueTimeoutError",
     "RequestError",
@@ -195,6 +196,14 @@ class WorkerStartupError(WorkerError):
     """
 
 
+class PoolDegradedError(WorkerError):
+    """Raised when no worker can take a call because the pool stopped restarting (degraded).
+
+    Fix what makes the workers crash, then call ``pool.recover()``; the pool also
+    retries by itself once ``restart_window`` has passed.
+    """
+
+
 class SessionWorkerUnavailableError(WorkerError):
     """Raised in strict affinity when the worker a session is pinned to is gone."""
 
@@ -264,6 +273,7 @@ _KINDS: dict[str, type[SnakepitError]] = {
         WorkerStartupError,
         SessionWorkerUnavailableError,
         PoolClosedError,
+        PoolDegradedError,
         SessionError,
         SessionNotFoundError,
         SessionQuotaError,

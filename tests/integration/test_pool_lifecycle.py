@@ -130,17 +130,34 @@ class TestBackpressure:
             hung.cancel()
             await asyncio.gather(hung, return_exceptions=True)
 
-    async def test_cancelled_running_call_frees_its_slot(self) -> None:
-        """Cancelling a running call cancels the RPC and frees the worker for the next call."""
+    async def test_cancelled_running_sync_call_replaces_its_worker(self) -> None:
+        """Cancelling a running call to a sync tool (which cannot be interrupted in its thread)
+        replaces its worker, so the next call never waits behind the abandoned one."""
         async with isolated_pool() as pool:
             box = pool_mailbox(pool)
+            old = pool.workers()[0].pid
             hung = asyncio.create_task(pool.execute("hang", timeout=None))
             await box.assert_receive(RequestDispatched, BOUND)
             hung.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await hung
             assert pool.stats().busy == 0
-            assert await pool.execute("ping", timeout=BOUND) == {"status": "pong"}
+            unhealthy = await box.assert_receive(WorkerUnhealthy, BOUND)
+            assert unhealthy.pid == old and "cancelled" in unhealthy.reason
+            assert await pool.execute("pid", timeout=BOUND) != old
+
+    async def test_cancelled_running_async_call_keeps_its_worker(self) -> None:
+        """Cancelling a running call to an async tool cancels it in the worker, which stays."""
+        async with isolated_pool("snakepit.testing.adapters:Streams") as pool:
+            box = pool_mailbox(pool)
+            old = pool.workers()[0].pid
+            waiting = asyncio.create_task(pool.execute("wait_forever", timeout=None))
+            await box.assert_receive(RequestDispatched, BOUND)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            assert await pool.execute("ticks_total", {"n": 4}, timeout=BOUND) == 6
+            assert pool.workers()[0].pid == old
             await box.refute_receive(WorkerExited, within=0.05)
 
 

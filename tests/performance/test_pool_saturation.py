@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import snakepit
-from snakepit.events import RequestDispatched
+from snakepit.events import RequestDispatched, WorkerReady
 from snakepit.testing.pools import isolated_pool, pool_mailbox
 
 
@@ -31,4 +31,6 @@ class TestPoolSaturation:
             served = [f for f in flood if f not in rejected]
             assert sorted(await asyncio.gather(*served)) == sorted(flood.index(f) for f in served)
             assert pool.stats().saturated == 30
+            for _ in blockers:  # a cancelled synchronous call's worker is replaced
+                await box.assert_receive(WorkerReady, 10)
             assert pool.stats().live_workers == 2

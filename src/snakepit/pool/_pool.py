@@ -1,16 +1,17 @@
 """``Pool``: the supervised pool of worker processes that users call.
 
-The pool owns its workers, the scheduler (which decides), the restart
-tracker, the process registry and the event bus. Decisions are made by the
-pure ``Scheduler``; this module applies them: it resolves waiting callers'
-futures, starts and stops processes, and publishes what happened.
+The pool owns the scheduler (which decides), the supervisor (which keeps
+the worker slots filled), the session store and host bridge, the process
+registry and the event bus. This module applies the scheduler's decisions
+to callers: it resolves waiting callers' futures, runs each call on the
+worker it was given, and reports what happened.
 
 Life of a call: ``execute`` validates the tool and arguments against the
-workers' specs, asks the scheduler for a worker (dispatch now, queue, or
-reject), runs the call on that worker with its deadline, and releases the
-slot, which may dispatch the next queued call. A deadline overrun kills the
-worker (it may be stuck in native code); a crash fails only the calls on
-that worker; both are replaced by the supervisor.
+workers' specs (and that the codec can carry them), asks the scheduler for a
+worker (dispatch now, queue, or reject), runs the call on that worker with
+its deadline, and releases the slot, which may dispatch the next queued
+call. A deadline overrun kills the worker (it may be stuck in native code);
+a crash fails only the calls on that worker; the supervisor replaces both.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ import contextlib
 import itertools
 import logging
 import os
-import random
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from snakepit import codec
 from snakepit.bridge.host_tools import HostToolRegistry
 from snakepit.bridge.memory import InMemorySessionStore, validate_session_id
 from snakepit.bridge.service import HostBridge
@@ -33,20 +34,18 @@ from snakepit.codec import Encoding
 from snakepit.config import PoolConfig
 from snakepit.errors import (
     ExecutionTimeoutError,
+    InvalidArgumentsError,
     PoolClosedError,
     PoolSaturatedError,
     SessionNotFoundError,
     SnakepitError,
     ToolNotFoundError,
     WorkerCrashedError,
-    WorkerStartupError,
 )
 from snakepit.events import (
     EventBus,
     PoolClosed,
     PoolClosing,
-    PoolDegraded,
-    PoolRecovered,
     PoolStarted,
     RequestCompleted,
     RequestDispatched,
@@ -54,19 +53,16 @@ from snakepit.events import (
     RequestQueued,
     SessionDeleted,
     SessionExpired,
-    WorkerRecycled,
-    WorkerRestarting,
-    WorkerUnhealthy,
 )
+from snakepit.pool._supervisor import Supervisor
 from snakepit.pool._types import PoolStats, WorkerFactory, WorkerInfo, WorkerLike
-from snakepit.pool.restarts import RestartPolicy, RestartTracker
 from snakepit.pool.scheduler import Dispatch, Queued, Rejected, Scheduler, Ticket
-from snakepit.worker.handle import WorkerHandle, WorkerOptions, WorkerState
+from snakepit.worker.handle import WorkerHandle, WorkerOptions
 from snakepit.worker.registry import ProcessRegistry
 from snakepit.worker.runtime import make_runtime_dir, remove_runtime_dir
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Callable, Iterator
 
     from snakepit.events import Event
     from snakepit.pool._session import Session, Sessions
@@ -91,18 +87,6 @@ def _handle_factory(
     worker_id: str, options: WorkerOptions, *, events: EventBus, clock: Clock, source: str
 ) -> WorkerLike:
     return WorkerHandle(worker_id, options, events=events, clock=clock, source=source)
-
-
-class _Slot:
-    """A place for one worker; its occupant changes on restart and recycling."""
-
-    __slots__ = ("generation", "index", "restart_task", "worker")
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-        self.generation = 0
-        self.worker: WorkerLike | None = None
-        self.restart_task: asyncio.Task[None] | None = None
 
 
 class Pool:
@@ -138,46 +122,10 @@ class Pool:
         self.name = self.config.name or f"pool{next(_pool_ids)}"
         self.events = EventBus(self.name)
         self._clock = clock or SystemClock()
-        self._factory = worker_factory or _handle_factory
         self._state: PoolState = "new"
         self._scheduler = Scheduler(
             name=self.name, max_queue=self.config.max_queue, affinity=self.config.affinity
         )
-        self._restarts = RestartTracker(
-            RestartPolicy(
-                max_restarts=self.config.max_restarts,
-                window=self.config.restart_window,
-                backoff_initial=self.config.backoff_initial,
-                backoff_max=self.config.backoff_max,
-            ),
-            rng=random.Random(),
-        )
-        self._slots = [_Slot(i + 1) for i in range(self.config.size)]
-        self._workers: dict[str, WorkerLike] = {}
-        self._slot_of: dict[str, _Slot] = {}
-        self._tools: dict[str, ToolSpec] = {}
-        self._affinity: dict[str, str] = {}
-        # Workers the pool stopped on purpose: their exit is replaced at once, not counted as a crash.
-        self._intentional: set[str] = set()
-        self._drain_waiters: dict[str, list[asyncio.Future[None]]] = {}
-        self._request_ids = itertools.count(1)
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._timer_wake: asyncio.Event | None = None
-        self._idle: asyncio.Event | None = None
-        self._closed_event: asyncio.Event | None = None
-        self._runtime_dir: Path | None = None
-        self._registry: ProcessRegistry | None = None
-        self._store = InMemorySessionStore(
-            self._clock,
-            ttl=self.config.session_ttl,
-            max_sessions=self.config.max_sessions,
-            events=self.events,
-            name=self.name,
-        )
-        self._host_tools = HostToolRegistry(self.name)
-        self._bridge: HostBridge | None = None
-        self._sessions: Sessions | None = None
-        self.events.add_listener(self._on_session_gone, (SessionExpired, SessionDeleted))
         self._counters = dict.fromkeys(
             (
                 "requests",
@@ -191,6 +139,38 @@ class Pool:
             ),
             0,
         )
+        self._supervisor = Supervisor(
+            name=self.name,
+            config=self.config,
+            clock=self._clock,
+            events=self.events,
+            scheduler=self._scheduler,
+            factory=worker_factory or _handle_factory,
+            options=self._options,
+            spawn=self._spawn,
+            resolve=self._resolve,
+            reject=self._fail_ticket,
+            counters=self._counters,
+        )
+        self._tools: dict[str, ToolSpec] = {}
+        self._affinity: dict[str, str] = {}
+        self._request_ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._timer_wake: asyncio.Event | None = None
+        self._idle: asyncio.Event | None = None
+        self._closed_event: asyncio.Event | None = None
+        self._runtime_dir: Path | None = None
+        self._store = InMemorySessionStore(
+            self._clock,
+            ttl=self.config.session_ttl,
+            max_sessions=self.config.max_sessions,
+            events=self.events,
+            name=self.name,
+        )
+        self._host_tools = HostToolRegistry(self.name)
+        self._bridge: HostBridge | None = None
+        self._sessions: Sessions | None = None
+        self.events.add_listener(self._on_session_gone, (SessionExpired, SessionDeleted))
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -219,19 +199,14 @@ class Pool:
         self._timer_wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._closed_event = asyncio.Event()
-        self._runtime_dir = make_runtime_dir(self.name, self.config.runtime_dir)
-        self._registry = ProcessRegistry(
-            f"{self.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}",
-            Path(self.config.registry_dir) if self.config.registry_dir else None,
-        )
-        await asyncio.to_thread(self._registry.open)
-        gate = asyncio.Semaphore(self.config.startup_concurrency)
-
-        async def start_slot(slot: _Slot) -> None:
-            async with gate:
-                await self._start_worker(slot)
-
         try:
+            self._runtime_dir = make_runtime_dir(self.name, self.config.runtime_dir)
+            registry = ProcessRegistry(
+                f"{self.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}",
+                Path(self.config.registry_dir) if self.config.registry_dir else None,
+            )
+            self._supervisor.registry = registry
+            await asyncio.to_thread(registry.open)
             self._bridge = HostBridge(
                 self._store,
                 self._host_tools,
@@ -241,24 +216,18 @@ class Pool:
                 allow_pickle=self.config.serialization == "pickle",
             )
             await self._bridge.start(self._runtime_dir)
-            async with asyncio.TaskGroup() as group:
-                for slot in self._slots:
-                    group.create_task(start_slot(slot))
-        except BaseException as exc:
+            await self._supervisor.start_all()
+        except BaseException:
             await self._teardown(grace=0.0)
-            self._state = "closed"
-            if isinstance(exc, BaseExceptionGroup):
-                first = next(
-                    (e for e in exc.exceptions if isinstance(e, WorkerStartupError)),
-                    exc.exceptions[0],
-                )
-                raise first from None
+            self._finish_close()
             raise
+        first = next(iter(self._supervisor.workers.values()))
+        self._tools = dict(first.tools)
         self._state = "running"
         self._spawn(self._queue_timer(), "queue-timer")
         self._spawn(self._store.run_expiry(), "session-expiry")
         if self.config.heartbeat_interval or self.config.ttl or self.config.memory_limit_mb:
-            self._spawn(self._maintenance(), "maintenance")
+            self._spawn(self._supervisor.maintain(), "maintenance")
         self.events.publish(
             PoolStarted(
                 source=self.name,
@@ -291,25 +260,27 @@ class Pool:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), self.config.drain_timeout)
         await self._teardown(self.config.shutdown_grace if grace is None else grace)
+        self._finish_close()
+
+    def _finish_close(self) -> None:
         self._state = "closed"
         self.events.publish(PoolClosed(source=self.name, at=self._clock.monotonic()))
         self.events.close()
-        assert self._closed_event is not None
-        self._closed_event.set()
+        if self._closed_event is not None:
+            self._closed_event.set()
 
     async def _teardown(self, grace: float) -> None:
+        self._supervisor.running = False  # no replacement starts from here on
         current = asyncio.current_task()
         for task in list(self._tasks):
             if task is not current:
                 task.cancel()
-        workers = list(self._workers.values())
-        if workers:
-            await asyncio.gather(*(w.stop(grace) for w in workers), return_exceptions=True)
+        await self._supervisor.stop_all(grace)
         pending = [t for t in self._tasks if t is not current and not t.done()]
         if pending:
             await asyncio.wait(pending)
-        if self._registry is not None:
-            self._registry.close()
+        if self._supervisor.registry is not None:
+            self._supervisor.registry.close()
         await self._store.close()
         if self._bridge is not None:
             await self._bridge.stop(grace=None)  # the workers, its only clients, are gone
@@ -332,8 +303,6 @@ class Pool:
                 )
             raise self._closed_error()
 
-    # -- workers -------------------------------------------------------------------------------
-
     def _options(self) -> WorkerOptions:
         c = self.config
         assert self._runtime_dir is not None
@@ -352,178 +321,6 @@ class Pool:
             extra_env=self._bridge.worker_env() if self._bridge is not None else {},
         )
 
-    async def _start_worker(self, slot: _Slot) -> WorkerLike:
-        slot.generation += 1
-        worker_id = f"w{slot.index}" if slot.generation == 1 else f"w{slot.index}-{slot.generation}"
-        worker = self._factory(
-            worker_id, self._options(), events=self.events, clock=self._clock, source=self.name
-        )
-        self._workers[worker_id] = worker
-        self._slot_of[worker_id] = slot
-        try:
-            await worker.start()
-        except BaseException:
-            self._workers.pop(worker_id, None)
-            self._slot_of.pop(worker_id, None)
-            raise
-        if not self._tools:
-            self._tools = dict(worker.tools)
-        if self._registry is not None and worker.pid:
-            self._registry.add(worker_id, worker.pid)
-        old = slot.worker
-        slot.worker = worker
-        self._spawn(self._monitor(worker), f"monitor-{worker_id}")
-        for dispatch in self._scheduler.add_worker(worker_id, self.config.max_concurrency):
-            self._resolve(dispatch)
-        if old is not None and old is not worker and old.state is not WorkerState.EXITED:
-            self._spawn(self._retire(old), f"retire-{old.id}")
-        return worker
-
-    async def _monitor(self, worker: WorkerLike) -> None:
-        """Wait for a worker to exit; then take it out of service and, if unexpected, replace it."""
-        code = await worker.wait_exited()
-        expected = worker.id in self._intentional
-        self._intentional.discard(worker.id)
-        slot = self._slot_of.pop(worker.id, None)
-        self._workers.pop(worker.id, None)
-        for rejected in self._scheduler.remove_worker(worker.id):
-            self._fail_ticket(rejected.ticket, rejected.error)
-        if self._registry is not None:
-            self._registry.remove(worker.id)
-        if slot is None or slot.worker is not worker or self._state != "running":
-            return  # replaced already (recycling), or the pool is closing
-        if expected:
-            self._spawn(self._replace(slot, delay=0.0), f"replace-{slot.index}")
-            return
-        self._counters["crashes"] += 1
-        log.warning("worker %s (pid %s) exited unexpectedly: code %s", worker.id, worker.pid, code)
-        delay = self._restarts.record_failure(f"w{slot.index}", self._clock.monotonic())
-        if delay is None:
-            self.events.publish(
-                PoolDegraded(
-                    source=self.name,
-                    at=self._clock.monotonic(),
-                    reason=(
-                        f"more than {self.config.max_restarts} unexpected worker exits within "
-                        f"{self.config.restart_window}s; not restarting slot w{slot.index}"
-                    ),
-                    live_workers=len(self._workers),
-                )
-            )
-            slot.worker = None
-            return
-        self._spawn(self._replace(slot, delay=delay), f"replace-{slot.index}")
-
-    async def _replace(self, slot: _Slot, delay: float) -> None:
-        attempt = self._restarts.consecutive_failures(f"w{slot.index}")
-        self.events.publish(
-            WorkerRestarting(
-                source=self.name,
-                at=self._clock.monotonic(),
-                worker_id=f"w{slot.index}",
-                attempt=attempt,
-                delay=delay,
-            )
-        )
-        if delay > 0:
-            await self._clock.sleep(delay)
-        while self._state == "running":
-            try:
-                await self._start_worker(slot)
-            except WorkerStartupError as exc:
-                log.error("replacement for slot w%d failed to start: %s", slot.index, exc)
-                retry = self._restarts.record_failure(f"w{slot.index}", self._clock.monotonic())
-                if retry is None:
-                    self.events.publish(
-                        PoolDegraded(
-                            source=self.name,
-                            at=self._clock.monotonic(),
-                            reason=f"replacements keep failing to start: {exc.message}",
-                            live_workers=len(self._workers),
-                        )
-                    )
-                    slot.worker = None
-                    return
-                await self._clock.sleep(retry)
-                continue
-            self._counters["restarts"] += 1
-            self._restarts.record_success(f"w{slot.index}", self._clock.monotonic())
-            return
-
-    def _live_count(self) -> int:
-        return sum(1 for w in self._workers.values() if w.state is WorkerState.READY)
-
-    def _recycle(self, worker: WorkerLike, reason: str) -> None:
-        """Stop sending work to ``worker``, start its replacement, stop it once it is idle."""
-        slot = self._slot_of.get(worker.id)
-        if slot is None or slot.worker is not worker or not self._scheduler.has_worker(worker.id):
-            return
-        if not self._scheduler.is_accepting(worker.id):
-            return  # already draining
-        self._counters["recycled"] += 1
-        self.events.publish(
-            WorkerRecycled(
-                source=self.name,
-                at=self._clock.monotonic(),
-                worker_id=worker.id,
-                pid=worker.pid or 0,
-                reason=reason,
-            )
-        )
-        for dispatch in self._scheduler.set_accepting(worker.id, False):
-            self._resolve(dispatch)
-        self._spawn(self._replace_recycled(slot), f"recycle-{worker.id}")
-
-    async def _replace_recycled(self, slot: _Slot) -> None:
-        try:
-            await self._start_worker(slot)  # retires the old occupant once the new one serves
-        except WorkerStartupError as exc:
-            log.error("replacement for recycled slot w%d failed: %s", slot.index, exc)
-            old = slot.worker
-            if old is not None:
-                await self._retire(old)
-
-    async def _retire(self, worker: WorkerLike) -> None:
-        """Wait until ``worker`` runs nothing, then stop it gracefully."""
-        self._intentional.add(worker.id)
-        while self._scheduler.has_worker(worker.id) and self._scheduler.in_flight(worker.id):
-            waiter = asyncio.get_running_loop().create_future()
-            self._drain_waiters.setdefault(worker.id, []).append(waiter)
-            await waiter
-        self._scheduler.remove_worker(worker.id)
-        await worker.stop()
-
-    def _kill(self, worker: WorkerLike, reason: str, *, failure: bool) -> None:
-        """Kill a worker that cannot be trusted (deadline overrun, failed heartbeat).
-
-        ``failure`` says whether the exit counts toward the restart intensity (a worker
-        that stopped answering does; one killed for a caller's deadline does not).
-        """
-        if worker.state is WorkerState.EXITED:
-            return
-        if not failure:
-            self._intentional.add(worker.id)
-        self.events.publish(
-            WorkerUnhealthy(
-                source=self.name,
-                at=self._clock.monotonic(),
-                worker_id=worker.id,
-                pid=worker.pid or 0,
-                reason=reason,
-            )
-        )
-        if self._scheduler.has_worker(worker.id):
-            for dispatch in self._scheduler.set_accepting(worker.id, False):
-                self._resolve(dispatch)
-        worker.kill()
-
-    def _broken(self, worker: WorkerLike) -> None:
-        """A call saw the channel break: if the process still runs, it cannot be trusted."""
-        if worker.state is WorkerState.READY:
-            self._kill(worker, "its channel broke while the process still ran", failure=True)
-
-    # -- background loops ----------------------------------------------------------------------
-
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=f"{self.name}:{name}")
         self._tasks.add(task)
@@ -539,6 +336,20 @@ class Pool:
                 task.get_name(),
                 exc_info=task.exception(),
             )
+
+    async def recover(self) -> None:
+        """Leave the degraded state: forget the restart history and refill empty slots.
+
+        The pool also tries this by itself once ``restart_window`` has passed.
+
+        Raises:
+            PoolClosedError: the pool is not running.
+            WorkerStartupError: a slot's worker still cannot start.
+        """
+        self._check_running()
+        await self._supervisor.recover()
+
+    # -- scheduling ----------------------------------------------------------------------------
 
     async def _queue_timer(self) -> None:
         """Fail queued calls whose ``queue_timeout`` passed (reads the injected clock)."""
@@ -562,36 +373,6 @@ class Pool:
                 continue
             for rejected in self._scheduler.expire(self._clock.monotonic()):
                 self._fail_ticket(rejected.ticket, rejected.error)
-
-    async def _maintenance(self) -> None:
-        """Heartbeats, TTL and memory checks, every ``heartbeat_interval`` (or 1 s) of the clock."""
-        c = self.config
-        interval = c.heartbeat_interval or min(x for x in (c.ttl, 1.0) if x)
-        while True:
-            await self._clock.sleep(interval)
-            now = self._clock.monotonic()
-            workers = [w for w in self._workers.values() if w.state is WorkerState.READY]
-            if c.ttl is not None:
-                for w in workers:
-                    if w.ready_at is not None and now - w.ready_at >= c.ttl:
-                        self._recycle(w, f"ttl ({c.ttl}s)")
-            if c.memory_limit_mb is not None:
-                for w, rss in await asyncio.to_thread(_rss_of, workers):
-                    if rss is not None and rss > c.memory_limit_mb * 1024 * 1024:
-                        self._recycle(
-                            w, f"memory ({rss / 2**20:.0f} MiB > {c.memory_limit_mb} MiB)"
-                        )
-            if c.heartbeat_interval is not None and workers:
-                await asyncio.gather(*(self._heartbeat(w) for w in workers))
-
-    async def _heartbeat(self, worker: WorkerLike) -> None:
-        try:
-            await worker.ping(timeout=self.config.heartbeat_timeout)
-        except (ExecutionTimeoutError, WorkerCrashedError) as exc:
-            if worker.state is WorkerState.READY:
-                self._kill(worker, f"heartbeat failed: {type(exc).__name__}", failure=True)
-
-    # -- scheduling ----------------------------------------------------------------------------
 
     def _resolve(self, dispatch: Dispatch) -> None:
         fut: asyncio.Future[str] | None = dispatch.ticket.payload
@@ -638,33 +419,14 @@ class Pool:
             raise
 
     def _release(self, worker_id: str) -> None:
-        known = self._scheduler.has_worker(worker_id)
-        if known:
+        if self._scheduler.has_worker(worker_id):
             for dispatch in self._scheduler.release(worker_id, self._clock.monotonic()):
                 self._resolve(dispatch)
-        if not known or not self._scheduler.in_flight(worker_id):
-            for waiter in self._drain_waiters.pop(worker_id, []):
-                if not waiter.done():
-                    waiter.set_result(None)
-        if self._scheduler.busy_workers == 0 and self._idle is not None:
+            self._supervisor.released(worker_id)
+        if self._state == "closing" and self._idle is not None and not self._scheduler.busy_workers:
             self._idle.set()
-        if not known:
-            return
-        worker = self._workers.get(worker_id)
-        limit = self.config.max_requests
-        if worker is not None and limit is not None and worker.requests >= limit:
-            self._recycle(worker, f"max_requests ({limit})")
 
-    def _ticket(self, tool: str, session_id: str | None) -> Ticket:
-        c = self.config
-        now = self._clock.monotonic()
-        return Ticket(
-            id=next(self._request_ids),
-            tool=tool,
-            session_id=session_id,
-            preferred_worker=self._affinity.get(session_id) if session_id else None,
-            queue_deadline=now + c.queue_timeout if c.queue_timeout is not None else None,
-        )
+    # -- one call --------------------------------------------------------------------------------
 
     def _validate(self, tool: str, args: Any) -> dict[str, Any]:
         if not isinstance(tool, str) or not tool:
@@ -676,8 +438,6 @@ class Pool:
         if args is None:
             args = {}
         elif not isinstance(args, dict):
-            from snakepit.errors import InvalidArgumentsError
-
             raise InvalidArgumentsError(
                 f"arguments of tool {tool!r} must be a dict of keyword arguments, got "
                 f"{type(args).__name__}",
@@ -693,6 +453,8 @@ class Pool:
                 available=sorted(self._tools),
             )
         spec.check_args(args, worker="(host)")
+        if self.config.serialization == "json":
+            codec.validate(args, what=f"args of tool {tool!r}")  # before it waits for a worker
         checked: dict[str, Any] = args
         return checked
 
@@ -705,7 +467,7 @@ class Pool:
             raise ValueError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
         return timeout
 
-    def _count_failure(self, ticket: Ticket, worker_id: str | None, exc: BaseException) -> None:
+    def _failed(self, ticket: Ticket, worker_id: str | None, exc: BaseException) -> None:
         self._counters["errors"] += 1
         self.events.publish(
             RequestFailed(
@@ -719,7 +481,111 @@ class Pool:
             )
         )
 
-    # -- calls ---------------------------------------------------------------------------------
+    async def _begin(
+        self, tool: str, args: Any, timeout: Any, session_id: str | None
+    ) -> tuple[Ticket, WorkerLike, dict[str, Any], float | None]:
+        """Validate a call and wait for a worker; the caller must ``_release`` it."""
+        self._check_running()
+        args = self._validate(tool, args)
+        deadline = self._deadline(timeout)
+        if session_id is not None:
+            await self._store.get_or_create(session_id)  # creates or touches it; may hit the quota
+        ticket = Ticket(
+            id=next(self._request_ids),
+            tool=tool,
+            session_id=session_id,
+            preferred_worker=self._affinity.get(session_id) if session_id else None,
+            queue_deadline=(
+                self._clock.monotonic() + self.config.queue_timeout
+                if self.config.queue_timeout is not None
+                else None
+            ),
+        )
+        self._counters["requests"] += 1
+        try:
+            unservable = self._supervisor.unservable()
+            if unservable is not None:
+                raise unservable
+            worker_id = await self._acquire(ticket)
+            worker = self._supervisor.workers.get(worker_id)
+            if worker is None:  # it exited between being handed over and now
+                self._release(worker_id)
+                raise WorkerCrashedError(
+                    f"worker {worker_id!r} exited before call {ticket.id} ({tool!r}) reached "
+                    "it; the call may be retried",
+                    worker_id=worker_id,
+                    tool=tool,
+                )
+        except SnakepitError as exc:
+            self._failed(ticket, None, exc)
+            raise
+        if self.events.active:
+            now = self._clock.monotonic()
+            self.events.publish(
+                RequestDispatched(
+                    source=self.name,
+                    at=now,
+                    request_id=ticket.id,
+                    tool=tool,
+                    worker_id=worker_id,
+                    queued_seconds=now - ticket.enqueued_at,
+                )
+            )
+        return ticket, worker, args, deadline
+
+    @contextlib.contextmanager
+    def _running(
+        self, ticket: Ticket, worker: WorkerLike, deadline: float | None, *, unary: bool
+    ) -> Iterator[None]:
+        """What every call does when it fails on its worker, and the release at its end."""
+        try:
+            yield
+        except ExecutionTimeoutError as exc:
+            self._counters["timeouts"] += 1
+            self._failed(ticket, worker.id, exc)
+            self._supervisor.kill(
+                worker,
+                f"call {ticket.id} ({ticket.tool!r}) ran past its {deadline}s deadline",
+                failure=False,
+            )
+            raise
+        except WorkerCrashedError as exc:
+            self._failed(ticket, worker.id, exc)
+            self._supervisor.broken(worker)
+            raise
+        except SnakepitError as exc:
+            self._failed(ticket, worker.id, exc)
+            raise
+        except asyncio.CancelledError:
+            spec = self._tools.get(ticket.tool)
+            if unary and spec is not None and not spec.is_async:
+                # A synchronous tool cannot be interrupted in its thread: the worker may run
+                # it for as long as it takes, so it is replaced rather than handed new calls.
+                self._supervisor.kill(
+                    worker,
+                    f"call {ticket.id} ({ticket.tool!r}) was cancelled while running",
+                    failure=False,
+                )
+            raise
+        finally:
+            self._release(worker.id)
+
+    async def _done(self, ticket: Ticket, worker: WorkerLike, started: float) -> None:
+        if ticket.session_id is not None:
+            await self._pin(ticket.session_id, worker.id)
+        self._counters["completed"] += 1
+        if self.events.active:
+            now = self._clock.monotonic()
+            self.events.publish(
+                RequestCompleted(
+                    source=self.name,
+                    at=now,
+                    request_id=ticket.id,
+                    tool=ticket.tool,
+                    worker_id=worker.id,
+                    seconds=now - started,
+                )
+            )
 
     async def execute(
         self,
@@ -744,70 +610,18 @@ class Pool:
             ExecutionTimeoutError: past ``timeout``; the worker was killed and is replaced.
             WorkerCrashedError: the worker died during the call; it is replaced.
             PoolSaturatedError, QueueTimeoutError, WorkerBusyError,
-            SessionWorkerUnavailableError: no worker could take the call.
+            SessionWorkerUnavailableError, PoolDegradedError: no worker could take the call.
             SessionQuotaError: ``session_id`` is new and ``max_sessions`` sessions are live.
             ValueError: ``session_id`` is malformed (``[A-Za-z0-9_.:-]{1,128}``).
             PoolClosedError: the pool is not running.
         """
-        self._check_running()
-        args = self._validate(tool, args)
-        deadline = self._deadline(timeout)
-        if session_id is not None:
-            await self._store.get_or_create(session_id)  # creates or touches it; may hit the quota
-        ticket = self._ticket(tool, session_id)
-        self._counters["requests"] += 1
-        try:
-            worker_id = await self._acquire(ticket)
-        except SnakepitError as exc:
-            self._count_failure(ticket, None, exc)
-            raise
-        worker = self._workers[worker_id]
+        ticket, worker, args, deadline = await self._begin(tool, args, timeout, session_id)
         started = self._clock.monotonic()
-        self.events.publish(
-            RequestDispatched(
-                source=self.name,
-                at=started,
-                request_id=ticket.id,
-                tool=tool,
-                worker_id=worker_id,
-                queued_seconds=started - ticket.enqueued_at,
-            )
-        )
-        try:
+        with self._running(ticket, worker, deadline, unary=True):
             result = await worker.execute(
                 tool, args, timeout=deadline, session_id=session_id, request_id=ticket.id
             )
-        except ExecutionTimeoutError as exc:
-            self._counters["timeouts"] += 1
-            self._count_failure(ticket, worker_id, exc)
-            self._kill(
-                worker,
-                f"call {ticket.id} ({tool!r}) ran past its {deadline}s deadline",
-                failure=False,
-            )
-            raise
-        except WorkerCrashedError as exc:
-            self._count_failure(ticket, worker_id, exc)
-            self._broken(worker)
-            raise
-        except SnakepitError as exc:
-            self._count_failure(ticket, worker_id, exc)
-            raise
-        finally:
-            self._release(worker_id)
-        if session_id is not None:
-            await self._pin(session_id, worker_id)
-        self._counters["completed"] += 1
-        self.events.publish(
-            RequestCompleted(
-                source=self.name,
-                at=self._clock.monotonic(),
-                request_id=ticket.id,
-                tool=tool,
-                worker_id=worker_id,
-                seconds=self._clock.monotonic() - started,
-            )
-        )
+        await self._done(ticket, worker, started)
         return result
 
     async def stream(
@@ -823,68 +637,21 @@ class Pool:
         The worker is held until the stream ends or the iterator is closed;
         ``timeout`` bounds the whole stream. Raises as :meth:`execute`.
         """
-        self._check_running()
-        args = self._validate(tool, args)
-        deadline = self._deadline(timeout)
-        if session_id is not None:
-            await self._store.get_or_create(session_id)  # creates or touches it; may hit the quota
-        ticket = self._ticket(tool, session_id)
-        self._counters["requests"] += 1
-        try:
-            worker_id = await self._acquire(ticket)
-        except SnakepitError as exc:
-            self._count_failure(ticket, None, exc)
-            raise
-        worker = self._workers[worker_id]
-        self.events.publish(
-            RequestDispatched(
-                source=self.name,
-                at=self._clock.monotonic(),
-                request_id=ticket.id,
-                tool=tool,
-                worker_id=worker_id,
-            )
-        )
+        ticket, worker, args, deadline = await self._begin(tool, args, timeout, session_id)
         started = self._clock.monotonic()
         chunks = worker.stream(
             tool, args, timeout=deadline, session_id=session_id, request_id=ticket.id
         )
-        try:
-            async for chunk in chunks:
-                yield chunk
-        except ExecutionTimeoutError as exc:
-            self._counters["timeouts"] += 1
-            self._count_failure(ticket, worker_id, exc)
-            self._kill(
-                worker,
-                f"stream {ticket.id} ({tool!r}) ran past its {deadline}s deadline",
-                failure=False,
-            )
-            raise
-        except WorkerCrashedError as exc:
-            self._count_failure(ticket, worker_id, exc)
-            self._broken(worker)
-            raise
-        except SnakepitError as exc:
-            self._count_failure(ticket, worker_id, exc)
-            raise
-        finally:
-            with contextlib.suppress(Exception):
-                await chunks.aclose()  # type: ignore[attr-defined]
-            self._release(worker_id)
-        if session_id is not None:
-            await self._pin(session_id, worker_id)
-        self._counters["completed"] += 1
-        self.events.publish(
-            RequestCompleted(
-                source=self.name,
-                at=self._clock.monotonic(),
-                request_id=ticket.id,
-                tool=tool,
-                worker_id=worker_id,
-                seconds=self._clock.monotonic() - started,
-            )
-        )
+        with self._running(ticket, worker, deadline, unary=False):
+            try:
+                async for chunk in chunks:
+                    yield chunk
+            finally:
+                with contextlib.suppress(Exception):
+                    await chunks.aclose()  # type: ignore[attr-defined]
+        await self._done(ticket, worker, started)
+
+    # -- sessions and host tools ---------------------------------------------------------------
 
     def session(self, session_id: str | None = None) -> Session:
         """A handle on one session: its calls (affinity to its worker) and its variables.
@@ -952,24 +719,6 @@ class Pool:
     def _on_session_gone(self, event: Event) -> None:
         self._affinity.pop(getattr(event, "session_id", ""), None)
 
-    async def recover(self) -> None:
-        """Leave the degraded state: forget the restart history and refill empty slots.
-
-        Raises:
-            PoolClosedError: the pool is not running.
-            WorkerStartupError: a slot's worker still cannot start.
-        """
-        self._check_running()
-        self._restarts.reset()
-        empty = [slot for slot in self._slots if slot.worker is None]
-        for slot in empty:
-            await self._start_worker(slot)
-        self.events.publish(
-            PoolRecovered(
-                source=self.name, at=self._clock.monotonic(), live_workers=self._live_count()
-            )
-        )
-
     # -- observation ---------------------------------------------------------------------------
 
     @property
@@ -991,24 +740,23 @@ class Pool:
     def stats(self) -> PoolStats:
         """A frozen snapshot of the pool's counters and occupancy."""
         s = self._scheduler
-        live = self._live_count()
         return PoolStats(
             name=self.name,
             state=self._state,
             size=self.config.size,
-            live_workers=live,
+            live_workers=self._supervisor.live_count(),
             busy=s.busy_workers,
             idle=s.idle_count,
             queued=s.queued,
-            degraded=self._restarts.degraded,
+            degraded=self._supervisor.degraded,
             **self._counters,
         )
 
     def workers(self) -> list[WorkerInfo]:
         """One ``WorkerInfo`` per worker process the pool holds now."""
         out = []
-        for worker_id, w in sorted(self._workers.items()):
-            slot = self._slot_of.get(worker_id)
+        for worker_id, w in sorted(self._supervisor.workers.items()):
+            slot = self._supervisor.slot_of.get(worker_id)
             known = self._scheduler.has_worker(worker_id)
             out.append(
                 WorkerInfo(
@@ -1024,22 +772,14 @@ class Pool:
             )
         return out
 
+    def _worker(self, worker_id: str) -> WorkerLike | None:
+        """The worker object behind an id (for snakepit.testing's chaos tools)."""
+        return self._supervisor.workers.get(worker_id)
+
     def __repr__(self) -> str:
         s = self._scheduler
-        flag = " DEGRADED" if self._restarts.degraded else ""
+        flag = " DEGRADED" if self._supervisor.degraded else ""
         return (
             f"<Pool {self.name} {self._state}{flag} [busy {s.busy_workers}, idle {s.idle_count}"
-            f" | queued {s.queued}] workers={self._live_count()}/{self.config.size}>"
+            f" | queued {s.queued}] workers={self._supervisor.live_count()}/{self.config.size}>"
         )
-
-
-def _rss_of(workers: list[WorkerLike]) -> list[tuple[WorkerLike, int | None]]:
-    import psutil
-
-    out: list[tuple[WorkerLike, int | None]] = []
-    for w in workers:
-        try:
-            out.append((w, psutil.Process(w.pid).memory_info().rss if w.pid else None))
-        except psutil.Error:
-            out.append((w, None))
-    return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import threading
 from typing import TYPE_CHECKING
 
@@ -10,7 +12,7 @@ from snakepit.adapter import Adapter, tool
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
 
-__all__ = ["FailingSetup", "HangingSetup", "Minimal", "MockAdapter", "Streams"]
+__all__ = ["FailingSetup", "HangingSetup", "Minimal", "MockAdapter", "Noisy", "Streams"]
 
 
 class Minimal(Adapter):
@@ -37,6 +39,21 @@ class HangingSetup(Adapter):
 
     def setup(self) -> None:
         threading.Event().wait()
+
+
+class Noisy(Adapter):
+    """Writes to stderr the way real libraries do: a lot, and without newlines."""
+
+    @tool
+    def shout(self, size: int) -> int:
+        """Write ``size`` bytes to stderr as one line with no newline; return ``size``."""
+        sys.stderr.write("x" * size)
+        sys.stderr.flush()
+        return size
+
+    @tool
+    def ping(self) -> dict[str, str]:
+        return {"status": "pong"}
 
 
 class MockAdapter(Adapter):
@@ -81,6 +98,16 @@ class Streams(Adapter):
         """An async generator: yield 0..n-1."""
         for i in range(n):
             yield i
+
+    @tool
+    async def wait_forever(self) -> None:
+        """An async tool that never finishes by itself (cancelling the call cancels it)."""
+        await asyncio.Event().wait()
+
+    @tool
+    async def ticks_total(self, n: int) -> int:
+        """An async tool: the sum of 0..n-1."""
+        return sum(range(n))
 
     @tool
     def fail_after(self, n: int) -> Iterator[int]:

@@ -67,8 +67,10 @@ class PoolSupervisor:
         elif kind == "timeout":
             os.kill(child.pid, signal.SIGSTOP)
         else:
-            worker = next(w for w in self.pool._workers.values() if w.pid == child.pid)
-            await worker.transport.close()  # type: ignore[attr-defined]
+            info = next(w for w in self.pool.workers() if w.pid == child.pid)
+            worker = self.pool._worker(info.id)
+            if worker is not None:
+                await worker.transport.close()  # type: ignore[attr-defined]
 
 
 def supervised(pool: Pool) -> PoolSupervisor:

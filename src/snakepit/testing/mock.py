@@ -85,6 +85,7 @@ class MockWorker:
         self._adapter: Adapter | None = None
         self._exited: asyncio.Future[int | None] | None = None
         self._hang_next = False
+        self._holds: list[asyncio.Event] = []
         self._stop_requested = False
 
     async def start(self) -> None:
@@ -114,6 +115,7 @@ class MockWorker:
                 ),
                 streaming=info.streaming,
                 uses_context=info.context_param is not None,
+                is_async=info.is_async,
             )
             for name, info in cls.tools().items()
         }
@@ -141,6 +143,12 @@ class MockWorker:
     def hang_next(self) -> None:
         """Make the next call block until this worker is killed."""
         self._hang_next = True
+
+    def hold_next(self) -> asyncio.Event:
+        """Make the next call wait until the returned event is set, then run normally."""
+        gate = asyncio.Event()
+        self._holds.append(gate)
+        return gate
 
     # -- WorkerLike ------------------------------------------------------------------------------
 
@@ -195,6 +203,8 @@ class MockWorker:
             self._hang_next = False
             await self._until_exit()
             raise self._crashed(tool)
+        if self._holds:
+            await self._holds.pop(0).wait()
         try:
             if info.kind == "async":
                 return await method(**kwargs)

@@ -60,6 +60,7 @@ class ToolSpec:
     params: tuple[ParamSpec, ...]
     streaming: bool
     uses_context: bool
+    is_async: bool = False
 
     @property
     def param_names(self) -> frozenset[str]:
@@ -277,6 +278,7 @@ class GrpcTransport:
                 ),
                 streaming=t.streaming,
                 uses_context=t.uses_context,
+                is_async=t.is_async,
             )
             for t in r.tools
         }

@@ -291,3 +291,15 @@ def test_handle_repr_names_state() -> None:
 
     h = WorkerHandle("w9", WorkerOptions(adapter="x:Y", runtime_dir=Path("/tmp")))
     assert repr(h) == "<WorkerHandle w9 pid=None starting>"
+
+
+class TestStderr:
+    async def test_a_huge_line_on_stderr_does_not_wedge_the_worker(self) -> None:
+        """A tool that writes a 1 MB line with no newline to stderr keeps working, and so
+        does its worker; the line reaches the log truncated."""
+        async with with_python_server("snakepit.testing.adapters:Noisy") as w:
+            for _ in range(3):
+                assert await w.execute("shout", {"size": 1_000_000}) == 1_000_000
+            assert await w.execute("ping", {}) == {"status": "pong"}
+        assert w.exit_code is not None
+        assert "[line continues]" in w.stderr_tail or "more chars" in w.stderr_tail
