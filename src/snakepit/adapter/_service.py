@@ -41,7 +41,10 @@ PROTOCOL_VERSION = "1"
 log = logging.getLogger("snakepit.adapter")
 
 # Stream chunks the producer thread may run ahead of the gRPC writer.
-_STREAM_WINDOW = 64
+_STREAM_WINDOW = 256
+# The most chunks, and bytes, one StreamItem carries.
+_BATCH_CHUNKS = 256
+_BATCH_BYTES = 1 << 20
 
 
 def error_info(exc: BaseException, *, tool: str | None = None) -> pb.ErrorInfo:
@@ -77,14 +80,6 @@ def _jsonable(value: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return True
-
-
-class _Prepared:
-    __slots__ = ("call", "info")
-
-    def __init__(self, info: ToolInfo, call: Callable[..., Any]) -> None:
-        self.info = info
-        self.call = call
 
 
 class WorkerServicer(pb_grpc.WorkerServiceServicer):
@@ -155,7 +150,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
 
     # -- Execute -----------------------------------------------------------------------------
 
-    def _prepare(self, request: pb.ExecuteRequest) -> _Prepared:
+    def _lookup(self, request: pb.ExecuteRequest) -> ToolInfo:
         info = self._tools.get(request.tool)
         if info is None:
             available = sorted(self._tools)
@@ -166,6 +161,10 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                 available=available,
                 worker_id=self._worker_id,
             )
+        return info
+
+    def _prepare(self, info: ToolInfo, request: pb.ExecuteRequest) -> Callable[[], Any]:
+        """Decode and bind the arguments: the call, ready to run (big payloads: on a thread)."""
         args = decode(
             request.args.document,
             list(request.args.blobs),
@@ -181,8 +180,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                 worker_id=self._worker_id,
                 tool=info.name,
             )
-        method = getattr(self._adapter, info.method_name)
-        return _Prepared(info, functools.partial(method, **kwargs))
+        return functools.partial(getattr(self._adapter, info.method_name), **kwargs)
 
     def _payload(self, value: Any, what: str, encoding: int) -> pb.Payload:
         enc = (
@@ -191,12 +189,24 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         document, blobs = encode(value, what=what, encoding=enc)
         return pb.Payload(document=document, blobs=blobs, encoding=enc.value)  # type: ignore[arg-type]
 
-    async def _run(self, prepared: _Prepared) -> Any:
-        if prepared.info.kind == "async":
-            return await prepared.call()
+    async def _in_thread(self, job: Callable[[], Any]) -> Any:
         loop = asyncio.get_running_loop()
-        ctx = contextvars.copy_context()
-        return await loop.run_in_executor(self._executor, ctx.run, prepared.call)
+        return await loop.run_in_executor(self._executor, contextvars.copy_context().run, job)
+
+    async def _result(self, info: ToolInfo, request: pb.ExecuteRequest) -> pb.Payload:
+        """Run a plain tool and encode its result. A sync tool's decoding, call and encoding
+        all happen on its thread, so the event loop stays free to answer Ping."""
+        what = f"result of tool {info.name!r}"
+        encoding = request.args.encoding
+        if info.kind == "async":
+            value = await self._prepare(info, request)()
+            return self._payload(value, what, encoding)
+
+        def job() -> pb.Payload:
+            return self._payload(self._prepare(info, request)(), what, encoding)
+
+        payload: pb.Payload = await self._in_thread(job)
+        return payload
 
     async def Execute(
         self, request: pb.ExecuteRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -205,25 +215,15 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         self.active += 1
         tool_name: str | None = None
         try:
-            try:
-                prepared = self._prepare(request)
-            except SnakepitError as exc:
-                return pb.ExecuteResponse(error=error_info(exc))
-            tool_name = prepared.info.name
-            if prepared.info.streaming:
-                return pb.ExecuteResponse(
-                    error=error_info(
-                        RequestError(
-                            f"tool {tool_name!r} is a streaming tool (a generator); call it "
-                            f"with stream({tool_name!r}, ...) instead of execute()",
-                            tool=tool_name,
-                        )
-                    )
+            info = self._lookup(request)
+            tool_name = info.name
+            if info.streaming:
+                raise RequestError(
+                    f"tool {tool_name!r} is a streaming tool (a generator); call it "
+                    f"with stream({tool_name!r}, ...) instead of execute()",
+                    tool=tool_name,
                 )
-            result = await self._run(prepared)
-            return pb.ExecuteResponse(
-                result=self._payload(result, f"result of tool {tool_name!r}", request.args.encoding)
-            )
+            return pb.ExecuteResponse(result=await self._result(info, request))
         except Exception as exc:
             return pb.ExecuteResponse(error=error_info(exc, tool=tool_name))
         finally:
@@ -236,19 +236,20 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         self.active += 1
         tool_name: str | None = None
         try:
-            prepared = self._prepare(request)
-            tool_name = prepared.info.name
+            info = self._lookup(request)
+            tool_name = info.name
             what = f"chunk of tool {tool_name!r}"
-            kind = prepared.info.kind
-            if kind == "async_generator":
-                async for chunk in prepared.call():
-                    yield pb.StreamItem(chunk=self._payload(chunk, what, request.args.encoding))
-            elif kind == "generator":
-                async for item in self._pump(prepared.call, what, request.args.encoding):
+            encoding = request.args.encoding
+            if info.kind == "async_generator":
+                async for chunk in self._prepare(info, request)():
+                    yield pb.StreamItem(chunks=[self._payload(chunk, what, encoding)])
+            elif info.kind == "generator":
+                async for item in self._pump(
+                    lambda: self._prepare(info, request)(), what, encoding
+                ):
                     yield item
             else:  # a plain tool called as a stream answers with one chunk
-                result = await self._run(prepared)
-                yield pb.StreamItem(chunk=self._payload(result, what, request.args.encoding))
+                yield pb.StreamItem(chunks=[await self._result(info, request)])
         except Exception as exc:
             yield pb.StreamItem(error=error_info(exc, tool=tool_name))
         finally:
@@ -257,7 +258,8 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
     async def _pump(
         self, make_gen: Callable[[], Generator[Any, None, None]], what: str, encoding: int
     ) -> AsyncIterator[pb.StreamItem]:
-        """Run a sync generator on a thread, encoding there, with a bounded window."""
+        """Run a sync generator on a thread, encoding there, with a bounded window; yield
+        the chunks ready at each moment as one message."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[int, Any]] = asyncio.Queue()
         space = threading.Semaphore(_STREAM_WINDOW)
@@ -274,7 +276,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                 gen = make_gen()
                 try:
                     for chunk in gen:
-                        item = pb.StreamItem(chunk=self._payload(chunk, what, encoding))
+                        item = self._payload(chunk, what, encoding)
                         space.acquire()
                         if stop.is_set():
                             return
@@ -291,12 +293,23 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         try:
             while True:
                 kind, value = await queue.get()
-                if kind == 0:
+                batch: list[pb.Payload] = []
+                size = 0
+                # Send every chunk that is ready in one message (bounded), not one RPC
+                # message per chunk: small chunks stream many times faster.
+                while kind == 0:
                     space.release()
-                    yield value
-                elif kind == 1:
+                    batch.append(value)
+                    size += value.ByteSize()
+                    if len(batch) >= _BATCH_CHUNKS or size >= _BATCH_BYTES or queue.empty():
+                        kind = -1
+                        break
+                    kind, value = queue.get_nowait()
+                if batch:
+                    yield pb.StreamItem(chunks=batch)
+                if kind == 1:
                     raise value
-                else:
+                if kind == 2:
                     break
         finally:
             stop.set()

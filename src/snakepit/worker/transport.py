@@ -315,9 +315,10 @@ class GrpcTransport:
             call = self._stub.ExecuteStream(request, timeout=timeout, metadata=self._metadata)
             try:
                 async for item in call:
+                    for chunk in item.chunks:
+                        yield self._value(chunk, what)
                     if item.HasField("error"):
                         raise _error(item.error, self.worker_id)
-                    yield self._value(item.chunk, what)
             finally:
                 call.cancel()
 

@@ -290,31 +290,31 @@ Global___ExecuteResponse: _TypeAlias = ExecuteResponse  # noqa: Y015
 
 @_typing.final
 class StreamItem(_message.Message):
-    """One item of a streaming tool's output. The stream ends normally after the
-    last chunk; a failure mid-stream arrives as a final item carrying error.
+    """One message of a streaming tool's output: the chunks ready at that moment,
+    in order (a worker batches small chunks). The stream ends normally after
+    the last chunk; a failure mid-stream arrives as a final item carrying error
+    (after any chunks it also carries).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    CHUNK_FIELD_NUMBER: _builtins.int
+    CHUNKS_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def chunk(self) -> Global___Payload: ...
+    def chunks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Payload]: ...
     @_builtins.property
     def error(self) -> Global___ErrorInfo: ...
     def __init__(
         self,
         *,
-        chunk: Global___Payload | None = ...,
+        chunks: _abc.Iterable[Global___Payload] | None = ...,
         error: Global___ErrorInfo | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "error", b"error", "item", b"item"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "error", b"error", "item", b"item"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunks", b"chunks", "error", b"error"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_item: _TypeAlias = _typing.Literal["chunk", "error"]  # noqa: Y015
-    _WhichOneofArgType_item: _TypeAlias = _typing.Literal["item", b"item"]  # noqa: Y015
-    def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StreamItem: _TypeAlias = StreamItem  # noqa: Y015
 
