@@ -17,7 +17,12 @@ if TYPE_CHECKING:
     from snakepit.testing.assertions import assert_grpc_server_ready, assert_streaming_response
     from snakepit.testing.chaos import PoolSupervisor, supervised
     from snakepit.testing.mock import MockWorker, in_process_workers
-    from snakepit.testing.pools import assert_no_worker_left, isolated_pool, pool_mailbox
+    from snakepit.testing.pools import (
+        assert_no_worker_left,
+        cleanup_sessions,
+        isolated_pool,
+        pool_mailbox,
+    )
     from snakepit.testing.servers import SHOWCASE, with_python_server
 
 _WHERE = {
@@ -28,6 +33,7 @@ _WHERE = {
     "MockWorker": "mock",
     "in_process_workers": "mock",
     "assert_no_worker_left": "pools",
+    "cleanup_sessions": "pools",
     "isolated_pool": "pools",
     "pool_mailbox": "pools",
     "SHOWCASE": "servers",
@@ -41,6 +47,7 @@ __all__ = [
     "assert_grpc_server_ready",
     "assert_no_worker_left",
     "assert_streaming_response",
+    "cleanup_sessions",
     "in_process_workers",
     "isolated_pool",
     "pool_mailbox",

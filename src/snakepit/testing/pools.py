@@ -18,7 +18,7 @@ from snakepit.testing.servers import SHOWCASE
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-__all__ = ["assert_no_worker_left", "isolated_pool", "pool_mailbox"]
+__all__ = ["assert_no_worker_left", "cleanup_sessions", "isolated_pool", "pool_mailbox"]
 
 _names = itertools.count(1)
 
@@ -86,3 +86,17 @@ def pool_mailbox(pool: Pool) -> Any:
     box: Any = Mailbox(name=f"events of {pool.name}")
     pool.events.add_listener(box.put)
     return box
+
+
+async def cleanup_sessions(pool: Pool, pattern: str = "*") -> list[str]:
+    """Delete every live session of ``pool`` whose id matches ``pattern`` (``fnmatch``).
+
+    Their variables go with them and their watches end. Returns the deleted ids.
+    """
+    import fnmatch
+
+    deleted = []
+    for session in await pool.sessions.list():
+        if fnmatch.fnmatchcase(session.id, pattern) and await pool.sessions.delete(session.id):
+            deleted.append(session.id)
+    return deleted

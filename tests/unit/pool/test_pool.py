@@ -17,42 +17,17 @@ from snakepit.events import (
     WorkerRecycled,
     WorkerRestarting,
 )
-from snakepit.testing.mock import MockWorker, in_process_workers
-from snakepit.testing.pools import pool_mailbox
-from supertester import FakeClock, Mailbox
-
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+from snakepit.testing.mock import in_process_workers
 
 MOCK = "snakepit.testing.adapters:MockAdapter"
 BOUND = 5.0
 
 
-class Harness:
-    def __init__(self, pool: snakepit.Pool, workers: list[MockWorker], clock: FakeClock) -> None:
-        self.pool = pool
-        self.workers = workers
-        self.clock = clock
-        self.box: Mailbox[object] = pool_mailbox(pool)
+if TYPE_CHECKING:
+    from conftest import Harness
 
-    def live(self) -> list[MockWorker]:
-        return [w for w in self.workers if w.state.value == "ready"]
-
-
-@pytest.fixture
-async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
-    options = getattr(request, "param", {})
-    workers: list[MockWorker] = []
-    clock = FakeClock()
-    pool = snakepit.Pool(
-        adapter=MOCK,
-        worker_factory=in_process_workers(workers),
-        clock=clock,
-        heartbeat_interval=None,
-        **{"size": 2, **options},
-    )
-    async with pool:
-        yield Harness(pool, workers, clock)
+MOCK = "snakepit.testing.adapters:MockAdapter"
+BOUND = 5.0
 
 
 class TestDispatch:
@@ -111,66 +86,6 @@ class TestBackpressure:
             await queued
         busy.cancel()
         await asyncio.gather(busy, return_exceptions=True)
-
-
-class TestSupervision:
-    async def test_crashed_worker_is_replaced_after_backoff(self, harness: Harness) -> None:
-        """A crash is replaced once the backoff delay has passed on the clock, not before."""
-        harness.workers[0].crash(exit_code=3)
-        restarting = await harness.box.assert_receive(WorkerRestarting, BOUND)
-        assert restarting.delay > 0
-        await harness.box.refute_receive(WorkerReady, within=0.01)
-        await harness.clock.advance(restarting.delay)
-        ready = await harness.box.assert_receive(WorkerReady, BOUND)
-        assert ready.worker_id == "w1-2"
-        assert harness.pool.stats().crashes == 1
-        assert harness.pool.stats().live_workers == 2
-
-    @pytest.mark.parametrize("harness", [{"max_restarts": 2}], indirect=True)
-    async def test_restart_intensity_degrades_instead_of_spinning(self, harness: Harness) -> None:
-        """Beyond max_restarts crashes in the window the pool stops restarting and says so."""
-        for _ in range(2):
-            harness.live()[0].crash()
-            restarting = await harness.box.assert_receive(WorkerRestarting, BOUND)
-            await harness.clock.advance(restarting.delay)
-            await harness.box.assert_receive(WorkerReady, BOUND)
-        harness.live()[0].crash()
-        degraded = await harness.box.assert_receive(PoolDegraded, BOUND)
-        assert degraded.live_workers == 1
-        assert harness.pool.stats().degraded
-        await harness.box.refute_receive(WorkerRestarting, within=0.01)
-
-    @pytest.mark.parametrize("harness", [{"size": 1, "max_requests": 2}], indirect=True)
-    async def test_recycled_worker_is_replaced_without_failing_calls(
-        self, harness: Harness
-    ) -> None:
-        """After max_requests the worker is swapped for a fresh one and no call fails."""
-        for _ in range(6):
-            assert await harness.pool.execute("ping") == {"status": "pong"}
-        assert harness.pool.stats().errors == 0
-        assert harness.pool.stats().recycled >= 2
-        assert len(harness.workers) >= 3
-
-    async def test_close_fails_queued_calls_and_stops_workers(self, harness: Harness) -> None:
-        """close() rejects queued calls with PoolClosedError and stops every worker."""
-        await harness.pool.close()
-        assert all(w.state.value == "exited" for w in harness.workers)
-        with pytest.raises(snakepit.PoolClosedError):
-            await harness.pool.execute("ping")
-
-    async def test_startup_failure_stops_the_started_workers(self) -> None:
-        """If one worker fails to start, the others are stopped and the error is raised."""
-        workers: list[MockWorker] = []
-        pool = snakepit.Pool(
-            adapter=MOCK,
-            size=3,
-            heartbeat_interval=None,
-            worker_factory=in_process_workers(workers, fail_start=lambda wid: wid == "w2"),
-        )
-        with pytest.raises(snakepit.WorkerStartupError, match="w2"):
-            await pool.start()
-        assert all(w.state.value == "exited" for w in workers)
-        assert pool.state == "closed"
 
 
 class TestFailureModes:
