@@ -75,3 +75,23 @@ class TestSyncPool:
         pool = snakepit.SyncPool(adapter=ADAPTER, size=1)
         with pytest.raises(snakepit.PoolClosedError, match="not started"):
             pool.execute("ping")
+
+
+class TestSyncSessions:
+    def test_sessions_variables_and_host_tools_block(self, sync_pool: snakepit.SyncPool) -> None:
+        """From a plain thread: a session's calls, its variables, a watch and host tools."""
+        sync_pool.register_host_tool("double", lambda x: 2 * x)
+        with sync_pool.session("nb-1") as session:
+            session.variables.register("steps", "integer", 0)
+            assert session.execute("bump", {"name": "steps"}) == 1
+            assert session.execute("call_host", {"name": "double", "args": {"x": 21}}) == 42
+            var = session.variables.get("steps")
+            assert (var.value, var.version) == (1, 2)
+            assert [c["i"] for c in session.stream("count", {"n": 3})] == [0, 1, 2]
+            watch = session.variables.watch(["steps"])
+            session.variables.set("steps", 5)
+            update = next(iter(watch))
+            assert (update.name, update.value) == ("steps", 5)
+        assert [s.id for s in sync_pool.sessions.list()] == ["nb-1"]
+        assert sync_pool.sessions.delete("nb-1") is True
+        assert sync_pool.sessions.list() == []

@@ -8,6 +8,7 @@ calling thread (Jupyter). Streams come back as plain iterators.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -15,7 +16,7 @@ from snakepit.errors import PoolClosedError
 from snakepit.pool._pool import DEFAULT, Pool
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Coroutine, Iterator
+    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 
     from snakepit.config import PoolConfig
     from snakepit.pool._types import PoolStats, WorkerInfo
@@ -143,9 +144,10 @@ class SyncPool:
         session_id: str | None = None,
     ) -> Iterator[Any]:
         """Blocking ``Pool.stream``: a plain iterator of the chunks."""
-        agen: AsyncIterator[Any] = self._pool.stream(
-            tool, args, timeout=timeout, session_id=session_id
-        )
+        return self._iterate(self._pool.stream(tool, args, timeout=timeout, session_id=session_id))
+
+    def _iterate(self, agen: AsyncIterator[Any]) -> Iterator[Any]:
+        """A plain iterator over an async iterator that lives on the pool's loop."""
 
         async def next_chunk() -> tuple[bool, Any]:
             try:
@@ -160,8 +162,33 @@ class SyncPool:
                     return
                 yield chunk
         finally:
-            if self._loop is not None and not self._loop.is_closed():
-                self._run(agen.aclose())  # type: ignore[attr-defined]
+            aclose = getattr(agen, "aclose", None)
+            if aclose is not None and self._loop is not None and not self._loop.is_closed():
+                self._run(aclose())
+
+    def session(self, session_id: str | None = None) -> Blocking:
+        """``Pool.session`` for threads: ``execute``, ``stream`` (a plain iterator),
+        ``variables.get/set/...``, ``initialize``, ``info`` and ``delete`` all block.
+
+        Raises:
+            ValueError: ``session_id`` is malformed.
+        """
+        return Blocking(self._pool.session(session_id), self)
+
+    @property
+    def sessions(self) -> Blocking:
+        """``Pool.sessions`` for threads: ``list()``, ``get(id)``, ``delete(id)`` block."""
+        return Blocking(self._pool.sessions, self)
+
+    def register_host_tool(
+        self, name: str, fn: Callable[..., Any], *, description: str | None = None
+    ) -> None:
+        """``Pool.register_host_tool`` (see there); safe to call from any thread."""
+
+        async def register() -> None:
+            self._pool.register_host_tool(name, fn, description=description)
+
+        self._run(register())
 
     def stats(self) -> PoolStats:
         return self._pool.stats()
@@ -171,3 +198,56 @@ class SyncPool:
 
     def __repr__(self) -> str:
         return repr(self._pool).replace("<Pool", "<SyncPool", 1)
+
+
+class Blocking:
+    """A blocking view of an async snakepit object (a session, its variables, ``sessions``).
+
+    Each coroutine method runs on the SyncPool's loop and returns its result; an async
+    iterator (a stream, a watch) comes back as a plain iterator; an attribute that is
+    itself such an object (``session.variables``) comes back wrapped too.
+    """
+
+    _WRAPPED = ("Session", "SessionVariables", "Sessions")
+
+    def __init__(self, target: Any, sync_pool: SyncPool) -> None:
+        self._target = target
+        self._sync = sync_pool
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._target, name)
+        if type(value).__name__ in self._WRAPPED:
+            return Blocking(value, self._sync)
+        if not callable(value):
+            return value
+        if inspect.isasyncgenfunction(value) or name == "stream":
+            return lambda *a, **kw: self._sync._iterate(value(*a, **kw))
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            result = value(*args, **kwargs)
+            if not inspect.isawaitable(result):
+                return result
+            outcome = self._sync._run(_awaited(result))
+            if hasattr(outcome, "__anext__"):
+                return self._sync._iterate(outcome)
+            return outcome
+
+        return call
+
+    def __enter__(self) -> Blocking:
+        enter = getattr(self._target, "__aenter__", None)
+        if enter is not None:
+            self._sync._run(_awaited(enter()))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        leave = getattr(self._target, "__aexit__", None)
+        if leave is not None:
+            self._sync._run(_awaited(leave(None, None, None)))
+
+    def __repr__(self) -> str:
+        return f"<Blocking {self._target!r}>"
+
+
+async def _awaited(awaitable: Awaitable[T]) -> T:
+    return await awaitable
