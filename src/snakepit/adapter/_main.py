@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ctypes
 import hmac
 import importlib
@@ -216,11 +217,25 @@ async def _serve(args: argparse.Namespace) -> int:
 def _on_host_gone(loop: asyncio.AbstractEventLoop, stopping: asyncio.Event) -> None:
     log.warning("stdin closed: the host is gone; exiting")
     # A tool stuck in native code would block a graceful stop: give it a bound, then leave.
-    threading.Timer(3.0, os._exit, args=(0,)).start()
+    threading.Timer(3.0, _exit, args=(0,)).start()
     try:
         loop.call_soon_threadsafe(stopping.set)
     except RuntimeError:
         os._exit(0)
+
+
+def _exit(code: int) -> NoReturn:
+    """Leave at once (a hung tool thread must not keep the process alive), after saving
+    coverage data when the process runs under coverage (as the test suite does)."""
+    measuring = sys.modules.get("coverage")
+    if measuring is not None:
+        with contextlib.suppress(Exception):
+            current = measuring.Coverage.current()
+            if current is not None:
+                current.stop()
+                current.save()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
@@ -236,7 +251,4 @@ def main(argv: list[str] | None = None) -> NoReturn:
         format=f"%(levelname)s [{args.worker_id}] %(name)s: %(message)s",
     )
     _die_with_parent(args.parent_pid)
-    code = asyncio.run(_serve(args))
-    sys.stderr.flush()
-    # Leave at once: a hung tool thread must not keep the process alive after the server stopped.
-    os._exit(code)
+    _exit(asyncio.run(_serve(args)))
