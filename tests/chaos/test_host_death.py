@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-import snakepit
 from snakepit.testing.pools import assert_no_worker_left, isolated_pool
 
 if TYPE_CHECKING:
@@ -118,4 +117,3 @@ class TestRegistry:
                 w.pid for w in pool.workers()
             )
         assert not list(tmp_path.glob("*.json"))
-        assert snakepit.Pool  # the public name the registry protects

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import snakepit
 from snakepit.events import PoolDegraded
 from snakepit.testing.chaos import supervised
 from snakepit.testing.pools import isolated_pool, pool_mailbox
@@ -51,4 +50,3 @@ class TestSupervisorRecovery:
             await pool.recover()
             assert_all_children_alive(sup)
             assert not pool.stats().degraded
-            assert isinstance(pool, snakepit.Pool)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections import Counter
 
 import pytest
 
@@ -202,7 +203,7 @@ class TestTimeoutsAndCrashes:
             with pytest.raises(snakepit.WorkerCrashedError):
                 await pool.execute("crash")
             degraded = await box.assert_receive(PoolDegraded, BOUND)
-            assert "max_restarts" not in degraded.reason or "1" in degraded.reason
+            assert "more than 1 unexpected worker exits within 60.0s" in degraded.reason
             stats = pool.stats()
             assert stats.degraded and stats.live_workers == 1
             assert "DEGRADED" in repr(pool)
@@ -281,10 +282,12 @@ class TestRecycling:
             recycled = await box.assert_receive(WorkerRecycled, BOUND)
             assert recycled.pid == first and "max_requests" in recycled.reason
             results = await asyncio.gather(*(pool.execute("pid", timeout=BOUND) for _ in range(5)))
-            await box.assert_receive(WorkerReady, BOUND)
-            assert first not in results[-1:] or len(set(results)) >= 1
+            # The draining worker took no new call, and no worker served more than
+            # max_requests: the replacement was itself recycled after three.
+            assert first not in results
+            assert sorted(Counter(results).values()) == [2, 3]
+            assert pool.stats().recycled == 2
             assert pool.stats().errors == 0
-            assert await pool.execute("pid") != first
 
     async def test_recycling_by_ttl_follows_the_clock(self) -> None:
         """A worker older than ttl on the pool's clock is recycled at the next check."""

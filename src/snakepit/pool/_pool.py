@@ -519,6 +519,7 @@ class Pool:
         except SnakepitError as exc:
             self._failed(ticket, None, exc)
             raise
+        self._supervisor.dispatched(worker)
         if self.events.active:
             now = self._clock.monotonic()
             self.events.publish(

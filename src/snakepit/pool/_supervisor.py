@@ -315,16 +315,19 @@ class Supervisor:
 
     # -- recycling and killing -----------------------------------------------------------------
 
+    def dispatched(self, worker: WorkerLike) -> None:
+        """A call was handed to ``worker``: if it is the last ``max_requests`` allows, the
+        worker stops accepting now, so nothing more is ever handed to it."""
+        limit = self.config.max_requests
+        if limit is not None and worker.requests + 1 >= limit:
+            self.recycle(worker, f"max_requests ({limit})")
+
     def released(self, worker_id: str) -> None:
-        """A call on ``worker_id`` finished: wake a retirement waiting for it, check the quota."""
+        """A call on ``worker_id`` finished: wake a retirement waiting for it."""
         if not self._scheduler.in_flight(worker_id):
             for waiter in self._drain_waiters.pop(worker_id, []):
                 if not waiter.done():
                     waiter.set_result(None)
-        worker = self.workers.get(worker_id)
-        limit = self.config.max_requests
-        if worker is not None and limit is not None and worker.requests >= limit:
-            self.recycle(worker, f"max_requests ({limit})")
 
     def recycle(self, worker: WorkerLike, reason: str) -> None:
         """Stop sending work to ``worker``, start its replacement, stop it once it is idle."""
