@@ -17,6 +17,7 @@ item the mailbox saw, in order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
@@ -25,7 +26,7 @@ from supertester._matching import Match, compile_match, describe_match
 from supertester.errors import SupertesterTimeout
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterable, Callable
+    from collections.abc import AsyncIterable, Callable, Iterator
 
 __all__ = ["Mailbox"]
 
@@ -148,28 +149,21 @@ class Mailbox(Generic[T]):
         """
         predicate = compile_match(match)
         description = what or describe_match(match)
-        loop = asyncio.get_running_loop()
-        wakeup = asyncio.Event()
-        waiter = (loop, wakeup)
-        with self._lock:
-            self._waiters.add(waiter)
         try:
-            async with asyncio.timeout(timeout) as scope:
-                while True:
-                    wakeup.clear()
-                    found, item = self._take(predicate)
-                    if found:
-                        return item
-                    await wakeup.wait()
+            with self._waiting() as wakeup:
+                async with asyncio.timeout(timeout) as scope:
+                    while True:
+                        wakeup.clear()
+                        found, item = self._take(predicate)
+                        if found:
+                            return item
+                        await wakeup.wait()
         except TimeoutError as exc:
             if not scope.expired():
                 raise
             raise SupertesterTimeout(
                 self._timeout_message(description, timeout), what=description, timeout=timeout
             ) from exc
-        finally:
-            with self._lock:
-                self._waiters.discard(waiter)
 
     @overload
     async def assert_receive(
@@ -210,28 +204,34 @@ class Mailbox(Generic[T]):
         """
         predicate = compile_match(match)
         description = what or describe_match(match)
-        loop = asyncio.get_running_loop()
-        wakeup = asyncio.Event()
-        waiter = (loop, wakeup)
-        with self._lock:
-            self._waiters.add(waiter)
         try:
-            async with asyncio.timeout(within) as scope:
-                while True:
-                    wakeup.clear()
-                    seen = self._peek(predicate)
-                    if seen is not None:
-                        seq, item = seen
-                        raise AssertionError(
-                            f"expected {description} not to arrive in {self.name} within "
-                            f"{within}s, but received item #{seq}: {item!r}\n"
-                            f"{self.format_history()}\n"
-                            "If the item is legitimate, receive it first or narrow the match."
-                        )
-                    await wakeup.wait()
+            with self._waiting() as wakeup:
+                async with asyncio.timeout(within) as scope:
+                    while True:
+                        wakeup.clear()
+                        seen = self._peek(predicate)
+                        if seen is not None:
+                            seq, item = seen
+                            raise AssertionError(
+                                f"expected {description} not to arrive in {self.name} within "
+                                f"{within}s, but received item #{seq}: {item!r}\n"
+                                f"{self.format_history()}\n"
+                                "If the item is legitimate, receive it first or narrow the match."
+                            )
+                        await wakeup.wait()
         except TimeoutError:
             if not scope.expired():
                 raise
+
+    @contextlib.contextmanager
+    def _waiting(self) -> Iterator[asyncio.Event]:
+        """Register an event that every ``put`` sets (from any thread) while the block runs."""
+        wakeup = asyncio.Event()
+        waiter = (asyncio.get_running_loop(), wakeup)
+        with self._lock:
+            self._waiters.add(waiter)
+        try:
+            yield wakeup
         finally:
             with self._lock:
                 self._waiters.discard(waiter)
