@@ -2,32 +2,24 @@
 
 The store is used from one asyncio loop. No method awaits between checking
 and writing, so every operation is atomic with respect to other tasks: ten
-concurrent ``set_variable`` calls make ten versions, none lost.
+concurrent ``set_variable`` calls make ten versions, none lost. What each
+operation decides (validation, versions, history, batches, quota, expiry)
+comes from :mod:`snakepit.bridge._rules`, shared with every other backend.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import fnmatch
 import math
-import re
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from snakepit.bridge import _rules as rules
+from snakepit.bridge._rules import validate_session_id
 from snakepit.bridge.store import BatchResult, Session, SessionStore
-from snakepit.bridge.types import get_type, short_repr
-from snakepit.bridge.variables import Variable, validate_variable_name
 from snakepit.bridge.watch import VariableWatch
 from snakepit.clock import Clock, SystemClock
-from snakepit.errors import (
-    SessionNotFoundError,
-    SessionQuotaError,
-    VariableError,
-    VariableNotFoundError,
-    VersionConflictError,
-)
 from snakepit.events import (
     Event,
     EventBus,
@@ -40,28 +32,15 @@ from snakepit.events import (
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
+    from snakepit.bridge.variables import Variable
+
 __all__ = ["InMemorySessionStore", "validate_session_id"]
-
-_SESSION_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
-
-
-def validate_session_id(session_id: Any) -> str:
-    """Return ``session_id`` when it is a valid id: ``[A-Za-z0-9_.:-]{1,128}``.
-
-    Raises:
-        ValueError: it is not a string of that shape.
-    """
-    if not isinstance(session_id, str) or _SESSION_ID.fullmatch(session_id) is None:
-        raise ValueError(
-            f"invalid session id {short_repr(session_id)}: use 1-128 characters [A-Za-z0-9_.:-]"
-        )
-    return session_id
 
 
 @dataclass(eq=False)
 class _Entry:
     current: Variable
-    history: collections.deque[Variable]
+    history: list[Variable]
 
 
 @dataclass(eq=False)
@@ -78,7 +57,7 @@ class _State:
 
     @property
     def deadline(self) -> float:
-        return self.last_access + self.ttl
+        return rules.expires_at(self.last_access, self.ttl)
 
     def snapshot(self) -> Session:
         return Session(
@@ -121,11 +100,7 @@ class InMemorySessionStore(SessionStore):
         events: EventBus | None = None,
         name: str = "",
     ) -> None:
-        _check_ttl(ttl)
-        if max_sessions is not None and max_sessions < 1:
-            raise ValueError(f"max_sessions must be >= 1 or None, got {max_sessions!r}")
-        if history_limit < 1:
-            raise ValueError(f"history_limit must be >= 1, got {history_limit!r}")
+        rules.check_settings(ttl=ttl, max_sessions=max_sessions, history_limit=history_limit)
         self._clock: Clock = clock if clock is not None else SystemClock()
         self.ttl = float(ttl)
         self.max_sessions = max_sessions
@@ -219,10 +194,7 @@ class InMemorySessionStore(SessionStore):
             session_id = uuid.uuid4().hex
         validate_session_id(session_id)
         if self._find(session_id) is not None:
-            raise ValueError(
-                f"session {session_id!r} already exists in store {self.name!r}; "
-                "use get_or_create() to reuse it"
-            )
+            raise rules.session_exists_error(self.name, session_id)
         return self._create(session_id, metadata, ttl).snapshot()
 
     async def get_or_create(
@@ -248,16 +220,13 @@ class InMemorySessionStore(SessionStore):
     def _create(
         self, session_id: str, metadata: Mapping[str, Any] | None, ttl: float | None
     ) -> _State:
-        ttl = self.ttl if ttl is None else _check_ttl(ttl)
-        if self.max_sessions is not None and len(self._sessions) >= self.max_sessions:
+        ttl = self.ttl if ttl is None else rules.check_ttl(ttl)
+        if self.max_sessions is not None and rules.quota_full(
+            len(self._sessions), self.max_sessions
+        ):
             self._expire_due()
-            if len(self._sessions) >= self.max_sessions:
-                raise SessionQuotaError(
-                    f"cannot create session {session_id!r}: store {self.name!r} already holds "
-                    f"max_sessions={self.max_sessions} live sessions; delete some or raise the limit",
-                    session_id=session_id,
-                    max_sessions=self.max_sessions,
-                )
+            if rules.quota_full(len(self._sessions), self.max_sessions):
+                raise rules.quota_error(self.name, session_id, self.max_sessions)
         now, wall = self._clock.monotonic(), self._clock.time()
         state = _State(
             id=session_id,
@@ -357,7 +326,7 @@ class InMemorySessionStore(SessionStore):
 
     def _expire_due(self) -> list[str]:
         now = self._clock.monotonic()
-        due = [s for s in self._sessions.values() if now >= s.deadline]
+        due = [s for s in self._sessions.values() if rules.is_expired(s.last_access, s.ttl, now)]
         for state in due:
             self._remove(state, expired=True)
         return [state.id for state in due]
@@ -367,7 +336,9 @@ class InMemorySessionStore(SessionStore):
     def _find(self, session_id: str) -> _State | None:
         """The live session, or None; an expired one is removed on the spot."""
         state = self._sessions.get(session_id)
-        if state is not None and self._clock.monotonic() >= state.deadline:
+        if state is not None and rules.is_expired(
+            state.last_access, state.ttl, self._clock.monotonic()
+        ):
             self._remove(state, expired=True)
             return None
         return state
@@ -375,11 +346,7 @@ class InMemorySessionStore(SessionStore):
     def _use(self, session_id: str) -> _State:
         state = self._find(session_id)
         if state is None:
-            raise SessionNotFoundError(
-                f"session {short_repr(session_id)} not found in store {self.name!r} "
-                "(never created, deleted or expired); create it first",
-                session_id=session_id,
-            )
+            raise rules.session_not_found(self.name, session_id)
         self._touch(state)
         return state
 
@@ -423,35 +390,20 @@ class InMemorySessionStore(SessionStore):
             ValueError: the name exists with a different type or constraints.
         """
         state = self._use(session_id)
-        validate_variable_name(name)
-        vtype = get_type(type, variable=name)
-        checked = vtype.check_constraints(constraints, variable=name)
-        normalized = vtype.validate(name, value, checked)
         entry = state.variables.get(name)
-        if entry is not None:
-            old = entry.current
-            if old.type == type and old.constraints == checked:
-                return old
-            raise ValueError(
-                f"variable {name!r} of session {session_id!r} is already registered as "
-                f"{old.type} with constraints {short_repr(old.constraints)}; delete it first "
-                "to register it differently"
-            )
-        wall = self._clock.time()
-        variable = Variable(
-            name=name,
-            type=type,
-            value=normalized,
-            version=1,
-            constraints=checked,
-            metadata=dict(metadata or {}),
-            created_at=wall,
-            updated_at=wall,
+        variable, created = rules.plan_register(
+            state.id,
+            name,
+            type,
+            value,
+            constraints,
+            metadata,
+            entry.current if entry is not None else None,
+            self._clock.time(),
         )
-        state.variables[name] = _Entry(
-            variable, collections.deque([variable], maxlen=self.history_limit)
-        )
-        self._announce(state, variable)
+        if created:
+            state.variables[name] = _Entry(variable, [variable])
+            self._announce(state, variable)
         return variable
 
     async def get_variable(self, session_id: str, name: str) -> Variable:
@@ -475,8 +427,16 @@ class InMemorySessionStore(SessionStore):
             VariableValidationError: the value breaks the type or a constraint.
         """
         state = self._use(session_id)
-        entry, normalized = self._prepare(state, name, value, expected_version)
-        return self._write(state, entry, normalized)
+        entry = state.variables.get(name)
+        variable = rules.plan_write(
+            state.id,
+            name,
+            entry.current if entry is not None else None,
+            value,
+            expected_version,
+            self._clock.time(),
+        )
+        return self._write(state, variable)
 
     async def get_many(
         self, session_id: str, names: Iterable[str]
@@ -514,24 +474,21 @@ class InMemorySessionStore(SessionStore):
             VariableValidationError: atomic, and a value breaks its type or constraints.
         """
         state = self._use(session_id)
-        expected = expected_versions or {}
-        planned: list[tuple[_Entry, Any]] = []
-        errors: dict[str, VariableError] = {}
-        for name, value in values.items():
-            try:
-                planned.append(self._prepare(state, name, value, expected.get(name)))
-            except VariableError as exc:
-                errors[name] = exc
-        if atomic and errors:
-            first_name, first = next(iter(errors.items()))
-            others = [n for n in errors if n != first_name]
-            first.add_note(
-                f"atomic set_many wrote nothing; {len(errors)} of {len(values)} values failed"
-                + (f" (also: {', '.join(others)})" if others else "")
-            )
-            raise first
-        updated = {entry.current.name: self._write(state, entry, v) for entry, v in planned}
-        return BatchResult(updated=updated, errors=errors)
+        current = {
+            name: entry.current
+            for name in values
+            if (entry := state.variables.get(name)) is not None
+        }
+        plan = rules.plan_batch(
+            state.id,
+            current,
+            values,
+            atomic=atomic,
+            expected_versions=expected_versions,
+            now=self._clock.time(),
+        )
+        updated = {name: self._write(state, new) for name, new in plan.writes.items()}
+        return BatchResult(updated=updated, errors=plan.errors)
 
     async def list_variables(self, session_id: str, pattern: str = "*") -> list[Variable]:
         """The variables whose names match the ``fnmatch`` ``pattern``, sorted by name.
@@ -541,9 +498,7 @@ class InMemorySessionStore(SessionStore):
         """
         state = self._use(session_id)
         return [
-            state.variables[name].current
-            for name in sorted(state.variables)
-            if fnmatch.fnmatchcase(name, pattern)
+            state.variables[name].current for name in rules.match_names(state.variables, pattern)
         ]
 
     async def delete_variable(self, session_id: str, name: str) -> None:
@@ -557,16 +512,7 @@ class InMemorySessionStore(SessionStore):
         entry = self._entry(state, name)
         del state.variables[name]
         self._notify(
-            state,
-            VariableUpdated(
-                session_id=state.id,
-                name=name,
-                version=entry.current.version,
-                value=None,
-                deleted=True,
-                source=self.name,
-                at=self._clock.time(),
-            ),
+            state, rules.deleted_event(self.name, state.id, entry.current, self._clock.time())
         )
 
     async def history(self, session_id: str, name: str) -> list[Variable]:
@@ -590,19 +536,9 @@ class InMemorySessionStore(SessionStore):
         """
         state = self._use(session_id)
         entry = self._entry(state, name)
-        self._check_version(state, entry, expected_version)
-        for old in entry.history:
-            if old.version == version:
-                return self._write(state, entry, old.value)
-        kept = [v.version for v in entry.history]
-        raise VariableNotFoundError(
-            f"variable {name!r} of session {state.id!r} has no version {version!r} in its "
-            f"history (kept: {kept[0]}..{kept[-1]}, history_limit={self.history_limit})",
-            session_id=state.id,
-            variable=name,
-            version=version,
-            available_versions=kept,
-        )
+        rules.check_version(state.id, entry.current, expected_version)
+        old = rules.rollback_target(state.id, name, entry.history, version, self.history_limit)
+        return self._write(state, rules.next_version(entry.current, old.value, self._clock.time()))
 
     async def watch(
         self,
@@ -625,7 +561,7 @@ class InMemorySessionStore(SessionStore):
         )
         if include_current:
             for name in sorted(state.variables):
-                watch.offer(self._update_event(state, state.variables[name].current))
+                watch.offer(rules.update_event(self.name, state.id, state.variables[name].current))
         if self._closed:
             watch.end("store closed")
         else:
@@ -637,63 +573,19 @@ class InMemorySessionStore(SessionStore):
     def _entry(self, state: _State, name: str) -> _Entry:
         entry = state.variables.get(name)
         if entry is None:
-            raise VariableNotFoundError(
-                f"session {state.id!r} has no variable {short_repr(name)}; register it first",
-                session_id=state.id,
-                variable=name,
-            )
+            raise rules.variable_not_found(state.id, name)
         return entry
 
-    def _check_version(self, state: _State, entry: _Entry, expected: int | None) -> None:
-        actual = entry.current.version
-        if expected is not None and expected != actual:
-            raise VersionConflictError(
-                f"variable {entry.current.name!r} of session {state.id!r} is at version "
-                f"{actual}, not the expected {expected}; read it again and retry",
-                session_id=state.id,
-                variable=entry.current.name,
-                expected_version=expected,
-                actual_version=actual,
-            )
-
-    def _prepare(
-        self, state: _State, name: str, value: Any, expected_version: int | None
-    ) -> tuple[_Entry, Any]:
-        """Check a write without doing it: the entry and the normalized value."""
-        entry = self._entry(state, name)
-        self._check_version(state, entry, expected_version)
-        old = entry.current
-        return entry, get_type(old.type).validate(name, value, old.constraints)
-
-    def _write(self, state: _State, entry: _Entry, value: Any) -> Variable:
-        old = entry.current
-        variable = Variable(
-            name=old.name,
-            type=old.type,
-            value=value,
-            version=old.version + 1,
-            constraints=old.constraints,
-            metadata=old.metadata,
-            created_at=old.created_at,
-            updated_at=self._clock.time(),
-        )
+    def _write(self, state: _State, variable: Variable) -> Variable:
+        """Store a version the rules planned (no await since it was planned)."""
+        entry = state.variables[variable.name]
         entry.current = variable
-        entry.history.append(variable)
+        entry.history = rules.append_history(entry.history, variable, self.history_limit)
         self._announce(state, variable)
         return variable
 
-    def _update_event(self, state: _State, variable: Variable) -> VariableUpdated:
-        return VariableUpdated(
-            session_id=state.id,
-            name=variable.name,
-            version=variable.version,
-            value=variable.value,
-            source=self.name,
-            at=variable.updated_at,
-        )
-
     def _announce(self, state: _State, variable: Variable) -> None:
-        self._notify(state, self._update_event(state, variable))
+        self._notify(state, rules.update_event(self.name, state.id, variable))
 
     def _notify(self, state: _State, event: VariableUpdated) -> None:
         for watch in state.watches:
@@ -707,12 +599,6 @@ class InMemorySessionStore(SessionStore):
             f"<InMemorySessionStore {self.name!r} {state} "
             f"[sessions {len(self._sessions)}, watches {watches}]>"
         )
-
-
-def _check_ttl(ttl: float) -> float:
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or math.isnan(ttl) or ttl <= 0:
-        raise ValueError(f"ttl must be a number of seconds > 0 (math.inf: never), got {ttl!r}")
-    return float(ttl)
 
 
 def _discard(watches: list[VariableWatch], watch: VariableWatch) -> None:
