@@ -38,6 +38,7 @@ __all__ = [
     "SessionError",
     "SessionNotFoundError",
     "SessionQuotaError",
+    "SessionStoreUnavailableError",
     "SessionWorkerUnavailableError",
     "SnakepitError",
     "SnakepitTimeoutError",
@@ -230,6 +231,14 @@ class SessionQuotaError(SessionError):
     """Raised when creating a session would exceed ``max_sessions``."""
 
 
+class SessionStoreUnavailableError(SessionError):
+    """Raised when the session store cannot be reached (a Redis that went away, or timed out).
+
+    Only calls that need the store fail; the pool keeps serving the others.
+    ``details``: ``url`` (the store's address, password hidden), ``operation``.
+    """
+
+
 class VariableError(SnakepitError):
     """Raised for session variable problems; see the subclasses."""
 
@@ -277,6 +286,7 @@ _KINDS: dict[str, type[SnakepitError]] = {
         SessionError,
         SessionNotFoundError,
         SessionQuotaError,
+        SessionStoreUnavailableError,
         VariableError,
         VariableNotFoundError,
         VariableValidationError,

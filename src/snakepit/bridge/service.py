@@ -250,17 +250,21 @@ class HostServicer(host_pb2_grpc.HostServiceServicer):
             return
         try:
             yield hpb.WatchItem(started=hpb.WatchStarted())
-            async for event in watch:
-                yield hpb.WatchItem(
-                    update=hpb.VariableUpdate(
-                        session_id=event.session_id,
-                        name=event.name,
-                        version=event.version,
-                        value=to_payload(event.value, f"variable {event.name!r}"),
-                        deleted=event.deleted,
-                        at=event.at,
+            try:
+                async for event in watch:
+                    yield hpb.WatchItem(
+                        update=hpb.VariableUpdate(
+                            session_id=event.session_id,
+                            name=event.name,
+                            version=event.version,
+                            value=to_payload(event.value, f"variable {event.name!r}"),
+                            deleted=event.deleted,
+                            at=event.at,
+                        )
                     )
-                )
+            except SnakepitError as exc:  # the store failed under the watch (Redis went away)
+                yield hpb.WatchItem(error=_error(exc))
+                return
             yield hpb.WatchItem(ended=hpb.WatchEnded(reason=watch.ended_reason or ""))
         finally:
             watch.close()

@@ -21,7 +21,10 @@ class VariableWatch:
     iteration ends (``StopAsyncIteration``) once the buffered updates are
     consumed after the session is deleted or expires or the store closes;
     :attr:`ended_reason` says which. :meth:`close` (or leaving ``async with``)
-    stops it at once and drops what is buffered.
+    stops it at once and drops what is buffered. A watch that ends because
+    the store failed (a Redis that went away) raises that error, a
+    :class:`~snakepit.errors.SessionStoreUnavailableError`, once its buffer is
+    drained, instead of ending quietly: updates may have been missed.
 
     The buffer is bounded (``maxsize``): when a consumer falls behind, the
     oldest update is dropped and counted in :attr:`dropped`; the gap also shows
@@ -44,6 +47,7 @@ class VariableWatch:
         self.names = names
         self.dropped = 0
         self.ended_reason: str | None = None
+        self.error: BaseException | None = None
         self._buffer: collections.deque[VariableUpdated] = collections.deque(maxlen=maxsize)
         self._waiter: asyncio.Future[None] | None = None
         self._on_close = on_close
@@ -66,10 +70,16 @@ class VariableWatch:
         self._buffer.append(event)
         self._wake()
 
-    def end(self, reason: str) -> None:
-        """No more updates: iteration stops after the buffer is drained (the store calls this)."""
+    def end(self, reason: str, error: BaseException | None = None) -> None:
+        """No more updates: iteration stops after the buffer is drained (the store calls this).
+
+        Args:
+            reason: why, kept in :attr:`ended_reason`.
+            error: raised by the consumer's next read once the buffer is drained, if given.
+        """
         if self.ended_reason is None:
             self.ended_reason = reason
+            self.error = error
         self._on_close = None
         self._wake()
 
@@ -95,9 +105,12 @@ class VariableWatch:
 
         Raises:
             StopAsyncIteration: the watch ended and its buffer is drained.
+            SessionStoreUnavailableError: the store failed; updates may have been missed.
         """
         while not self._buffer:
             if self.ended:
+                if self.error is not None:
+                    raise self.error
                 raise StopAsyncIteration
             waiter = asyncio.get_running_loop().create_future()
             self._waiter = waiter

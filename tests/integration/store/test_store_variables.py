@@ -1,4 +1,7 @@
-"""Session variables in the in-memory store: versions, locking, history, batches, watches."""
+"""Store conformance, variables: versions, compare-and-set, history, batches, watches.
+
+Every test runs on every backend (``backend``: memory, redis).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from snakepit.bridge import InMemorySessionStore, Variable, VariableWatch
+from snakepit.bridge import SessionStore, Variable, VariableWatch
 from snakepit.errors import (
     SessionNotFoundError,
     VariableNotFoundError,
@@ -17,13 +20,17 @@ from snakepit.errors import (
 from snakepit.events import Event, VariableUpdated
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from supertester import FakeClock
+
+    MakeStore = Callable[..., SessionStore]
 
 SID = "s1"
 
 
 @pytest.fixture
-async def session(store: InMemorySessionStore) -> str:
+async def session(store: SessionStore) -> str:
     await store.create(SID)
     return SID
 
@@ -40,7 +47,7 @@ def updates(events: list[Event]) -> list[tuple[str, int, object]]:
 
 class TestRegister:
     async def test_a_registered_variable_starts_at_version_1_with_its_definition(
-        self, store: InMemorySessionStore, session: str, clock: FakeClock
+        self, store: SessionStore, session: str, clock: FakeClock
     ) -> None:
         variable = await store.register_variable(
             session,
@@ -63,7 +70,7 @@ class TestRegister:
         assert await store.get_variable(session, "temperature") == variable
 
     async def test_registering_publishes_variable_updated_at_version_1(
-        self, store: InMemorySessionStore, session: str, published: list[Event], clock: FakeClock
+        self, store: SessionStore, session: str, published: list[Event], clock: FakeClock
     ) -> None:
         await store.register_variable(session, "x", "integer", 7)
         assert published[-1] == VariableUpdated(
@@ -71,7 +78,7 @@ class TestRegister:
         )
 
     async def test_registering_the_same_definition_again_returns_the_existing_variable(
-        self, store: InMemorySessionStore, session: str, published: list[Event]
+        self, store: SessionStore, session: str, published: list[Event]
     ) -> None:
         first = await store.register_variable(session, "x", "integer", 1, constraints={"min": 0})
         await store.set_variable(session, "x", 5)
@@ -85,7 +92,7 @@ class TestRegister:
         [("float", {"min": 0}), ("integer", {"min": 1}), ("integer", None)],
     )
     async def test_registering_a_name_again_with_another_definition_is_a_value_error(
-        self, store: InMemorySessionStore, session: str, type_name: str, constraints: object
+        self, store: SessionStore, session: str, type_name: str, constraints: object
     ) -> None:
         await store.register_variable(session, "x", "integer", 1, constraints={"min": 0})
         with pytest.raises(ValueError, match=r"'x'.*already registered as integer"):
@@ -98,7 +105,7 @@ class TestRegister:
             )
 
     async def test_an_invalid_initial_value_registers_nothing(
-        self, store: InMemorySessionStore, session: str
+        self, store: SessionStore, session: str
     ) -> None:
         with pytest.raises(VariableValidationError) as info:
             await store.register_variable(session, "x", "integer", 11, constraints={"max": 10})
@@ -107,7 +114,7 @@ class TestRegister:
             await store.get_variable(session, "x")
 
     async def test_a_bad_name_type_or_constraint_is_a_validation_error(
-        self, store: InMemorySessionStore, session: str
+        self, store: SessionStore, session: str
     ) -> None:
         with pytest.raises(VariableValidationError, match="'name'"):
             await store.register_variable(session, "1x", "integer", 1)
@@ -117,7 +124,7 @@ class TestRegister:
             await store.register_variable(session, "x", "integer", 1, constraints={"low": 0})
 
     async def test_variables_of_a_missing_session_are_session_not_found(
-        self, store: InMemorySessionStore
+        self, store: SessionStore
     ) -> None:
         with pytest.raises(SessionNotFoundError):
             await store.register_variable("nope", "x", "integer", 1)
@@ -127,7 +134,7 @@ class TestRegister:
             await store.watch("nope")
 
     async def test_variable_access_keeps_the_session_alive(
-        self, store: InMemorySessionStore, session: str, clock: FakeClock
+        self, store: SessionStore, session: str, clock: FakeClock
     ) -> None:
         await store.register_variable(session, "x", "integer", 1)
         for _ in range(3):
@@ -138,7 +145,7 @@ class TestRegister:
 
 class TestSet:
     async def test_each_write_increments_the_version_and_stores_the_normalized_value(
-        self, store: InMemorySessionStore, session: str, clock: FakeClock
+        self, store: SessionStore, session: str, clock: FakeClock
     ) -> None:
         registered = await store.register_variable(session, "n", "integer", 0)
         await clock.advance(1)
@@ -150,13 +157,13 @@ class TestSet:
         assert v3.updated_at == registered.updated_at + 1
 
     async def test_a_write_with_the_current_expected_version_succeeds(
-        self, store: InMemorySessionStore, session: str
+        self, store: SessionStore, session: str
     ) -> None:
         await store.register_variable(session, "n", "integer", 0)
         assert (await store.set_variable(session, "n", 1, expected_version=1)).version == 2
 
     async def test_a_write_with_a_stale_expected_version_is_a_conflict_naming_both_versions(
-        self, store: InMemorySessionStore, session: str
+        self, store: SessionStore, session: str
     ) -> None:
         await store.register_variable(session, "n", "integer", 0)
         await store.set_variable(session, "n", 1)
@@ -167,7 +174,7 @@ class TestSet:
         assert (await store.get_variable(session, "n")).value == 1
 
     async def test_an_invalid_value_is_rejected_and_changes_nothing(
-        self, store: InMemorySessionStore, session: str, published: list[Event]
+        self, store: SessionStore, session: str, published: list[Event]
     ) -> None:
         await store.register_variable(
             session, "mode", "choice", "a", constraints={"choices": ["a", "b"]}
@@ -179,14 +186,14 @@ class TestSet:
         assert len(updates(published)) == 1
 
     async def test_writing_an_unregistered_variable_is_variable_not_found(
-        self, store: InMemorySessionStore, session: str
+        self, store: SessionStore, session: str
     ) -> None:
         with pytest.raises(VariableNotFoundError, match="register it first") as info:
             await store.set_variable(session, "ghost", 1)
         assert (info.value.variable, info.value.session_id) == ("ghost", session)
 
     async def test_ten_concurrent_writes_make_ten_versions(
-        self, store: InMemorySessionStore, session: str
+        self, store: SessionStore, session: str
     ) -> None:
         await store.register_variable(session, "n", "integer", 0)
         results = await asyncio.gather(
@@ -199,7 +206,7 @@ class TestSet:
         assert [v.version for v in await store.history(session, "n")] == list(range(1, 12))
 
     async def test_concurrent_writes_with_the_same_expected_version_let_exactly_one_win(
-        self, store: InMemorySessionStore, session: str
+        self, store: SessionStore, session: str
     ) -> None:
         await store.register_variable(session, "n", "integer", 0)
         results = await asyncio.gather(
@@ -212,7 +219,7 @@ class TestSet:
 
 class TestHistory:
     async def test_history_lists_every_version_oldest_first(
-        self, store: InMemorySessionStore, session: str
+        self, store: SessionStore, session: str
     ) -> None:
         await store.register_variable(session, "s", "string", "a")
         await store.set_variable(session, "s", "b")
@@ -222,9 +229,9 @@ class TestHistory:
         assert history[-1] == await store.get_variable(session, "s")
 
     async def test_history_keeps_only_the_newest_history_limit_versions(
-        self, clock: FakeClock
+        self, make_store: MakeStore
     ) -> None:
-        store = InMemorySessionStore(clock, history_limit=3)
+        store = make_store(history_limit=3)
         await store.create(SID)
         await store.register_variable(SID, "n", "integer", 1)
         for value in range(2, 6):
@@ -232,7 +239,7 @@ class TestHistory:
         assert [v.version for v in await store.history(SID, "n")] == [3, 4, 5]
 
     async def test_rollback_writes_an_old_value_as_a_new_version(
-        self, store: InMemorySessionStore, session: str, published: list[Event]
+        self, store: SessionStore, session: str, published: list[Event]
     ) -> None:
         await store.register_variable(session, "s", "string", "good")
         await store.set_variable(session, "s", "bad")
@@ -242,9 +249,9 @@ class TestHistory:
         assert updates(published)[-1] == ("s", 3, "good")
 
     async def test_rollback_to_a_version_no_longer_kept_is_variable_not_found(
-        self, clock: FakeClock
+        self, make_store: MakeStore
     ) -> None:
-        store = InMemorySessionStore(clock, history_limit=2)
+        store = make_store(history_limit=2)
         await store.create(SID)
         await store.register_variable(SID, "n", "integer", 1)
         await store.set_variable(SID, "n", 2)
@@ -257,7 +264,7 @@ class TestHistory:
         assert (await store.get_variable(SID, "n")).version == 3
 
     async def test_rollback_honours_the_expected_version(
-        self, store: InMemorySessionStore, session: str
+        self, store: SessionStore, session: str
     ) -> None:
         await store.register_variable(session, "n", "integer", 1)
         await store.set_variable(session, "n", 2)
@@ -269,7 +276,7 @@ class TestHistory:
 
 class TestBatch:
     async def test_get_many_returns_the_found_variables_and_the_missing_names(
-        self, store: InMemorySessionStore, session: str
+        self, store: SessionStore, session: str
     ) -> None:
         await store.register_variable(session, "a", "integer", 1)
         await store.register_variable(session, "b", "integer", 2)
@@ -278,7 +285,7 @@ class TestBatch:
         assert missing == ["x", "y"]
 
     async def test_an_atomic_batch_with_one_invalid_value_changes_nothing(
-        self, store: InMemorySessionStore, session: str, published: list[Event]
+        self, store: SessionStore, session: str, published: list[Event]
     ) -> None:
         await store.register_variable(session, "a", "integer", 1)
         await store.register_variable(session, "b", "integer", 2, constraints={"max": 10})
@@ -291,7 +298,7 @@ class TestBatch:
         assert len(updates(published)) == 3
 
     async def test_an_atomic_batch_reports_every_failing_name(
-        self, store: InMemorySessionStore, session: str
+        self, store: SessionStore, session: str
     ) -> None:
         await store.register_variable(session, "a", "integer", 1)
         with pytest.raises(VariableNotFoundError) as info:
@@ -303,7 +310,7 @@ class TestBatch:
         assert (await store.get_variable(session, "a")).version == 1
 
     async def test_an_atomic_batch_with_a_stale_expected_version_changes_nothing(
-        self, store: InMemorySessionStore, session: str
+        self, store: SessionStore, session: str
     ) -> None:
         await store.register_variable(session, "a", "integer", 1)
         await store.register_variable(session, "b", "integer", 1)
@@ -315,7 +322,7 @@ class TestBatch:
         assert [v.value for v in await store.list_variables(session)] == [1, 2]
 
     async def test_a_valid_atomic_batch_writes_every_value(
-        self, store: InMemorySessionStore, session: str
+        self, store: SessionStore, session: str
     ) -> None:
         await store.register_variable(session, "a", "integer", 1)
         await store.register_variable(session, "b", "string", "x")
@@ -327,7 +334,7 @@ class TestBatch:
         }
 
     async def test_a_non_atomic_batch_writes_the_valid_values_and_reports_the_rest(
-        self, store: InMemorySessionStore, session: str
+        self, store: SessionStore, session: str
     ) -> None:
         await store.register_variable(session, "a", "integer", 1)
         await store.register_variable(session, "b", "integer", 1, constraints={"min": 0})
@@ -356,14 +363,14 @@ class TestListAndDelete:
         ],
     )
     async def test_listing_filters_names_with_a_wildcard_pattern(
-        self, store: InMemorySessionStore, session: str, pattern: str, expected: list[str]
+        self, store: SessionStore, session: str, pattern: str, expected: list[str]
     ) -> None:
         for name in ["temp_2", "seed", "model.lr", "temp_1", "model.momentum"]:
             await store.register_variable(session, name, "integer", 0)
         assert [v.name for v in await store.list_variables(session, pattern)] == expected
 
     async def test_a_deleted_variable_is_gone_and_starts_over_when_registered_again(
-        self, store: InMemorySessionStore, session: str, published: list[Event]
+        self, store: SessionStore, session: str, published: list[Event]
     ) -> None:
         await store.register_variable(session, "x", "integer", 1)
         await store.set_variable(session, "x", 2)
@@ -382,7 +389,7 @@ class TestListAndDelete:
 
 class TestWatch:
     async def test_a_watch_sees_every_update_in_order_and_ends_when_the_session_is_deleted(
-        self, store: InMemorySessionStore, session: str
+        self, store: SessionStore, session: str
     ) -> None:
         watch = await store.watch(session)
         await store.register_variable(session, "n", "integer", 0)
@@ -405,7 +412,7 @@ class TestWatch:
         assert watch.ended_reason == "session deleted"
 
     async def test_a_waiting_watch_receives_an_update_written_by_another_task(
-        self, store: InMemorySessionStore, session: str
+        self, store: SessionStore, session: str
     ) -> None:
         await store.register_variable(session, "n", "integer", 0)
         watch = await store.watch(session)
@@ -416,7 +423,7 @@ class TestWatch:
         assert (update.name, update.version, update.value) == ("n", 2, 1)
 
     async def test_a_watch_follows_only_the_names_it_asked_for(
-        self, store: InMemorySessionStore, session: str
+        self, store: SessionStore, session: str
     ) -> None:
         await store.register_variable(session, "a", "integer", 0)
         await store.register_variable(session, "b", "integer", 0)
@@ -427,7 +434,7 @@ class TestWatch:
         assert [(u.name, u.version) for u in await drain(watch)] == [("b", 2)]
 
     async def test_a_watch_can_start_with_the_current_values(
-        self, store: InMemorySessionStore, session: str
+        self, store: SessionStore, session: str
     ) -> None:
         await store.register_variable(session, "b", "integer", 5)
         await store.register_variable(session, "a", "string", "x")
@@ -441,7 +448,7 @@ class TestWatch:
         ]
 
     async def test_a_watch_ends_when_its_session_expires(
-        self, store: InMemorySessionStore, session: str, clock: FakeClock
+        self, store: SessionStore, session: str, clock: FakeClock
     ) -> None:
         watch = await store.watch(session)
         await clock.advance(60)
@@ -450,7 +457,7 @@ class TestWatch:
         assert watch.ended_reason == "session expired"
 
     async def test_a_watch_ends_when_the_store_closes(
-        self, store: InMemorySessionStore, session: str
+        self, store: SessionStore, session: str
     ) -> None:
         watch = await store.watch(session)
         waiting = asyncio.create_task(drain(watch))
@@ -461,7 +468,7 @@ class TestWatch:
         assert late.ended
 
     async def test_closing_a_watch_stops_it_and_detaches_it_from_the_store(
-        self, store: InMemorySessionStore, session: str
+        self, store: SessionStore, session: str
     ) -> None:
         await store.register_variable(session, "n", "integer", 0)
         async with await store.watch(session) as watch:
@@ -471,24 +478,28 @@ class TestWatch:
         assert "watches 0" in repr(store)
 
     async def test_a_slow_watch_keeps_the_newest_updates_and_counts_the_dropped(
-        self, store: InMemorySessionStore, session: str
+        self, store: SessionStore, session: str
     ) -> None:
         await store.register_variable(session, "n", "integer", 0)
         watch = await store.watch(session, maxsize=2)
+        witness = await store.watch(session)
         for value in range(1, 6):
             await store.set_variable(session, "n", value)
         await store.delete(session)
+        # Updates reach a store's watches together: once the witness has every update and
+        # the end, so has the slow watch, which has not read any yet.
+        assert [u.version for u in await drain(witness)] == [2, 3, 4, 5, 6]
         assert [u.version for u in await drain(watch)] == [5, 6]
         assert watch.dropped == 3
 
     async def test_a_watch_buffer_must_hold_at_least_one_update(
-        self, store: InMemorySessionStore, session: str
+        self, store: SessionStore, session: str
     ) -> None:
         with pytest.raises(ValueError, match="maxsize"):
             await store.watch(session, maxsize=0)
 
     async def test_several_watches_each_see_every_update(
-        self, store: InMemorySessionStore, session: str
+        self, store: SessionStore, session: str
     ) -> None:
         watches = [await store.watch(session) for _ in range(3)]
         await store.register_variable(session, "n", "integer", 0)
