@@ -12,7 +12,10 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from snakepit.bridge.store import SessionStore
 
 __all__ = ["AFFINITY_MODES", "PoolConfig"]
 
@@ -61,6 +64,11 @@ class PoolConfig:
         registry_dir: where the orphan registry lives (default: per-user data directory).
         session_ttl: seconds of inactivity after which a session expires.
         max_sessions: most live sessions (None: no limit).
+        session_store: where sessions live: None for this process's memory, a URL
+            ``"redis://host:6379/0"`` (``rediss://``, ``unix://``; ``?prefix=name`` sets the
+            key namespace) for a Redis shared by several hosts (``pip install
+            'pysnakepit[redis]'``), or a ``SessionStore`` object, which the pool uses but
+            neither runs nor closes.
     """
 
     adapter: str
@@ -95,6 +103,7 @@ class PoolConfig:
     registry_dir: str | None = None
     session_ttl: float = 3600.0
     max_sessions: int | None = None
+    session_store: str | SessionStore | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.adapter, str) or ":" not in self.adapter:
@@ -135,6 +144,7 @@ class PoolConfig:
             _bad("env", self.env, "a mapping of str to str")
         if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()):
             _bad("name", self.name, "a non-empty string")
+        _session_store(self.session_store)
 
     @classmethod
     def from_options(cls, config: PoolConfig | None, options: dict[str, Any]) -> PoolConfig:
@@ -185,6 +195,27 @@ def _seconds(option: str, value: Any, *, optional: bool = False, allow_zero: boo
     if not ok:
         rule = ">= 0" if allow_zero else "> 0"
         _bad(option, value, f"a finite number {rule}" + (" or None" if optional else ""))
+
+
+def _session_store(value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, str):
+        from snakepit.bridge._store_url import parse_store_url
+
+        try:
+            parse_store_url(value)
+        except ValueError as exc:
+            raise ValueError(f"invalid Pool option session_store: {exc}") from None
+        return
+    from snakepit.bridge.store import SessionStore
+
+    if not isinstance(value, SessionStore):
+        _bad(
+            "session_store",
+            value,
+            "None (in memory), a URL 'redis://host:6379/0', or a SessionStore object",
+        )
 
 
 def _choice(option: str, value: Any, allowed: tuple[str, ...]) -> None:

@@ -2,10 +2,13 @@
 
 Pure logic, no gRPC and no processes: the pool and the host bridge service
 program against :class:`SessionStore`; :class:`InMemorySessionStore` is the
-embedded default.
+embedded default, and :class:`RedisSessionStore` (the ``redis`` extra, loaded
+only when used) shares sessions between hosts.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from snakepit.bridge.memory import InMemorySessionStore, validate_session_id
 from snakepit.bridge.store import BatchResult, Session, SessionStore
@@ -13,10 +16,14 @@ from snakepit.bridge.types import VARIABLE_TYPES, VariableType, get_type
 from snakepit.bridge.variables import Variable, validate_variable_name
 from snakepit.bridge.watch import VariableWatch
 
+if TYPE_CHECKING:
+    from snakepit.bridge.redis_store import RedisSessionStore
+
 __all__ = [
     "VARIABLE_TYPES",
     "BatchResult",
     "InMemorySessionStore",
+    "RedisSessionStore",
     "Session",
     "SessionStore",
     "Variable",
@@ -26,3 +33,12 @@ __all__ = [
     "validate_session_id",
     "validate_variable_name",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The redis client is imported only by a program that uses the Redis store.
+    if name == "RedisSessionStore":
+        from snakepit.bridge.redis_store import RedisSessionStore
+
+        return RedisSessionStore
+    raise AttributeError(f"module 'snakepit.bridge' has no attribute {name!r}")

@@ -92,13 +92,20 @@ def parse_store_url(url: Any) -> StoreURL:
             prefix = check_prefix(value)
         else:
             rest.append((key, value))
-    client = urlunsplit(parts._replace(query=urlencode(rest), fragment=""))
+    client = _unsplit(parts._replace(query=urlencode(rest), fragment=""))
     return StoreURL(client_url=client, shown=shown, prefix=prefix)
+
+
+def _unsplit(parts: Any) -> str:
+    text = str(urlunsplit(parts))
+    if parts.scheme == "unix" and not parts.netloc:
+        text = "unix://" + text[len("unix:") :]  # urlunsplit drops the empty authority
+    return text
 
 
 def _hide_password(parts: Any) -> str:
     if parts.password is None:
-        return str(urlunsplit(parts))
+        return _unsplit(parts)
     user = parts.username or ""
     host = parts.netloc.rsplit("@", 1)[1]
-    return str(urlunsplit(parts._replace(netloc=f"{user}:***@{host}")))
+    return _unsplit(parts._replace(netloc=f"{user}:***@{host}"))

@@ -38,6 +38,7 @@ from snakepit.errors import (
     PoolClosedError,
     PoolSaturatedError,
     SessionNotFoundError,
+    SessionStoreUnavailableError,
     SnakepitError,
     ToolNotFoundError,
     WorkerCrashedError,
@@ -64,6 +65,7 @@ from snakepit.worker.runtime import make_runtime_dir, remove_runtime_dir
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
 
+    from snakepit.bridge.store import SessionStore
     from snakepit.events import Event
     from snakepit.pool._session import Session, Sessions
     from snakepit.worker.transport import ToolSpec
@@ -160,17 +162,37 @@ class Pool:
         self._idle: asyncio.Event | None = None
         self._closed_event: asyncio.Event | None = None
         self._runtime_dir: Path | None = None
-        self._store = InMemorySessionStore(
-            self._clock,
-            ttl=self.config.session_ttl,
-            max_sessions=self.config.max_sessions,
-            events=self.events,
-            name=self.name,
-        )
+        self._store, self._owns_store = self._make_store()
         self._host_tools = HostToolRegistry(self.name)
         self._bridge: HostBridge | None = None
         self._sessions: Sessions | None = None
         self.events.add_listener(self._on_session_gone, (SessionExpired, SessionDeleted))
+
+    def _make_store(self) -> tuple[SessionStore, bool]:
+        """The session store the config names, and whether this pool runs and closes it."""
+        spec = self.config.session_store
+        if spec is None:
+            store: SessionStore = InMemorySessionStore(
+                self._clock,
+                ttl=self.config.session_ttl,
+                max_sessions=self.config.max_sessions,
+                events=self.events,
+                name=self.name,
+            )
+            return store, True
+        if isinstance(spec, str):
+            from snakepit.bridge.redis_store import RedisSessionStore
+
+            store = RedisSessionStore(
+                spec,
+                clock=self._clock,
+                ttl=self.config.session_ttl,
+                max_sessions=self.config.max_sessions,
+                events=self.events,
+                name=self.name,
+            )
+            return store, True
+        return spec, False
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -225,7 +247,8 @@ class Pool:
         self._tools = dict(first.tools)
         self._state = "running"
         self._spawn(self._queue_timer(), "queue-timer")
-        self._spawn(self._store.run_expiry(), "session-expiry")
+        if self._owns_store:
+            self._spawn(self._store.run_expiry(), "session-expiry")
         if self.config.heartbeat_interval or self.config.ttl or self.config.memory_limit_mb:
             self._spawn(self._supervisor.maintain(), "maintenance")
         self.events.publish(
@@ -281,7 +304,8 @@ class Pool:
             await asyncio.wait(pending)
         if self._supervisor.registry is not None:
             self._supervisor.registry.close()
-        await self._store.close()
+        if self._owns_store:
+            await self._store.close()
         if self._bridge is not None:
             await self._bridge.stop(grace=None)  # the workers, its only clients, are gone
         if self._runtime_dir is not None:
@@ -714,8 +738,15 @@ class Pool:
 
     async def _pin(self, session_id: str, worker_id: str) -> None:
         self._affinity[session_id] = worker_id
-        with contextlib.suppress(SessionNotFoundError):  # deleted while the call ran
+        try:
             await self._store.set_affinity(session_id, worker_id)
+        except SessionNotFoundError:
+            pass  # deleted while the call ran
+        except SessionStoreUnavailableError as exc:
+            # The call succeeded; the pin is a hint, and this pool keeps its own copy.
+            log.warning(
+                "pool %s: could not record the affinity of %r: %s", self.name, session_id, exc
+            )
 
     def _on_session_gone(self, event: Event) -> None:
         self._affinity.pop(getattr(event, "session_id", ""), None)
