@@ -64,7 +64,7 @@ from snakepit.bridge._store_url import check_prefix, parse_store_url
 from snakepit.bridge.store import BatchResult, Session, SessionStore
 from snakepit.bridge.watch import VariableWatch
 from snakepit.clock import Clock, SystemClock
-from snakepit.errors import SessionStoreUnavailableError
+from snakepit.errors import SerializationError, SessionStoreUnavailableError
 from snakepit.events import (
     Event,
     EventBus,
@@ -1216,9 +1216,16 @@ class RedisSessionStore(SessionStore):
                     if entry is not None and not entry.ready.done():
                         entry.ready.set_result(None)
                 elif kind == "message" and entry is not None:
-                    inc, seq, body = message["data"].split("|", 2)
+                    try:
+                        inc, seq, body = message["data"].split("|", 2)
+                        number = int(seq)
+                    except ValueError:
+                        log.warning(
+                            "store %s: ignored a malformed message on %s", self.name, channel
+                        )
+                        continue
                     for follower in list(entry.followers):
-                        self._deliver(channel, follower, inc, int(seq), body)
+                        self._deliver(channel, follower, inc, number, body)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -1240,10 +1247,9 @@ class RedisSessionStore(SessionStore):
             follower.watch.end(body[1:])
             self._unfollow(channel, follower)
         elif seq > follower.seq:
-            follower.seq = seq
-            update = _unpack(body[1:])
-            follower.watch.offer(
-                VariableUpdated(
+            try:
+                update = _unpack(body[1:])
+                event = VariableUpdated(
                     session_id=follower.watch.session_id,
                     name=update["name"],
                     version=update["version"],
@@ -1252,7 +1258,11 @@ class RedisSessionStore(SessionStore):
                     source=update["source"],
                     at=update["at"],
                 )
-            )
+            except (ValueError, LookupError, TypeError, SerializationError):
+                log.warning("store %s: ignored a malformed update on %s", self.name, channel)
+                return
+            follower.seq = seq
+            follower.watch.offer(event)
 
     def _end_all(self, reason: str, error: BaseException | None = None) -> None:
         channels, self._channels = self._channels, {}

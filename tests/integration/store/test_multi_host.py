@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 BOUND = 30.0  # an upper bound on waits (a host process starts its pool), never a delay
 ROOT = Path(__file__).resolve().parents[3]
+PROBE = "tests.support.store_probe:StoreProbe"
 
 
 class OtherHost:
@@ -156,12 +157,18 @@ async def test_a_pool_whose_redis_dies_fails_only_the_calls_that_need_the_store(
 ) -> None:
     server = start_redis_server(tmp_path)
     try:
-        async with asyncio.timeout(BOUND), isolated_pool(session_store=server.url) as pool:
+        async with (
+            asyncio.timeout(BOUND),
+            isolated_pool(PROBE, session_store=server.url) as pool,
+        ):
+            pool.register_host_tool("kill_redis", server.kill)
             s = pool.session("s1")
             await s.variables.register("n", "integer", 0)
             assert await s.execute("bump", {"name": "n"}) == 1
             watch = await s.variables.watch()
-            server.kill()
+            # Redis dies while a call runs: the worker's read fails with the same typed error.
+            with pytest.raises(SessionStoreUnavailableError, match=server.url):
+                await s.execute("read_after_host_tool", {"host_tool": "kill_redis", "name": "n"})
             assert await pool.execute("add", {"a": 1, "b": 2}) == 3
             with pytest.raises(SessionStoreUnavailableError, match=server.url):
                 await s.execute("add", {"a": 1, "b": 2})

@@ -249,6 +249,20 @@ class TestSeveralStores:
         await other.delete("a")
         assert (await small.create("c")).id == "c"
 
+    async def test_junk_published_on_a_sessions_channel_is_skipped_not_fatal(
+        self, make_store: Callable[..., SessionStore], raw: aioredis.Redis, redis_prefix: str
+    ) -> None:
+        store = redis_store(make_store)
+        await store.create("s")
+        await store.register_variable("s", "n", "integer", 0)
+        watch = await store.watch("s")
+        for junk in ("no separators", "x|notanumber|U", "|99|Unot packed", "|98|UJ{}"):
+            await raw.publish(f"{redis_prefix}:w{{s}}", junk)
+        await store.set_variable("s", "n", 1)
+        seen = await take(watch, 1)
+        assert [(u.version, u.value) for u in seen] == [(2, 1)]
+        assert not watch.ended
+
     async def test_a_session_deleted_by_one_store_is_gone_for_the_other(
         self, make_store: Callable[..., SessionStore]
     ) -> None:

@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+import snakepit
+from snakepit import errors
 from snakepit.bridge import InMemorySessionStore
 from snakepit.bridge._store_url import check_prefix, parse_store_url
 from snakepit.config import PoolConfig
@@ -77,3 +79,16 @@ class TestPoolOption:
     def test_anything_else_is_a_value_error_naming_the_option(self, value: Any, says: str) -> None:
         with pytest.raises(ValueError, match=says):
             PoolConfig(adapter=ADAPTER, session_store=value)
+
+
+class TestUnavailableError:
+    def test_it_is_a_session_error_exported_and_rebuilt_from_the_wire_with_its_details(
+        self,
+    ) -> None:
+        assert issubclass(errors.SessionStoreUnavailableError, errors.SessionError)
+        assert snakepit.SessionStoreUnavailableError is errors.SessionStoreUnavailableError
+        again = errors.from_wire(
+            "SessionStoreUnavailableError", "down", {"url": "redis://h:1/0", "operation": "get"}
+        )
+        assert type(again) is errors.SessionStoreUnavailableError
+        assert (again.url, again.operation) == ("redis://h:1/0", "get")
