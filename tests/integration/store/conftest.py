@@ -8,6 +8,7 @@ redis-server.
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from tests.support.redis_server import RedisServer, redis_server_binary, start_r
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
+    from pathlib import Path
 
 BACKENDS = ["memory", "redis"]
 NO_REDIS = (
@@ -28,12 +30,27 @@ NO_REDIS = (
 )
 
 
+def _need_redis_server() -> None:
+    if redis_server_binary() is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{NO_REDIS} (CI must run them, not skip them)")
+        pytest.skip(NO_REDIS)
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     """One redis-server per test process (xdist worker), stopped at the end."""
-    if redis_server_binary() is None:
-        pytest.skip(NO_REDIS)
+    _need_redis_server()
     server = start_redis_server(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, for tests that kill it."""
+    _need_redis_server()
+    server = start_redis_server(tmp_path)
     yield server
     server.stop()
 

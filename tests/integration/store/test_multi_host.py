@@ -17,10 +17,11 @@ import pytest
 
 from snakepit.errors import SessionStoreUnavailableError
 from snakepit.testing.pools import isolated_pool
-from tests.support.redis_server import RedisServer, start_redis_server
 
 if TYPE_CHECKING:
     from types import TracebackType
+
+    from tests.support.redis_server import RedisServer
 
 BOUND = 30.0  # an upper bound on waits (a host process starts its pool), never a delay
 ROOT = Path(__file__).resolve().parents[3]
@@ -153,32 +154,29 @@ async def test_two_hosts_share_sessions_variables_and_watches(
 
 
 async def test_a_pool_whose_redis_dies_fails_only_the_calls_that_need_the_store(
-    tmp_path: Path,
+    own_redis_server: RedisServer,
 ) -> None:
-    server = start_redis_server(tmp_path)
-    try:
-        async with (
-            asyncio.timeout(BOUND),
-            isolated_pool(PROBE, session_store=server.url) as pool,
-        ):
-            pool.register_host_tool("kill_redis", server.kill)
-            s = pool.session("s1")
-            await s.variables.register("n", "integer", 0)
-            assert await s.execute("bump", {"name": "n"}) == 1
-            watch = await s.variables.watch()
-            # Redis dies while a call runs: the worker's read fails with the same typed error.
-            with pytest.raises(SessionStoreUnavailableError, match=server.url):
-                await s.execute("read_after_host_tool", {"host_tool": "kill_redis", "name": "n"})
-            assert await pool.execute("add", {"a": 1, "b": 2}) == 3
-            with pytest.raises(SessionStoreUnavailableError, match=server.url):
-                await s.execute("add", {"a": 1, "b": 2})
-            with pytest.raises(SessionStoreUnavailableError, match=server.url) as info:
-                await s.variables.get("n")
-            assert info.value.operation == "get_variable"
-            with pytest.raises(SessionStoreUnavailableError):
-                await watch.get()
-            with pytest.raises(SessionStoreUnavailableError):
-                await pool.sessions.list()
-            assert await pool.execute("echo", {"value": "still here"}) == "still here"
-    finally:
-        server.stop()
+    server = own_redis_server
+    async with (
+        asyncio.timeout(BOUND),
+        isolated_pool(PROBE, session_store=server.url) as pool,
+    ):
+        pool.register_host_tool("kill_redis", server.kill)
+        s = pool.session("s1")
+        await s.variables.register("n", "integer", 0)
+        assert await s.execute("bump", {"name": "n"}) == 1
+        watch = await s.variables.watch()
+        # Redis dies while a call runs: the worker's read fails with the same typed error.
+        with pytest.raises(SessionStoreUnavailableError, match=server.url):
+            await s.execute("read_after_host_tool", {"host_tool": "kill_redis", "name": "n"})
+        assert await pool.execute("add", {"a": 1, "b": 2}) == 3
+        with pytest.raises(SessionStoreUnavailableError, match=server.url):
+            await s.execute("add", {"a": 1, "b": 2})
+        with pytest.raises(SessionStoreUnavailableError, match=server.url) as info:
+            await s.variables.get("n")
+        assert info.value.operation == "get_variable"
+        with pytest.raises(SessionStoreUnavailableError):
+            await watch.get()
+        with pytest.raises(SessionStoreUnavailableError):
+            await pool.sessions.list()
+        assert await pool.execute("echo", {"value": "still here"}) == "still here"

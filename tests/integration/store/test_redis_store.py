@@ -17,11 +17,9 @@ from snakepit.errors import (
     VariableValidationError,
     VersionConflictError,
 )
-from tests.support.redis_server import RedisServer, start_redis_server
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
-    from pathlib import Path
 
     import redis.asyncio as aioredis
 
@@ -29,6 +27,7 @@ if TYPE_CHECKING:
     from snakepit.bridge.redis_store import RedisSessionStore
     from snakepit.events import VariableUpdated
     from supertester import FakeClock
+    from tests.support.redis_server import RedisServer
 
 BOUND = 10.0  # an upper bound on waits, never a delay
 
@@ -282,11 +281,11 @@ class TestSeveralStores:
 
 class TestUnavailable:
     async def test_a_redis_that_is_not_there_is_a_typed_error_naming_the_url_not_the_password(
-        self, tmp_path: Path
+        self, own_redis_server: RedisServer
     ) -> None:
         from snakepit.bridge.redis_store import RedisSessionStore
 
-        server = start_redis_server(tmp_path)
+        server = own_redis_server
         url = f"redis://:hunter2@127.0.0.1:{server.port}/0"
         server.stop()  # nothing listens on that port any more
         store = RedisSessionStore(url, name="gone", timeout=2.0)
@@ -304,11 +303,11 @@ class TestUnavailable:
         assert info.value.operation == "create"
 
     async def test_a_redis_killed_mid_use_fails_each_call_and_ends_watches_with_the_error(
-        self, tmp_path: Path
+        self, own_redis_server: RedisServer
     ) -> None:
         from snakepit.bridge.redis_store import RedisSessionStore
 
-        server = start_redis_server(tmp_path)
+        server = own_redis_server
         store = RedisSessionStore(server.url, name="victim", timeout=2.0)
         try:
             await store.create("s")
@@ -333,4 +332,3 @@ class TestUnavailable:
         finally:
             async with asyncio.timeout(BOUND):
                 await store.close()
-            server.stop()
