@@ -23,7 +23,7 @@ import logging
 import os
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar
 
 from snakepit import codec
 from snakepit.bridge.host_tools import HostToolRegistry
@@ -62,7 +62,7 @@ from snakepit.worker.registry import ProcessRegistry
 from snakepit.worker.runtime import make_runtime_dir, remove_runtime_dir
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterator
+    from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 
     from snakepit.events import Event
     from snakepit.pool._session import Session, Sessions
@@ -79,6 +79,8 @@ class _Default:
 
 
 DEFAULT: Final[Any] = _Default()
+P = ParamSpec("P")
+T = TypeVar("T")
 _pool_ids = itertools.count(1)
 PoolState = Literal["new", "starting", "running", "closing", "closed"]
 
@@ -651,6 +653,71 @@ class Pool:
                 with contextlib.suppress(Exception):
                     await chunks.aclose()  # type: ignore[attr-defined]
         await self._done(ticket, worker, started)
+
+    # -- plain functions (see snakepit._executor) ---------------------------------------------
+
+    @classmethod
+    def for_functions(
+        cls,
+        *,
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+        **options: Any,
+    ) -> Pool:
+        """A pool whose workers run plain functions: ``await pool.submit(fn, *args)``.
+
+        Its adapter is the built-in function runner and its ``timeout`` defaults to None
+        (set one to bound each function). ``initializer(*initargs)`` runs once in every
+        worker process; if it raises, ``start()`` raises ``WorkerStartupError``.
+
+        Raises:
+            ValueError: an option is invalid.
+            TypeError: ``initializer`` is not callable.
+            SerializationError: the initializer or its arguments cannot be pickled.
+        """
+        from snakepit._executor import function_pool_options
+
+        return cls(**function_pool_options(initializer, initargs, options))
+
+    async def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn(*args, **kwargs)`` on a worker and return its value (``for_functions`` pools).
+
+        The function and arguments are pickled (lambdas and closures with cloudpickle).
+        What ``fn`` raises is raised here as itself, with the worker's traceback as its
+        ``__cause__``; if it cannot be unpickled here, a ``ToolError`` carries it.
+
+        Raises:
+            BaseException: what ``fn`` raised.
+            SerializationError: the call or its value cannot be pickled.
+            ToolNotFoundError: the pool was not made by ``Pool.for_functions``.
+            ExecutionTimeoutError, WorkerCrashedError, CapacityError, PoolClosedError:
+                as :meth:`execute`.
+        """
+        from snakepit._executor import callable_name, encode_call, run_function
+
+        value: T = await run_function(self, encode_call(fn, args, kwargs), callable_name(fn))
+        return value
+
+    def map(
+        self,
+        fn: Callable[..., T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+    ) -> AsyncIterator[T]:
+        """``async for value in pool.map(fn, xs)``: ``fn`` over the iterables, in order.
+
+        A few calls per worker run ahead of the consumer; closing the iterator cancels
+        them. ``timeout`` bounds the whole map, from the first ``__anext__``.
+
+        Raises:
+            ValueError: ``chunksize`` < 1 (on iteration).
+            TimeoutError: the results took longer than ``timeout``.
+            BaseException: the first failing call's error, at its place in the order.
+        """
+        from snakepit._executor import map_functions
+
+        return map_functions(self, fn, iterables, timeout=timeout, chunksize=chunksize)
 
     # -- sessions and host tools ---------------------------------------------------------------
 
