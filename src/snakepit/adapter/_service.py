@@ -116,6 +116,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                 streaming=info.streaming,
                 uses_context=info.context_param is not None,
                 is_async=info.is_async,
+                idempotent=info.idempotent,
                 params=[
                     pb.ParamSpec(
                         name=p.name,
