@@ -18,6 +18,7 @@ import pytest
 
 import snakepit
 from snakepit._executor import RemoteTraceback
+from snakepit.events import WorkerReady
 from snakepit.testing.pools import assert_no_worker_left
 from tests.support import executor_tasks as tasks
 from tests.support.executor_tasks import Gate
@@ -228,11 +229,16 @@ class TestGuarantees:
     def test_a_stuck_task_times_out_and_its_worker_is_replaced(
         self, tmp_path: Path, gate: Gate
     ) -> None:
-        with make_executor(tmp_path, max_workers=1, timeout=0.5) as ex:
+        with make_executor(tmp_path, max_workers=1, timeout=1.0) as ex:
             first_pid = ex.submit(os.getpid).result(BOUND)
+            assert ex.pool is not None
+            replaced = threading.Event()
+            ex.pool.events.add_listener(lambda _: replaced.set(), WorkerReady)
             stuck = ex.submit(tasks.wait_gate, gate.address)
             with pytest.raises(snakepit.ExecutionTimeoutError):
                 stuck.result(BOUND)
+            # The next task's timeout covers its queue wait too: let the replacement start.
+            assert replaced.wait(BOUND)
             assert ex.submit(os.getpid).result(BOUND) != first_pid
             pids = worker_pids(ex)
         assert_no_worker_left(pids)

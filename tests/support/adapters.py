@@ -49,5 +49,9 @@ class RetryTools(Adapter):
         yield from range(n)
 
     @tool
+    def say(self, text: str) -> None:
+        print(text)
+
+    @tool
     def exit_with(self, code: int) -> None:
         sys.exit(code)
