@@ -73,3 +73,23 @@ class TestProtoStubs:
             or (committed / rel).read_bytes() != (tmp_path / rel).read_bytes()
         ]
         assert not stale, f"stale stubs (run scripts/gen-proto and commit): {stale}"
+
+
+# A repository path in docs: a relative link, or `dir/file.ext` in backticks.
+_DOC_LINK = re.compile(r"\]\(([^)#:\s]+)\)")
+_DOC_PATH = re.compile(r"`((?:[\w.-]+/)+[\w.-]+\.(?:py|md|proto|toml|txt|json|sh))`")
+
+
+class TestDocs:
+    def test_docs_cite_only_files_in_the_repository(self) -> None:
+        """Every file README.md and docs/ link to or name by path exists here."""
+        missing = []
+        for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+            text = doc.read_text()
+            for target in _DOC_LINK.findall(text):
+                if not (doc.parent / target).exists():
+                    missing.append(f"{doc.relative_to(ROOT)}: link {target}")
+            for path in _DOC_PATH.findall(text):
+                if not (ROOT / path).exists():
+                    missing.append(f"{doc.relative_to(ROOT)}: {path}")
+        assert not missing, "docs cite files that do not exist:\n" + "\n".join(missing)

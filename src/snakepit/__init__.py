@@ -18,6 +18,7 @@ from snakepit.errors import __all__ as _errors_all
 
 if _typing.TYPE_CHECKING:
     from snakepit import events
+    from snakepit._executor import Executor
     from snakepit._variables import BatchResult, Variable
     from snakepit.adapter import Adapter, SessionContext, tool
     from snakepit.config import PoolConfig
@@ -28,6 +29,7 @@ if _typing.TYPE_CHECKING:
 _LAZY = {
     "Adapter": "snakepit.adapter",
     "BatchResult": "snakepit._variables",
+    "Executor": "snakepit._executor",
     "Variable": "snakepit._variables",
     "SessionContext": "snakepit.adapter",
     "tool": "snakepit.adapter",
@@ -57,6 +59,7 @@ __all__ = [
     *_errors_all,
     "Adapter",
     "BatchResult",
+    "Executor",
     "Pool",
     "PoolConfig",
     "PoolStats",

@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from snakepit.errors import VariableError
 
-__all__ = ["BatchResult", "Variable"]
+__all__ = ["BatchResult", "Variable", "short_repr"]
+
+_REPR_LIMIT = 80
+
+
+def short_repr(value: Any, limit: int = _REPR_LIMIT) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a tensor's repr can be megabytes)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-2:]}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +52,12 @@ class Variable:
     metadata: dict[str, Any] = field(default_factory=dict)
     created_at: float = 0.0
     updated_at: float = 0.0
+
+    def __repr__(self) -> str:
+        return (
+            f"Variable(name={self.name!r}, type={self.type!r}, value={short_repr(self.value)}, "
+            f"version={self.version})"
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import importlib
+import logging
 import os
 import socket
 import subprocess
@@ -19,6 +18,13 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 SHOWCASE = "snakepit.examples.showcase:Showcase"
+
+
+_DEMO_TOOLS = frozenset({"add", "count", "remember", "pid", "recall", "fail", "crash", "hang"})
+
+
+class _DemoError(Exception):
+    """Raised when the demo cannot run with the adapter it was given."""
 
 
 def _ms(seconds: float) -> str:
@@ -45,6 +51,13 @@ async def _demo(size: int, adapter: str) -> int:
     t = time.perf_counter()
     async with snakepit.Pool(adapter=adapter, size=size, heartbeat_interval=5.0) as pool:
         out.line(f"ready in {_ms(time.perf_counter() - t)}: {pool!r}")
+        missing = sorted(_DEMO_TOOLS - set(pool.tools))
+        if missing:
+            raise _DemoError(
+                f"the demo calls the showcase's tools and {adapter} lacks "
+                f"{', '.join(missing)}; run it with the default adapter ({SHOWCASE}), and "
+                f"try yours with: snakepit doctor --adapter {adapter}"
+            )
         for w in pool.workers():
             out.line(f"{w.id}: pid {w.pid} at {w.address}")
 
@@ -143,29 +156,97 @@ def _check(name: str, ok: bool, detail: str, fix: str = "") -> bool:
     return ok
 
 
+# Run by the interpreter under test (--python): what a worker would find there.
+_PROBE = r"""
+import importlib, json, sys
+out = {"version": sys.version.split()[0], "executable": sys.executable,
+       "ok": sys.version_info >= (3, 11), "modules": {}}
+for name in ("grpc", "google.protobuf", "psutil", "grpc_health.v1.health", "snakepit.adapter"):
+    try:
+        mod = importlib.import_module(name)
+        out["modules"][name] = [True, getattr(mod, "__version__", "") or "installed"]
+    except Exception as exc:
+        out["modules"][name] = [False, f"{type(exc).__name__}: {exc}"]
+module, _, cls = sys.argv[1].partition(":")
+try:
+    from snakepit.adapter import Adapter
+    target = getattr(importlib.import_module(module), cls)
+    if not (isinstance(target, type) and issubclass(target, Adapter)):
+        raise TypeError(f"{sys.argv[1]} is not a subclass of snakepit.Adapter")
+    out["adapter"] = [True, ", ".join(sorted(target.tools())) or "no tools"]
+except Exception as exc:
+    out["adapter"] = [False, f"{type(exc).__name__}: {exc}"]
+print(json.dumps(out))
+"""
+_DISTS = {
+    "grpc": "grpcio",
+    "google.protobuf": "protobuf",
+    "psutil": "psutil",
+    "grpc_health.v1.health": "grpcio-health-checking",
+    "snakepit.adapter": "pysnakepit",
+}
+
+
+def _probe(adapter: str, python: str) -> dict[str, Any] | str:
+    """What ``python`` reports about itself and the adapter, or why it cannot run."""
+    import json
+
+    from snakepit.worker._paths import worker_pythonpath
+    from snakepit.worker.handle import _PACKAGE_ROOT
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = worker_pythonpath(env.get("PYTHONPATH", ""), _PACKAGE_ROOT)
+    try:
+        done = subprocess.run(
+            [python, "-c", _PROBE, adapter],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"cannot run {python!r}: {exc}"
+    try:
+        info: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return (
+            f"{python!r} is not a working Python interpreter (exit code {done.returncode}: {tail})"
+        )
+    return info
+
+
 def _doctor(adapter: str, python: str) -> int:
+    module, _, cls = adapter.partition(":")
+    if not module or not cls:
+        print(
+            f"snakepit doctor: --adapter must be 'pkg.module:Class' (a colon before the class), "
+            f"got {adapter!r}"
+            + (
+                f"; did you mean {module.rpartition('.')[0]}:{module.rpartition('.')[2]}?"
+                if "." in module and not cls
+                else ""
+            ),
+            file=sys.stderr,
+        )
+        return 2
     results = []
-    v = sys.version_info
+    info = _probe(adapter, python)
+    if isinstance(info, str):
+        _check("python", False, info, "pass --python the path of a Python 3.11+ interpreter")
+        print("\nsome checks failed (see fixes above)")
+        return 1
     results.append(
         _check(
             "python",
-            v >= (3, 11),
-            f"{sys.version.split()[0]} at {sys.executable}",
+            bool(info["ok"]),
+            f"{info['version']} at {info['executable']}",
             "install Python 3.11 or newer",
         )
     )
-    for module, dist in (
-        ("grpc", "grpcio"),
-        ("google.protobuf", "protobuf"),
-        ("psutil", "psutil"),
-        ("grpc_health.v1.health", "grpcio-health-checking"),
-    ):
-        try:
-            mod = importlib.import_module(module)
-            version = getattr(mod, "__version__", "") or "installed"
-            results.append(_check(dist, True, version))
-        except ImportError as exc:
-            results.append(_check(dist, False, str(exc), f"pip install {dist}"))
+    for module_name, (ok, detail) in info["modules"].items():
+        dist = _DISTS[module_name]
+        results.append(_check(dist, ok, detail, f"{python} -m pip install {dist}"))
     try:
         from snakepit.worker.runtime import make_runtime_dir, remove_runtime_dir
 
@@ -185,26 +266,14 @@ def _doctor(adapter: str, python: str) -> int:
                 "or use transport='tcp'",
             )
         )
-    probe = subprocess.run(
-        [
-            python,
-            "-c",
-            f"import importlib; m, c = {adapter!r}.split(':'); "
-            "getattr(importlib.import_module(m), c)",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    ok, detail = info["adapter"]
     results.append(
         _check(
             "adapter",
-            probe.returncode == 0,
-            f"{adapter} importable by {python}"
-            if probe.returncode == 0
-            else (probe.stderr.strip().splitlines() or ["?"])[-1],
-            "check the module path and that the worker's interpreter has the package "
-            "(pip install it into that environment)",
+            ok,
+            f"{adapter} importable by {python} (tools: {detail})" if ok else detail,
+            "check the module path (run doctor from your project directory) and that the "
+            "worker's interpreter has the package (pip install it into that environment)",
         )
     )
     if all(results):
@@ -216,6 +285,9 @@ def _doctor(adapter: str, python: str) -> int:
 def _worker_check(adapter: str, python: str) -> bool:
     from snakepit.testing.servers import with_python_server
 
+    # The failure is reported below, in full; the worker's own log lines would repeat it.
+    logging.getLogger("snakepit.worker").setLevel(logging.CRITICAL + 1)
+
     async def run() -> float:
         t = time.perf_counter()
         async with with_python_server(adapter, python=python) as w:
@@ -225,12 +297,14 @@ def _worker_check(adapter: str, python: str) -> bool:
     try:
         took = asyncio.run(run())
     except Exception as exc:
+        # The whole reason (a failing setup()'s traceback is in the worker's stderr tail).
+        lines = str(exc).splitlines()
+        detail = lines[0] + "".join(f"\n       | {line}" for line in lines[1:])
         return _check(
             "worker",
             False,
-            str(exc).splitlines()[0],
-            "run the worker by hand to see its error: python -m snakepit.adapter "
-            f"--adapter {adapter} --socket /tmp/x.sock",
+            detail,
+            "fix what the reason above says, then run snakepit doctor again",
         )
     return _check("worker", True, f"started, answered Ping and stopped in {_ms(took)}")
 
@@ -263,9 +337,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         if args.size < 1:
             parser.error("--size must be >= 1")
-        with contextlib.suppress(KeyboardInterrupt):
+        from snakepit.errors import SnakepitError
+
+        try:
             return asyncio.run(_demo(args.size, args.adapter))
-        return 130
+        except KeyboardInterrupt:
+            return 130
+        except (SnakepitError, _DemoError, ValueError) as exc:
+            print(f"\nsnakepit demo: {exc}", file=sys.stderr)
+            return 1
     return _doctor(args.adapter, args.python)
 
 

@@ -18,6 +18,7 @@ the default and a worker only unpickles when started with pickle allowed.
 
 from __future__ import annotations
 
+import datetime
 import enum
 import json
 import pickle
@@ -74,11 +75,19 @@ def _check(value: Any, path: str) -> bool:
             path=path,
             type_name=t.__name__,
         )
+    # Hints are Python the user can write: ``path`` names a place, it is not an expression.
     hint = ""
     if hasattr(value, "tolist"):
-        hint = f"; convert it with {path}.tolist() (or .tobytes() for raw data)"
+        hint = "; convert it first, e.g. value.tolist() (or value.tobytes() for raw data)"
     elif isinstance(value, set | frozenset):
-        hint = f"; pass a list, e.g. sorted({path})"
+        hint = "; pass a list instead, e.g. sorted(value)"
+    elif isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        hint = (
+            "; send text, e.g. value.isoformat(), and read it back with "
+            f"{t.__name__}.fromisoformat(text)"
+        )
+    elif isinstance(value, datetime.timedelta):
+        hint = "; send a number, e.g. value.total_seconds()"
     elif isinstance(value, int | float | str | bytes | dict | list):
         hint = f"; pass a plain {t.__mro__[1].__name__} instead of the subclass {t.__name__}"
     raise SerializationError(

@@ -38,7 +38,9 @@ class PoolConfig:
         name: the pool's name in events, logs and ``repr`` (default: generated).
         max_queue: requests that may wait for a worker; one more is ``PoolSaturatedError``.
         queue_timeout: seconds a request may wait in the queue (None: no bound).
-        timeout: default per-call deadline in seconds (None: no deadline).
+        timeout: default per-call deadline in seconds, queue wait included (None: no deadline).
+        idempotent_retries: times a call of an ``@tool(idempotent=True)`` tool is run again
+            on a fresh worker after its worker crashed (``execute(retries=N)`` overrides).
         affinity: ``"hint"``, ``"strict_queue"`` or ``"strict_fail_fast"`` for sessions.
         max_concurrency: requests one worker runs at once (async tools, thread profile).
         startup_timeout: seconds a worker has to print its ready line and describe itself.
@@ -77,6 +79,7 @@ class PoolConfig:
     max_queue: int = 1000
     queue_timeout: float | None = None
     timeout: float | None = 60.0
+    idempotent_retries: int = 1
     affinity: Literal["hint", "strict_queue", "strict_fail_fast"] = "hint"
     max_concurrency: int = 1
     startup_timeout: float = 30.0
@@ -110,6 +113,7 @@ class PoolConfig:
             _bad("adapter", self.adapter, "a string 'pkg.module:Class'")
         _int("size", self.size, 1)
         _int("max_queue", self.max_queue, 0)
+        _int("idempotent_retries", self.idempotent_retries, 0)
         _int("max_concurrency", self.max_concurrency, 1)
         _int("max_restarts", self.max_restarts, 0)
         _int("max_message_mb", self.max_message_mb, 1)

@@ -22,9 +22,11 @@ on the other side by :func:`from_wire`.
 
 from __future__ import annotations
 
+from concurrent.futures import BrokenExecutor
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
+    "BrokenExecutorError",
     "CapacityError",
     "ExecutionTimeoutError",
     "HostToolError",
@@ -197,6 +199,15 @@ class WorkerStartupError(WorkerError):
     """
 
 
+class BrokenExecutorError(WorkerStartupError, BrokenExecutor):
+    """Raised when a ``snakepit.Executor`` cannot run tasks because its workers could not
+    start (its ``initializer`` raised, or an option is wrong); create a new Executor.
+
+    It is a ``concurrent.futures.BrokenExecutor`` too, so code written for
+    ``ProcessPoolExecutor`` catches it. ``__cause__``: the startup failure.
+    """
+
+
 class PoolDegradedError(WorkerError):
     """Raised when no worker can take a call because the pool stopped restarting (degraded).
 
@@ -280,6 +291,7 @@ _KINDS: dict[str, type[SnakepitError]] = {
         WorkerError,
         WorkerCrashedError,
         WorkerStartupError,
+        BrokenExecutorError,
         SessionWorkerUnavailableError,
         PoolClosedError,
         PoolDegradedError,

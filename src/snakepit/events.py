@@ -219,6 +219,15 @@ class VariableUpdated(Event):
     value: Any = field(repr=False)
     deleted: bool = False
 
+    def __repr__(self) -> str:
+        from snakepit._variables import short_repr
+
+        what = "deleted" if self.deleted else f"value={short_repr(self.value)}"
+        return (
+            f"VariableUpdated(session_id={self.session_id!r}, name={self.name!r}, "
+            f"version={self.version}, {what})"
+        )
+
 
 # -- the bus -----------------------------------------------------------------------------------
 

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
 import pytest
 
 from snakepit.cli import main
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class TestCli:
@@ -41,3 +48,50 @@ class TestCli:
         with pytest.raises(SystemExit) as info:
             main(["nope"])
         assert info.value.code == 2
+
+
+class TestNewcomerMistakes:
+    def test_doctor_with_a_missing_interpreter(self, capsys: pytest.CaptureFixture[str]) -> None:
+        assert main(["doctor", "--python", "/nope/python"]) == 1
+        out = capsys.readouterr().out
+        assert "[FAIL] python: cannot run '/nope/python'" in out
+        assert "fix: pass --python" in out
+
+    def test_doctor_with_a_dot_for_a_colon(self, capsys: pytest.CaptureFixture[str]) -> None:
+        assert main(["doctor", "--adapter", "mytools.TextTools"]) == 2
+        err = capsys.readouterr().err
+        assert "'pkg.module:Class'" in err
+        assert "did you mean mytools:TextTools?" in err
+
+    def test_doctor_prints_why_setup_failed(self, capsys: pytest.CaptureFixture[str]) -> None:
+        assert main(["doctor", "--adapter", "snakepit.testing.adapters:FailingSetup"]) == 1
+        out = capsys.readouterr().out
+        assert "[FAIL] worker" in out
+        assert "setup() raised" in out
+        assert "RuntimeError: FailingSetup.setup refuses to start (on purpose)" in out
+
+    def test_doctor_reports_the_interpreter_it_was_given(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """--python X checks X (here a virtualenv's python), not the interpreter running doctor."""
+        venv = tmp_path / "venv"
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        python = str(venv / "bin" / "python")
+        main(["doctor", "--python", python])
+        out = capsys.readouterr().out
+        assert f"[ok  ] python: {sys.version.split()[0]} at {python}" in out
+
+    def test_demo_with_an_adapter_that_does_not_exist(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        assert main(["demo", "--size", "1", "--adapter", "other:Adapter"]) == 1
+        err = capsys.readouterr().err
+        assert "snakepit demo: worker" in err
+        assert "could not be imported" in err
+        assert "Traceback" not in err.split("snakepit demo:", 1)[0]
+
+    def test_demo_with_an_adapter_without_the_showcase_tools(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        assert main(["demo", "--size", "1", "--adapter", "snakepit.testing.adapters:Minimal"]) == 1
+        assert "lacks add, count" in capsys.readouterr().err

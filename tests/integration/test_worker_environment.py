@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from typing import TYPE_CHECKING
 
 import psutil
+import pytest
 
+import snakepit
 from snakepit.testing import cleanup_sessions
 from snakepit.testing.pools import isolated_pool
 
@@ -43,3 +46,58 @@ class TestSessionCleanup:
             await pool.session("keep").execute("ping")
             assert sorted(await cleanup_sessions(pool, "tmp-*")) == [f"tmp-{i}" for i in range(5)]
             assert [s.id for s in await pool.sessions.list()] == ["keep"]
+
+
+_TOOLS = """
+from snakepit import Adapter, tool
+
+class TextTools(Adapter):
+    @tool
+    def shout(self, text: str) -> str:
+        return text.upper() + "!"
+"""
+
+_APP = """
+import sys
+import snakepit
+
+with snakepit.SyncPool(adapter="mytools:TextTools", size=1, heartbeat_interval=None,
+                       registry_dir=sys.argv[1]) as pool:
+    print(pool.execute("shout", {"text": "hi"}))
+"""
+
+
+class TestAdapterImports:
+    def test_an_adapter_beside_the_script_imports_without_pythonpath(self, tmp_path: Path) -> None:
+        """As with multiprocessing's spawn: the worker sees the host's sys.path (here the
+        script's directory), although it runs in another directory."""
+        project = tmp_path / "project"
+        project.mkdir()
+        (project / "mytools.py").write_text(_TOOLS)
+        (project / "app.py").write_text(_APP)
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        done = subprocess.run(
+            [sys.executable, str(project / "app.py"), str(tmp_path / "reg")],
+            cwd=elsewhere,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "HI!"
+
+    async def test_an_adapter_that_does_not_import_says_where_it_looked(
+        self, tmp_path: Path
+    ) -> None:
+        with pytest.raises(snakepit.WorkerStartupError) as info:
+            async with isolated_pool("nowhere_to_be_found_mod:Tools", cwd=str(tmp_path)):
+                pass
+        message = str(info.value)
+        assert "could not be imported" in message
+        assert "No module named 'nowhere_to_be_found_mod'" in message
+        assert f"searched sys.path:\n    {tmp_path}" in message
+        assert "cwd=" in message
+        assert "env={'PYTHONPATH'" in message

@@ -93,7 +93,12 @@ def _load_adapter(path: str) -> Any:
     module_name, _, class_name = path.partition(":")
     if not module_name or not class_name:
         raise ValueError(f"--adapter must look like 'pkg.module:Class', got {path!r}")
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not (module_name + ".").startswith(exc.name + "."):
+            raise  # the adapter module itself was found; something it imports is missing
+        raise ImportError(import_hint(module_name, exc)) from exc
     try:
         cls = getattr(module, class_name)
     except AttributeError:
@@ -103,6 +108,18 @@ def _load_adapter(path: str) -> Any:
     if not (isinstance(cls, type) and issubclass(cls, Adapter)):
         raise TypeError(f"{path} is not a subclass of snakepit.adapter.Adapter")
     return cls()
+
+
+def import_hint(module_name: str, exc: ModuleNotFoundError) -> str:
+    """Why an adapter module did not import, where the worker looked, and how to fix it."""
+    searched = "\n".join(f"    {p or '(current directory)'}" for p in sys.path)
+    return (
+        f"cannot import the adapter module {module_name!r}: {exc}\n"
+        f"  the worker ({sys.executable}, cwd {os.getcwd()}) searched sys.path:\n{searched}\n"
+        "  fix: give the Pool cwd='<the directory that contains it>' or "
+        "env={'PYTHONPATH': '<that directory>'}, or install your package into this "
+        "interpreter (pip install -e .)"
+    )
 
 
 async def _maybe_await(result: Awaitable[None] | None) -> None:
@@ -150,6 +167,12 @@ async def _serve(args: argparse.Namespace) -> int:
 
     try:
         adapter = _load_adapter(args.adapter)
+    except ImportError as exc:
+        if isinstance(exc.__cause__, ModuleNotFoundError):  # import_hint says it all
+            log.error("cannot load adapter %s: %s", args.adapter, exc)
+        else:
+            log.error("cannot load adapter %s:\n%s", args.adapter, traceback.format_exc())
+        return EXIT_IMPORT
     except Exception:
         log.error("cannot load adapter %s:\n%s", args.adapter, traceback.format_exc())
         return EXIT_IMPORT

@@ -65,9 +65,15 @@ def error_info(exc: BaseException, *, tool: str | None = None) -> pb.ErrorInfo:
     if module not in ("builtins", "__main__"):
         remote_type = f"{module}.{remote_type}"
     where = f"tool {tool!r} raised" if tool else "the worker raised"
+    message = f"{where} {remote_type}: {exc}"
+    if isinstance(exc, SystemExit):
+        message = (
+            f"{where} SystemExit({exc.code!r}) (sys.exit() in a tool ends the call with "
+            "this error; the worker keeps serving)"
+        )
     return pb.ErrorInfo(
         kind=ToolError.__name__,
-        message=f"{where} {remote_type}: {exc}",
+        message=message,
         remote_type=remote_type,
         traceback=tb,
         details_json=json.dumps({"tool": tool} if tool else {}),
@@ -116,6 +122,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                 streaming=info.streaming,
                 uses_context=info.context_param is not None,
                 is_async=info.is_async,
+                idempotent=info.idempotent,
                 params=[
                     pb.ParamSpec(
                         name=p.name,
@@ -224,7 +231,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                     tool=tool_name,
                 )
             return pb.ExecuteResponse(result=await self._result(info, request))
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a tool's sys.exit() ends the call, not us
             return pb.ExecuteResponse(error=error_info(exc, tool=tool_name))
         finally:
             self.active -= 1
@@ -250,7 +257,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                     yield item
             else:  # a plain tool called as a stream answers with one chunk
                 yield pb.StreamItem(chunks=[await self._result(info, request)])
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             yield pb.StreamItem(error=error_info(exc, tool=tool_name))
         finally:
             self.active -= 1

@@ -42,16 +42,24 @@ _SIMPLE_TYPES: dict[str, tuple[type, ...]] = {
 class _ToolOptions:
     name: str | None
     description: str | None
+    idempotent: bool = False
 
 
 @overload
 def tool(fn: F, /) -> F: ...
 @overload
-def tool(*, name: str | None = None, description: str | None = None) -> Callable[[F], F]: ...
+def tool(
+    *, name: str | None = None, description: str | None = None, idempotent: bool = False
+) -> Callable[[F], F]: ...
 
 
 def tool(
-    fn: F | None = None, /, *, name: str | None = None, description: str | None = None
+    fn: F | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    idempotent: bool = False,
 ) -> F | Callable[[F], F]:
     """Mark an adapter method as a tool callable from the host.
 
@@ -63,6 +71,8 @@ def tool(
         fn: the method (when used as ``@tool`` without parentheses).
         name: the tool's public name (default: the method name).
         description: overrides the docstring's first paragraph.
+        idempotent: running it twice does no harm; a call the worker died under is run
+            again on a fresh worker, up to the pool's ``idempotent_retries`` times.
     """
 
     def mark(f: F) -> F:
@@ -71,7 +81,9 @@ def tool(
                 f"@tool(name={name!r}) on {f.__qualname__}: tool names must match "
                 f"{_NAME_RE.pattern}"
             )
-        setattr(f, _TOOL_ATTR, _ToolOptions(name=name, description=description))
+        setattr(
+            f, _TOOL_ATTR, _ToolOptions(name=name, description=description, idempotent=idempotent)
+        )
         return f
 
     return mark(fn) if fn is not None else mark
@@ -97,6 +109,7 @@ class ToolInfo:
     params: tuple[ParamInfo, ...]
     context_param: str | None
     accepts_var_kwargs: bool
+    idempotent: bool = False
 
     @property
     def streaming(self) -> bool:
@@ -251,6 +264,7 @@ def _build(method_name: str, fn: Callable[..., Any], options: _ToolOptions) -> T
         params=tuple(params),
         context_param=context_param,
         accepts_var_kwargs=var_kwargs,
+        idempotent=options.idempotent,
     )
 
 

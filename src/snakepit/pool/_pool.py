@@ -23,7 +23,7 @@ import logging
 import os
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar
 
 from snakepit import codec
 from snakepit.bridge.host_tools import HostToolRegistry
@@ -37,6 +37,8 @@ from snakepit.errors import (
     InvalidArgumentsError,
     PoolClosedError,
     PoolSaturatedError,
+    QueueTimeoutError,
+    RequestError,
     SessionNotFoundError,
     SessionStoreUnavailableError,
     SnakepitError,
@@ -63,7 +65,7 @@ from snakepit.worker.registry import ProcessRegistry
 from snakepit.worker.runtime import make_runtime_dir, remove_runtime_dir
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterator
+    from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 
     from snakepit.bridge.store import SessionStore
     from snakepit.events import Event
@@ -81,6 +83,8 @@ class _Default:
 
 
 DEFAULT: Final[Any] = _Default()
+P = ParamSpec("P")
+T = TypeVar("T")
 _pool_ids = itertools.count(1)
 PoolState = Literal["new", "starting", "running", "closing", "closed"]
 
@@ -138,6 +142,7 @@ class Pool:
                 "restarts",
                 "recycled",
                 "saturated",
+                "queue_timeouts",
             ),
             0,
         )
@@ -396,6 +401,7 @@ class Pool:
                     waker.cancel()
                 continue
             for rejected in self._scheduler.expire(self._clock.monotonic()):
+                self._counters["queue_timeouts"] += 1
                 self._fail_ticket(rejected.ticket, rejected.error)
 
     def _resolve(self, dispatch: Dispatch) -> None:
@@ -452,7 +458,7 @@ class Pool:
 
     # -- one call --------------------------------------------------------------------------------
 
-    def _validate(self, tool: str, args: Any) -> dict[str, Any]:
+    def _validate(self, tool: str, args: Any, *, streaming: bool) -> dict[str, Any]:
         if not isinstance(tool, str) or not tool:
             raise ToolNotFoundError(
                 f"tool must be a non-empty string, got {tool!r}",
@@ -475,6 +481,13 @@ class Pool:
                 f"{', '.join(sorted(self._tools)) or 'none'}",
                 tool=tool,
                 available=sorted(self._tools),
+            )
+        if spec.streaming != streaming:
+            use, other = ("stream", "execute") if spec.streaming else ("execute", "stream")
+            raise RequestError(
+                f"tool {tool!r} is {'a streaming tool (a generator)' if spec.streaming else 'not a streaming tool (not a generator)'}; "
+                f"call it with pool.{use}({tool!r}, ...), not pool.{other}()",
+                tool=tool,
             )
         spec.check_args(args, worker="(host)")
         if self.config.serialization == "json":
@@ -506,12 +519,25 @@ class Pool:
         )
 
     async def _begin(
-        self, tool: str, args: Any, timeout: Any, session_id: str | None
+        self,
+        tool: str,
+        args: Any,
+        timeout: Any,
+        session_id: str | None,
+        *,
+        streaming: bool = False,
+        began: float | None = None,
     ) -> tuple[Ticket, WorkerLike, dict[str, Any], float | None]:
-        """Validate a call and wait for a worker; the caller must ``_release`` it."""
+        """Validate a call and wait for a worker; the caller must ``_release`` it.
+
+        ``timeout`` runs from ``began`` (default: now) and bounds the queue wait too; the
+        deadline returned is what is left of it for the worker.
+        """
         self._check_running()
-        args = self._validate(tool, args)
+        args = self._validate(tool, args, streaming=streaming)
         deadline = self._deadline(timeout)
+        if began is None:
+            began = self._clock.monotonic()
         if session_id is not None:
             await self._store.get_or_create(session_id)  # creates or touches it; may hit the quota
         ticket = Ticket(
@@ -519,10 +545,11 @@ class Pool:
             tool=tool,
             session_id=session_id,
             preferred_worker=self._affinity.get(session_id) if session_id else None,
-            queue_deadline=(
-                self._clock.monotonic() + self.config.queue_timeout
-                if self.config.queue_timeout is not None
-                else None
+            queue_deadline=_earliest(
+                None
+                if self.config.queue_timeout is None
+                else self._clock.monotonic() + self.config.queue_timeout,
+                None if deadline is None else began + deadline,
             ),
         )
         self._counters["requests"] += 1
@@ -540,9 +567,22 @@ class Pool:
                     worker_id=worker_id,
                     tool=tool,
                 )
+        except QueueTimeoutError as exc:
+            if deadline is not None and ticket.queue_deadline == began + deadline:
+                exc = QueueTimeoutError(  # the call's own timeout ran out in the queue
+                    f"call {ticket.id} ({tool!r}) waited its whole timeout={deadline}s in the "
+                    f"queue of pool {self.name!r} without reaching a worker; raise timeout, "
+                    "grow the pool, or send fewer calls at once",
+                    **{**exc.details, "timeout": deadline},
+                )
+            self._failed(ticket, None, exc)
+            raise exc from None
         except SnakepitError as exc:
             self._failed(ticket, None, exc)
             raise
+        if deadline is not None:
+            # What the queue left of the timeout (never zero: gRPC reads 0 as "no deadline").
+            deadline = max(deadline - (self._clock.monotonic() - began), 1e-3)
         self._supervisor.dispatched(worker)
         if self.events.active:
             now = self._clock.monotonic()
@@ -619,35 +659,63 @@ class Pool:
         *,
         timeout: float | None = DEFAULT,
         session_id: str | None = None,
+        retries: int | None = None,
     ) -> Any:
         """Run ``tool`` with keyword ``args`` on a worker and return its result.
 
         Args:
             tool: the tool's name.
             args: keyword arguments (JSON values and bytes).
-            timeout: seconds before the call fails and its worker is replaced
-                (default: the pool's ``timeout``; None: no deadline).
+            timeout: seconds the whole call may take, queue wait included (default: the
+                pool's ``timeout``; None: no deadline). Past it while running, the call
+                fails and its worker is replaced; past it while queued, ``QueueTimeoutError``.
             session_id: run within this session (affinity to its last worker).
+            retries: times to run the call again on a fresh worker if its worker crashes
+                (default: ``idempotent_retries`` for an ``@tool(idempotent=True)`` tool, else
+                0). Only crashes are retried, within the same ``timeout``.
 
         Raises:
             ToolNotFoundError, InvalidArgumentsError, SerializationError: a bad request.
             ToolError: the tool raised in the worker (remote type and traceback attached).
             ExecutionTimeoutError: past ``timeout``; the worker was killed and is replaced.
-            WorkerCrashedError: the worker died during the call; it is replaced.
+            WorkerCrashedError: the worker died during the call (each attempt's, with
+                ``retries``); it is replaced. ``attempts`` says how many ran.
+            RequestError: ``tool`` is a streaming tool (use :meth:`stream`).
             PoolSaturatedError, QueueTimeoutError, WorkerBusyError,
             SessionWorkerUnavailableError, PoolDegradedError: no worker could take the call.
             SessionQuotaError: ``session_id`` is new and ``max_sessions`` sessions are live.
             ValueError: ``session_id`` is malformed (``[A-Za-z0-9_.:-]{1,128}``).
             PoolClosedError: the pool is not running.
         """
-        ticket, worker, args, deadline = await self._begin(tool, args, timeout, session_id)
-        started = self._clock.monotonic()
-        with self._running(ticket, worker, deadline, unary=True):
-            result = await worker.execute(
-                tool, args, timeout=deadline, session_id=session_id, request_id=ticket.id
-            )
-        await self._done(ticket, worker, started)
-        return result
+        began = self._clock.monotonic()
+        budget = self._retries(tool, retries)
+        crashes: list[WorkerCrashedError] = []
+        while True:
+            try:
+                ticket, worker, checked, deadline = await self._begin(
+                    tool, args, timeout, session_id, began=began
+                )
+                started = self._clock.monotonic()
+                with self._running(ticket, worker, deadline, unary=True):
+                    result = await worker.execute(
+                        tool, checked, timeout=deadline, session_id=session_id, request_id=ticket.id
+                    )
+            except WorkerCrashedError as exc:
+                crashes.append(exc)
+                if len(crashes) > budget:
+                    raise _after_attempts(crashes, budget) from exc
+                log.info("pool %s: retrying %r on a fresh worker after: %s", self.name, tool, exc)
+                continue
+            await self._done(ticket, worker, started)
+            return result
+
+    def _retries(self, tool: str, retries: int | None) -> int:
+        if retries is None:
+            spec = self._tools.get(tool)
+            return self.config.idempotent_retries if spec is not None and spec.idempotent else 0
+        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+            raise ValueError(f"retries must be an integer >= 0 or None, got {retries!r}")
+        return retries
 
     async def stream(
         self,
@@ -660,9 +728,13 @@ class Pool:
         """Run a streaming tool and yield its chunks in order.
 
         The worker is held until the stream ends or the iterator is closed;
-        ``timeout`` bounds the whole stream. Raises as :meth:`execute`.
+        ``timeout`` bounds the whole stream, queue wait included. Streams are never
+        retried (chunks may already have been consumed). Raises as :meth:`execute`, and
+        ``RequestError`` when ``tool`` is not a streaming tool (use :meth:`execute`).
         """
-        ticket, worker, args, deadline = await self._begin(tool, args, timeout, session_id)
+        ticket, worker, args, deadline = await self._begin(
+            tool, args, timeout, session_id, streaming=True
+        )
         started = self._clock.monotonic()
         chunks = worker.stream(
             tool, args, timeout=deadline, session_id=session_id, request_id=ticket.id
@@ -675,6 +747,71 @@ class Pool:
                 with contextlib.suppress(Exception):
                     await chunks.aclose()  # type: ignore[attr-defined]
         await self._done(ticket, worker, started)
+
+    # -- plain functions (see snakepit._executor) ---------------------------------------------
+
+    @classmethod
+    def for_functions(
+        cls,
+        *,
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+        **options: Any,
+    ) -> Pool:
+        """A pool whose workers run plain functions: ``await pool.submit(fn, *args)``.
+
+        Its adapter is the built-in function runner and its ``timeout`` defaults to None
+        (set one to bound each function). ``initializer(*initargs)`` runs once in every
+        worker process; if it raises, ``start()`` raises ``WorkerStartupError``.
+
+        Raises:
+            ValueError: an option is invalid.
+            TypeError: ``initializer`` is not callable.
+            SerializationError: the initializer or its arguments cannot be pickled.
+        """
+        from snakepit._executor import function_pool_options
+
+        return cls(**function_pool_options(initializer, initargs, options))
+
+    async def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn(*args, **kwargs)`` on a worker and return its value (``for_functions`` pools).
+
+        The function and arguments are pickled (lambdas and closures with cloudpickle).
+        What ``fn`` raises is raised here as itself, with the worker's traceback as its
+        ``__cause__``; if it cannot be unpickled here, a ``ToolError`` carries it.
+
+        Raises:
+            BaseException: what ``fn`` raised.
+            SerializationError: the call or its value cannot be pickled.
+            ToolNotFoundError: the pool was not made by ``Pool.for_functions``.
+            ExecutionTimeoutError, WorkerCrashedError, CapacityError, PoolClosedError:
+                as :meth:`execute`.
+        """
+        from snakepit._executor import callable_name, encode_call, run_function
+
+        value: T = await run_function(self, encode_call(fn, args, kwargs), callable_name(fn))
+        return value
+
+    def map(
+        self,
+        fn: Callable[..., T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+    ) -> AsyncIterator[T]:
+        """``async for value in pool.map(fn, xs)``: ``fn`` over the iterables, in order.
+
+        A few calls per worker run ahead of the consumer; closing the iterator cancels
+        them. ``timeout`` bounds the whole map, from the first ``__anext__``.
+
+        Raises:
+            ValueError: ``chunksize`` < 1 (on iteration).
+            TimeoutError: the results took longer than ``timeout``.
+            BaseException: the first failing call's error, at its place in the order.
+        """
+        from snakepit._executor import map_functions
+
+        return map_functions(self, fn, iterables, timeout=timeout, chunksize=chunksize)
 
     # -- sessions and host tools ---------------------------------------------------------------
 
@@ -815,3 +952,23 @@ class Pool:
             f"<Pool {self.name} {self._state}{flag} [busy {s.busy_workers}, idle {s.idle_count}"
             f" | queued {s.queued}] workers={self._supervisor.live_count()}/{self.config.size}>"
         )
+
+
+def _earliest(*times: float | None) -> float | None:
+    known = [t for t in times if t is not None]
+    return min(known) if known else None
+
+
+def _after_attempts(crashes: list[WorkerCrashedError], retries: int) -> WorkerCrashedError:
+    """The error of a call whose worker crashed under every attempt it was allowed."""
+    last = crashes[-1]
+    if retries == 0:
+        last.details["attempts"] = 1
+        setattr(last, "attempts", 1)  # noqa: B010 - a detail is an attribute too
+        return last
+    tried = "; ".join(str(c).split("\n", 1)[0] for c in crashes)
+    return WorkerCrashedError(
+        f"{last.message} (attempt {len(crashes)} of {retries + 1}: the call was run "
+        f"{len(crashes)} times, each on a fresh worker, and every worker crashed: {tried})",
+        **{**last.details, "attempts": len(crashes), "errors": [str(c) for c in crashes]},
+    )

@@ -8,15 +8,15 @@ calling thread (Jupyter). Streams come back as plain iterators.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import threading
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from snakepit.errors import PoolClosedError
 from snakepit.pool._pool import DEFAULT, Pool
+from snakepit.pool._sync_session import SyncSession, SyncSessions
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+    from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 
     from snakepit.config import PoolConfig
     from snakepit.pool._types import PoolStats, WorkerInfo
@@ -81,9 +81,15 @@ class SyncPool:
 
         Raises:
             WorkerStartupError: a worker failed to start (the pool is cleaned up).
+            PoolClosedError: the SyncPool was closed.
         """
         with self._lock:
             if self._started:
+                if self._loop is None or self._loop.is_closed():
+                    raise PoolClosedError(
+                        f"SyncPool {self.name!r} was closed; create a new SyncPool",
+                        pool=self.name,
+                    )
                 return self
             self._loop = asyncio.new_event_loop()
             self._thread = threading.Thread(
@@ -166,19 +172,19 @@ class SyncPool:
             if aclose is not None and self._loop is not None and not self._loop.is_closed():
                 self._run(aclose())
 
-    def session(self, session_id: str | None = None) -> Blocking:
+    def session(self, session_id: str | None = None) -> SyncSession:
         """``Pool.session`` for threads: ``execute``, ``stream`` (a plain iterator),
         ``variables.get/set/...``, ``initialize``, ``info`` and ``delete`` all block.
 
         Raises:
             ValueError: ``session_id`` is malformed.
         """
-        return Blocking(self._pool.session(session_id), self)
+        return SyncSession(self._pool.session(session_id), self)
 
     @property
-    def sessions(self) -> Blocking:
+    def sessions(self) -> SyncSessions:
         """``Pool.sessions`` for threads: ``list()``, ``get(id)``, ``delete(id)`` block."""
-        return Blocking(self._pool.sessions, self)
+        return SyncSessions(self._pool.sessions, self)
 
     def register_host_tool(
         self, name: str, fn: Callable[..., Any], *, description: str | None = None
@@ -198,56 +204,3 @@ class SyncPool:
 
     def __repr__(self) -> str:
         return repr(self._pool).replace("<Pool", "<SyncPool", 1)
-
-
-class Blocking:
-    """A blocking view of an async snakepit object (a session, its variables, ``sessions``).
-
-    Each coroutine method runs on the SyncPool's loop and returns its result; an async
-    iterator (a stream, a watch) comes back as a plain iterator; an attribute that is
-    itself such an object (``session.variables``) comes back wrapped too.
-    """
-
-    _WRAPPED = ("Session", "SessionVariables", "Sessions")
-
-    def __init__(self, target: Any, sync_pool: SyncPool) -> None:
-        self._target = target
-        self._sync = sync_pool
-
-    def __getattr__(self, name: str) -> Any:
-        value = getattr(self._target, name)
-        if type(value).__name__ in self._WRAPPED:
-            return Blocking(value, self._sync)
-        if not callable(value):
-            return value
-        if inspect.isasyncgenfunction(value) or name == "stream":
-            return lambda *a, **kw: self._sync._iterate(value(*a, **kw))
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            result = value(*args, **kwargs)
-            if not inspect.isawaitable(result):
-                return result
-            outcome = self._sync._run(_awaited(result))
-            if hasattr(outcome, "__anext__"):
-                return self._sync._iterate(outcome)
-            return outcome
-
-        return call
-
-    def __enter__(self) -> Blocking:
-        enter = getattr(self._target, "__aenter__", None)
-        if enter is not None:
-            self._sync._run(_awaited(enter()))
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        leave = getattr(self._target, "__aexit__", None)
-        if leave is not None:
-            self._sync._run(_awaited(leave(None, None, None)))
-
-    def __repr__(self) -> str:
-        return f"<Blocking {self._target!r}>"
-
-
-async def _awaited(awaitable: Awaitable[T]) -> T:
-    return await awaitable

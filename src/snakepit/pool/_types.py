@@ -36,6 +36,7 @@ class PoolStats:
     recycled: int
     saturated: int
     degraded: bool
+    queue_timeouts: int = 0
 
 
 @dataclass(frozen=True)

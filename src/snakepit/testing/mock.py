@@ -116,6 +116,7 @@ class MockWorker:
                 streaming=info.streaming,
                 uses_context=info.context_param is not None,
                 is_async=info.is_async,
+                idempotent=info.idempotent,
             )
             for name, info in cls.tools().items()
         }

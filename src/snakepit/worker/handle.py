@@ -30,6 +30,7 @@ from snakepit.clock import Clock, SystemClock
 from snakepit.codec import Encoding
 from snakepit.errors import WorkerCrashedError, WorkerStartupError
 from snakepit.events import EventBus, WorkerExited, WorkerReady, WorkerStarting
+from snakepit.worker._paths import worker_pythonpath
 from snakepit.worker.transport import (
     DescribeResult,
     GrpcTransport,
@@ -51,6 +52,13 @@ _STDERR_LINE_SHOWN = 4000
 _UNIX_PATH_MAX = 107
 _LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+# The worker's exit codes at start-up (snakepit.adapter._main).
+_EXIT_MEANINGS = {
+    2: " (bad worker command line)",
+    3: " (the adapter could not be imported; the reason and how to fix it are below)",
+    4: " (the adapter's setup() raised; its traceback is below)",
+    5: " (the worker could not serve on its socket)",
+}
 
 
 class WorkerState(enum.Enum):
@@ -196,9 +204,9 @@ class WorkerHandle:
         if self.options.env:
             env.update(self.options.env)
         env.update(self.options.extra_env)
-        # A worker interpreter from another virtualenv can still import snakepit from here.
-        path = env.get("PYTHONPATH", "")
-        env["PYTHONPATH"] = f"{path}{os.pathsep}{_PACKAGE_ROOT}" if path else _PACKAGE_ROOT
+        # The worker imports what the host imports (as multiprocessing's spawn does), and
+        # an interpreter from another virtualenv can still import snakepit from here.
+        env["PYTHONPATH"] = worker_pythonpath(env.get("PYTHONPATH", ""), _PACKAGE_ROOT)
         env["PYTHONUNBUFFERED"] = "1"
         if token:
             env["SNAKEPIT_TOKEN"] = token
@@ -260,7 +268,7 @@ class WorkerHandle:
             await self._drain_stderr(stderr_task)
             raise WorkerStartupError(
                 f"worker {self.id!r} ({o.adapter}) failed to start: {reason}; "
-                f"{exit_description(self.exit_code)}"
+                f"{exit_description(self.exit_code)}{_EXIT_MEANINGS.get(self.exit_code or 0, '')}"
                 + (
                     f"\n--- stderr (last lines) ---\n{self.stderr_tail}"
                     if self._stderr_tail

@@ -61,6 +61,7 @@ class ToolSpec:
     streaming: bool
     uses_context: bool
     is_async: bool = False
+    idempotent: bool = False
 
     @property
     def param_names(self) -> frozenset[str]:
@@ -279,6 +280,7 @@ class GrpcTransport:
                 streaming=t.streaming,
                 uses_context=t.uses_context,
                 is_async=t.is_async,
+                idempotent=t.idempotent,
             )
             for t in r.tools
         }

@@ -153,12 +153,15 @@ class ToolSpec(_message.Message):
     STREAMING_FIELD_NUMBER: _builtins.int
     USES_CONTEXT_FIELD_NUMBER: _builtins.int
     IS_ASYNC_FIELD_NUMBER: _builtins.int
+    IDEMPOTENT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     description: _builtins.str
     streaming: _builtins.bool
     uses_context: _builtins.bool
     """takes a SessionContext"""
     is_async: _builtins.bool
+    idempotent: _builtins.bool
+    """safe to run again: retried on a fresh worker after a crash"""
     @_builtins.property
     def params(self) -> _containers.RepeatedCompositeFieldContainer[Global___ParamSpec]: ...
     def __init__(
@@ -170,10 +173,11 @@ class ToolSpec(_message.Message):
         streaming: _builtins.bool = ...,
         uses_context: _builtins.bool = ...,
         is_async: _builtins.bool = ...,
+        idempotent: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "is_async", b"is_async", "name", b"name", "params", b"params", "streaming", b"streaming", "uses_context", b"uses_context"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "idempotent", b"idempotent", "is_async", b"is_async", "name", b"name", "params", b"params", "streaming", b"streaming", "uses_context", b"uses_context"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
