@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -123,6 +124,12 @@ def _readable(fd: int) -> bool:
     return bool(readable)
 
 
+def _kill_unowned(future: asyncio.Future[_Exit]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        with contextlib.suppress(OSError):
+            os.kill(future.result().pid, signal.SIGKILL)  # it may not lead its group yet
+
+
 class ForkedProcess:
     """A worker forked by the template: what a handle needs of a process."""
 
@@ -205,10 +212,21 @@ class _Template:
 
     async def _forward_output(self) -> None:
         assert self.proc.stdout is not None
-        while line := await self.proc.stdout.readline():
-            text = line.decode(errors="replace").rstrip()
-            self.output_tail.append(text)
-            log.info("fork server %d (pid %d): %s", self.number, self.pid, text)
+        pending = b""
+        # Chunks, not readline(): a line over the reader's limit must not stop the reading.
+        while chunk := await self.proc.stdout.read(65536):
+            *lines, pending = (pending + chunk).split(b"\n")
+            if len(pending) > 65536:
+                lines, pending = [*lines, pending], b""
+            for line in lines:
+                self._log_line(line)
+        if pending:
+            self._log_line(pending)
+
+    def _log_line(self, line: bytes) -> None:
+        text = line.decode(errors="replace").rstrip()[:4000]
+        self.output_tail.append(text)
+        log.info("fork server %d (pid %d): %s", self.number, self.pid, text)
 
     def _on_readable(self) -> None:
         while self.alive:
@@ -296,7 +314,12 @@ class _Template:
                 ) from exc
             self.died()
             raise _TemplateGone() from exc
-        return await future
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            # Nobody will own the worker forked for this request: do not let it start.
+            future.add_done_callback(_kill_unowned)
+            raise
 
     async def stop(self) -> int | None:
         """Close the channel (the template kills what it still has and exits); wait for it."""
