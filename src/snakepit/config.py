@@ -21,6 +21,7 @@ __all__ = ["AFFINITY_MODES", "PoolConfig"]
 
 AFFINITY_MODES = ("hint", "strict_queue", "strict_fail_fast")
 TRANSPORTS = ("unix", "tcp")
+START_METHODS = ("forkserver", "spawn")
 SERIALIZATIONS = ("json", "pickle")
 
 
@@ -55,6 +56,10 @@ class PoolConfig:
         python: interpreter for the workers (a different virtualenv works).
         env: extra environment variables for the workers.
         cwd: working directory of the workers.
+        start_method: ``"forkserver"`` (default: workers are forks of a template process
+            that imported the adapter's module once; ``setup()`` runs in each) or
+            ``"spawn"`` (a fresh interpreter each). Workers are spawned whatever this
+            says when ``python`` is another interpreter or the platform cannot fork them.
         transport: ``"unix"`` (default) or ``"tcp"`` (loopback, with a per-pool token).
         serialization: ``"json"`` (default) or ``"pickle"`` (Python-to-Python, opt-in).
         max_message_mb: the largest message either side accepts.
@@ -95,6 +100,7 @@ class PoolConfig:
     python: str = sys.executable
     env: Mapping[str, str] | None = None
     cwd: str | None = None
+    start_method: Literal["forkserver", "spawn"] = "forkserver"
     transport: Literal["unix", "tcp"] = "unix"
     serialization: Literal["json", "pickle"] = "json"
     max_message_mb: int = 256
@@ -138,6 +144,7 @@ class PoolConfig:
             _bad("backoff_max", self.backoff_max, f">= backoff_initial ({self.backoff_initial})")
         _choice("affinity", self.affinity, AFFINITY_MODES)
         _choice("transport", self.transport, TRANSPORTS)
+        _choice("start_method", self.start_method, START_METHODS)
         _choice("serialization", self.serialization, SERIALIZATIONS)
         if not isinstance(self.python, str) or not self.python:
             _bad("python", self.python, "the path of a Python interpreter")

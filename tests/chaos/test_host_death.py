@@ -113,7 +113,8 @@ class TestRegistry:
             (record_path,) = tmp_path.glob("*.json")
             record = json.loads(record_path.read_text())
             assert record["host_pid"] == os.getpid()
-            assert sorted(w["pid"] for w in record["workers"].values()) == sorted(
-                w.pid for w in pool.workers()
-            )
+            recorded = {name: w["pid"] for name, w in record["workers"].items()}
+            # The fork server's template is recorded beside the workers it forked.
+            assert recorded.pop("forkserver-1") == psutil.Process(pool.workers()[0].pid).ppid()
+            assert sorted(recorded.values()) == sorted(w.pid for w in pool.workers())
         assert not list(tmp_path.glob("*.json"))

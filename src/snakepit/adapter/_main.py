@@ -261,8 +261,13 @@ def _exit(code: int) -> NoReturn:
     os._exit(code)
 
 
-def main(argv: list[str] | None = None) -> NoReturn:
-    """Run a worker until it is told to stop; never returns."""
+def main(argv: list[str] | None = None, *, watch_parent: bool = True) -> NoReturn:
+    """Run a worker until it is told to stop; never returns.
+
+    ``watch_parent=False`` (a worker forked by the fork server) does not tie the worker's
+    life to its parent process, the template, which may die and be replaced while the
+    worker serves; the worker still exits when its stdin reaches EOF (the host is gone).
+    """
     try:
         args = _parse(argv)
     except SystemExit as exc:
@@ -273,5 +278,6 @@ def main(argv: list[str] | None = None) -> NoReturn:
         stream=sys.stderr,
         format=f"%(levelname)s [{args.worker_id}] %(name)s: %(message)s",
     )
-    _die_with_parent(args.parent_pid)
+    if watch_parent:
+        _die_with_parent(args.parent_pid)
     _exit(asyncio.run(_serve(args)))

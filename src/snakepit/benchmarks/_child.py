@@ -29,7 +29,14 @@ def main(argv: list[str]) -> int:
     config = Config(**settings["config"])
     subject = subject_named(name)
     if phase == "memory":
-        result: dict[str, object] = {"memory": subject.memory(config.workers)}
+        from snakepit.benchmarks._subject import NotSupported
+
+        try:
+            reading = subject.memory(config.workers, spawn=bool(settings.get("spawn")))
+        except NotSupported as exc:
+            result: dict[str, object] = {"not_supported": str(exc)}
+        else:
+            result = {"memory": reading}
     else:
         progress = Progress(started_at=settings.get("started_at"), enabled=settings["progress"])
         runner = Runner(config, progress)

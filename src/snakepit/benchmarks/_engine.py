@@ -167,3 +167,35 @@ class Engine:
         self.progress.end(
             summary(*((m.replace("_", " "), cells[f"memory.{m}"], "MiB") for m in _MEMORY))
         )
+        self.memory_spawn(name)
+
+    def memory_spawn(self, name: str) -> None:
+        """Idle worker RSS/USS again, with workers started by the ``spawn`` method."""
+        keys = {m: f"memory.spawn_{m}" for m in ("worker_rss", "worker_uss")}
+        cells = {m: self.table.setdefault(k, {}).setdefault(name, Cell()) for m, k in keys.items()}
+        self.progress.begin("mem/spawn", name)
+        if name in self.unavailable:
+            for cell in cells.values():
+                cell.text = self.unavailable[name]
+            self.progress.end(self.unavailable[name])
+            return
+        settings = {**self._settings(), "spawn": True}
+        try:
+            for _ in range(self.config.memory_reps):
+                result = _child(name, "memory", settings, timeout=300)
+                if "not_supported" in result:
+                    for cell in cells.values():
+                        cell.text = str(result["not_supported"])
+                    self.progress.end(str(result["not_supported"]))
+                    return
+                for m, cell in cells.items():
+                    cell.samples.append(float(result["memory"][m]))
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            for cell in cells.values():
+                cell.samples.clear()
+                cell.text = error_text(exc)
+            self.progress.end(error_text(exc))
+            return
+        self.progress.end(
+            summary(*((m.replace("_", " "), cells[m], "MiB") for m in ("worker_rss", "worker_uss")))
+        )

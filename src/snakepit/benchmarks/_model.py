@@ -36,6 +36,8 @@ class Config:
     rounds: int
     reps: int
     workers: int
+    #: the large pool of the "many workers answered" start figure
+    many_workers: int
     latency_calls: int
     throughput_calls: int
     concurrency: tuple[int, ...]
@@ -57,6 +59,7 @@ class Config:
             rounds=2,
             reps=5,
             workers=4,
+            many_workers=100,
             latency_calls=2000,
             throughput_calls=2000,
             concurrency=(1, 8, 64),
@@ -78,6 +81,7 @@ class Config:
             rounds=1,
             reps=3,
             workers=4,
+            many_workers=100,
             latency_calls=300,
             throughput_calls=300,
             concurrency=(1, 8, 64),
@@ -144,6 +148,7 @@ def metrics(config: Config) -> list[Metric]:
     rows += [
         Metric("start.default", f"pool start, {config.workers} workers answered", "ms", "lower"),
         Metric("start.spawn", "pool start, `spawn` start method", "ms", "lower"),
+        Metric("start.many", f"pool start, {config.many_workers} workers answered", "ms", "lower"),
         Metric("crash.recovery", "crash: back to full size by itself", "ms", "lower"),
         Metric("crash.recreate", "crash: recreated by hand, full size", "ms", "lower"),
         Metric(
@@ -155,6 +160,8 @@ def metrics(config: Config) -> list[Metric]:
         Metric("stream.rate", f"stream of {config.stream_chunks:,} chunks", "chunks/s", "higher"),
         Metric("memory.worker_rss", "memory: idle worker RSS", "MiB", "lower"),
         Metric("memory.worker_uss", "memory: idle worker USS (unshared)", "MiB", "lower"),
+        Metric("memory.spawn_worker_rss", "memory: idle worker RSS, `spawn`", "MiB", "lower"),
+        Metric("memory.spawn_worker_uss", "memory: idle worker USS, `spawn`", "MiB", "lower"),
         Metric("memory.host_rss", "memory: host process RSS", "MiB", "lower"),
         Metric(
             "memory.total_rss",

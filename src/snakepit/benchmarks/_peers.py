@@ -275,8 +275,8 @@ class _PeerSubject(Subject):
         finally:
             ex.close()
 
-    def memory(self, workers: int) -> dict[str, float]:
-        ex, _, pids = self._open(workers)
+    def memory(self, workers: int, spawn: bool = False) -> dict[str, float]:
+        ex, _, pids = self._open(workers, spawn)
         try:
             return measure_memory(pids)
         finally:

@@ -175,6 +175,14 @@ class Runner:
 
             self._guard("start" if not spawn else "start/spn", subject, [key], body)
 
+        def many() -> str:
+            cell = self._cell("start.many", subject)
+            for _ in range(cfg.start_reps):
+                cell.samples.append(subject.start(cfg.many_workers, False))
+            return summary(("", cell, "ms"))
+
+        self._guard(f"start/{cfg.many_workers}", subject, ["start.many"], many)
+
     def crash(self, subject: Subject) -> None:
         cfg = self.config
         keys = ["crash.recovery", "crash.recreate", "crash.failed"]

@@ -17,7 +17,6 @@ from snakepit.benchmarks._subject import (
     IN_FLIGHT,
     IN_FLIGHT_BYTES,
     CrashOutcome,
-    NotSupported,
     Session,
     Subject,
     Unavailable,
@@ -39,8 +38,8 @@ def _pool_class() -> Any:
     return pool
 
 
-def _new_pool(workers: int) -> Any:
-    return _pool_class()(adapter=ADAPTER, size=workers)
+def _new_pool(workers: int, **options: Any) -> Any:
+    return _pool_class()(adapter=ADAPTER, size=workers, **options)
 
 
 async def _round(pool: Any, n: int) -> list[object]:
@@ -154,7 +153,7 @@ class _SnakepitSession(Session):
 class SnakepitSubject(Subject):
     name = "snakepit"
     distribution = "pysnakepit"
-    start_method = "spawned interpreter + gRPC"
+    start_method = "fork server + gRPC"
 
     def check(self) -> None:
         _pool_class()
@@ -163,21 +162,20 @@ class SnakepitSubject(Subject):
         return _SnakepitSession(workers)
 
     def start(self, workers: int, spawn: bool) -> float:
-        if spawn:
-            raise NotSupported("= default (always a fresh interpreter)")
-        return asyncio.run(self._start(workers))
+        return asyncio.run(self._start(workers, "spawn" if spawn else "forkserver"))
 
-    async def _start(self, workers: int) -> float:
+    async def _start(self, workers: int, method: str) -> float:
         t0 = time.perf_counter()
-        async with _new_pool(workers) as pool:
+        # As many starts at once as workers: the figure is how fast a pool can fill.
+        async with _new_pool(workers, start_method=method, startup_concurrency=workers) as pool:
             await _distinct(pool, workers)
             return time.perf_counter() - t0
 
-    def memory(self, workers: int) -> dict[str, float]:
-        return asyncio.run(self._memory(workers))
+    def memory(self, workers: int, spawn: bool = False) -> dict[str, float]:
+        return asyncio.run(self._memory(workers, "spawn" if spawn else "forkserver"))
 
-    async def _memory(self, workers: int) -> dict[str, float]:
-        async with _new_pool(workers) as pool:
+    async def _memory(self, workers: int, method: str) -> dict[str, float]:
+        async with _new_pool(workers, start_method=method) as pool:
             pids = await _distinct(pool, workers)
             return measure_memory(pids)
 

@@ -103,8 +103,9 @@ class Subject(ABC):
         """SIGKILL a worker running a long task and see what the pool does."""
 
     @abstractmethod
-    def memory(self, workers: int) -> dict[str, float]:
-        """Run in a fresh probe process: see :func:`measure_memory`."""
+    def memory(self, workers: int, spawn: bool = False) -> dict[str, float]:
+        """Run in a fresh probe process: see :func:`measure_memory` (``spawn``: workers
+        started by the ``spawn`` method; :class:`NotSupported` when that is the default)."""
 
 
 def measure_memory(worker_pids: set[int]) -> dict[str, float]:

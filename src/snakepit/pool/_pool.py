@@ -60,6 +60,7 @@ from snakepit.events import (
 from snakepit.pool._supervisor import Supervisor
 from snakepit.pool._types import PoolStats, WorkerFactory, WorkerInfo, WorkerLike
 from snakepit.pool.scheduler import Dispatch, Queued, Rejected, Scheduler, Ticket
+from snakepit.worker.forkserver import ForkServer, effective_start_method
 from snakepit.worker.handle import WorkerHandle, WorkerOptions
 from snakepit.worker.registry import ProcessRegistry
 from snakepit.worker.runtime import make_runtime_dir, remove_runtime_dir
@@ -167,6 +168,7 @@ class Pool:
         self._idle: asyncio.Event | None = None
         self._closed_event: asyncio.Event | None = None
         self._runtime_dir: Path | None = None
+        self._fork_server: ForkServer | None = None
         self._store, self._owns_store = self._make_store()
         self._host_tools = HostToolRegistry(self.name)
         self._bridge: HostBridge | None = None
@@ -234,6 +236,14 @@ class Pool:
             )
             self._supervisor.registry = registry
             await asyncio.to_thread(registry.open)
+            if effective_start_method(self.config.start_method, self.config.python) == "forkserver":
+                self._fork_server = ForkServer(
+                    self.config.adapter,
+                    python=self.config.python,
+                    registry=registry,
+                    startup_timeout=self.config.startup_timeout,
+                    label=f"pool {self.name!r}",
+                )
             self._bridge = HostBridge(
                 self._store,
                 self._host_tools,
@@ -307,6 +317,8 @@ class Pool:
         pending = [t for t in self._tasks if t is not current and not t.done()]
         if pending:
             await asyncio.wait(pending)
+        if self._fork_server is not None:
+            await self._fork_server.close()
         if self._supervisor.registry is not None:
             self._supervisor.registry.close()
         if self._owns_store:
@@ -348,6 +360,7 @@ class Pool:
             max_message_bytes=c.max_message_mb * 1024 * 1024,
             encoding=Encoding.PICKLE if c.serialization == "pickle" else Encoding.JSON,
             extra_env=self._bridge.worker_env() if self._bridge is not None else {},
+            launcher=self._fork_server,
         )
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:

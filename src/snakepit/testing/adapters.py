@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import random
 import sys
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from snakepit.adapter import Adapter, tool
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
 
-__all__ = ["FailingSetup", "HangingSetup", "Minimal", "MockAdapter", "Noisy", "Streams"]
+__all__ = [
+    "FailingSetup",
+    "ForkProbe",
+    "HangingSetup",
+    "Minimal",
+    "MockAdapter",
+    "Noisy",
+    "Streams",
+]
+
+#: The process that imported this module: with the fork server, the template.
+IMPORTED_IN = os.getpid()
 
 
 class Minimal(Adapter):
@@ -21,6 +34,35 @@ class Minimal(Adapter):
     @tool
     def ping(self) -> dict[str, str]:
         return {"status": "pong"}
+
+
+class ForkProbe(Adapter):
+    """Reports where its module was imported and its ``setup()`` ran, and its process."""
+
+    def setup(self) -> None:
+        self._setup_in = os.getpid()
+        self._random = random.random()
+
+    @tool
+    def probe(self, env: str = "") -> dict[str, Any]:
+        """Pids (own, parent, import, setup), session and group, cwd, ``env``'s value,
+        and a random number drawn in ``setup()``."""
+        return {
+            "pid": os.getpid(),
+            "ppid": os.getppid(),
+            "imported_in": IMPORTED_IN,
+            "setup_in": self._setup_in,
+            "sid": os.getsid(0),
+            "pgid": os.getpgid(0),
+            "cwd": os.getcwd(),
+            "env": os.environ.get(env) if env else None,
+            "random": self._random,
+        }
+
+    @tool
+    def crash(self, code: int = 1) -> None:
+        """End the worker at once with exit ``code``."""
+        os._exit(code)
 
 
 class FailingSetup(Adapter):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import select
 import tempfile
+import time
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -71,12 +73,47 @@ def assert_no_worker_left(pids: set[int], timeout: float = 10.0) -> None:
     for pid in pids:
         with contextlib.suppress(psutil.NoSuchProcess):
             procs.append(psutil.Process(pid))
-    _, alive = psutil.wait_procs(procs, timeout=timeout)
-    survivors = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    if hasattr(os, "pidfd_open"):
+        # Ended is enough: a worker orphaned by a dead fork server stays a zombie until init
+        # reaps it, which some inits do only every few seconds.
+        alive = _wait_ended(procs, timeout)
+    else:  # pragma: no cover - not Linux
+        _, alive = psutil.wait_procs(procs, timeout=timeout)
+    survivors = []
+    for p in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if p.status() != psutil.STATUS_ZOMBIE:
+                survivors.append(p)
     for p in survivors:
         with contextlib.suppress(psutil.Error):
             p.kill()
     assert not survivors, f"worker processes outlived their pool: {[p.pid for p in survivors]}"
+
+
+def _wait_ended(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """The processes still running after ``timeout`` (each watched through a pidfd)."""
+    fds: dict[int, psutil.Process] = {}
+    try:
+        for p in procs:
+            with contextlib.suppress(ProcessLookupError):
+                if p.is_running():  # the pid is still this process (start time checked)
+                    fds[os.pidfd_open(p.pid)] = p
+        poller = select.poll()
+        for fd in fds:
+            poller.register(fd, select.POLLIN)
+        deadline = time.monotonic() + timeout
+        pending = set(fds)
+        while pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            for fd, _ in poller.poll(left * 1000):
+                pending.discard(fd)
+                poller.unregister(fd)
+        return [fds[fd] for fd in pending]
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def pool_mailbox(pool: Pool) -> Any:

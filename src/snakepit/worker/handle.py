@@ -31,6 +31,7 @@ from snakepit.codec import Encoding
 from snakepit.errors import WorkerCrashedError, WorkerStartupError
 from snakepit.events import EventBus, WorkerExited, WorkerReady, WorkerStarting
 from snakepit.worker._paths import worker_pythonpath
+from snakepit.worker.launch import PIPE, SPAWN, LaunchError
 from snakepit.worker.transport import (
     DescribeResult,
     GrpcTransport,
@@ -42,6 +43,8 @@ from snakepit.worker.transport import (
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
+
+    from snakepit.worker.launch import Launcher, WorkerProcess
 
 __all__ = ["WorkerHandle", "WorkerOptions", "WorkerState"]
 
@@ -86,11 +89,14 @@ class WorkerOptions:
     encoding: Encoding = Encoding.JSON
     log_level: str = "INFO"
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    #: how the process is started (None: a fresh interpreter, ``SpawnLauncher``)
+    launcher: Launcher | None = None
 
 
-def exit_description(code: int | None) -> str:
+def exit_description(code: int | None, *, exited: bool = False) -> str:
     if code is None:
-        return "still running"
+        # A forked worker outliving its fork server is reaped by init: nobody can tell us.
+        return "exit code unknown (its fork server had died)" if exited else "still running"
     if code < 0:
         try:
             return f"killed by {signal.Signals(-code).name}"
@@ -126,7 +132,7 @@ class WorkerHandle:
         self.started_at: float | None = None
         self.ready_at: float | None = None
         self.requests = 0
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: WorkerProcess | None = None
         self._transport: Transport | None = None
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -225,16 +231,29 @@ class WorkerHandle:
             WorkerStarting(source=self._source, at=self.started_at, worker_id=self.id)
         )
         token = secrets.token_hex(16) if o.transport == "tcp" else None
+        launcher = o.launcher or SPAWN
         try:
-            self._proc = await asyncio.create_subprocess_exec(
-                *self._command(),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+            self._proc = await launcher.launch(
+                self._command(),
                 env=self._environment(token),
                 cwd=o.cwd,
-                start_new_session=True,
+                stdin=PIPE,
+                stdout=PIPE,
+                stderr=PIPE,
             )
+        except LaunchError as exc:
+            self.state = WorkerState.EXITED
+            raise WorkerStartupError(
+                f"worker {self.id!r} ({o.adapter}) failed to start: {exc}"
+                + (
+                    f"; exit code {exc.exit_code}{_EXIT_MEANINGS.get(exc.exit_code, '')}"
+                    if exc.exit_code is not None
+                    else ""
+                ),
+                worker_id=self.id,
+                exit_code=exc.exit_code,
+                stderr_tail=exc.output_tail,
+            ) from exc
         except OSError as exc:
             self.state = WorkerState.EXITED
             raise WorkerStartupError(
@@ -268,7 +287,8 @@ class WorkerHandle:
             await self._drain_stderr(stderr_task)
             raise WorkerStartupError(
                 f"worker {self.id!r} ({o.adapter}) failed to start: {reason}; "
-                f"{exit_description(self.exit_code)}{_EXIT_MEANINGS.get(self.exit_code or 0, '')}"
+                f"{exit_description(self.exit_code, exited=self.state is WorkerState.EXITED)}"
+                f"{_EXIT_MEANINGS.get(self.exit_code or 0, '')}"
                 + (
                     f"\n--- stderr (last lines) ---\n{self.stderr_tail}"
                     if self._stderr_tail
@@ -404,10 +424,10 @@ class WorkerHandle:
         if self._exited is not None and exc.code != "CLOSED":
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._exited), timeout=1.0)
-        if self.exit_code is not None:
+        if self.exit_code is not None or self.state is WorkerState.EXITED:
             what = (
                 f"worker {self.id!r} (pid {self.pid}) exited during {tool!r}: "
-                + exit_description(self.exit_code)
+                + exit_description(self.exit_code, exited=True)
             )
         else:
             what = (
@@ -483,7 +503,8 @@ class WorkerHandle:
     # -- stop ----------------------------------------------------------------------------------
 
     def _signal_group(self, sig: signal.Signals, *, after_exit: bool = False) -> None:
-        if self.pid is None or (self.exit_code is not None and not after_exit):
+        exited = self.exit_code is not None or self.state is WorkerState.EXITED
+        if self.pid is None or (exited and not after_exit):
             return
         try:
             os.killpg(self.pid, sig)
@@ -517,7 +538,7 @@ class WorkerHandle:
             if self._proc is None:
                 self.state = WorkerState.EXITED
                 return None
-            if self.exit_code is None:
+            if self.exit_code is None and self.state is not WorkerState.EXITED:
                 self._stop_requested = True
                 self.state = WorkerState.STOPPING
                 self._signal_group(signal.SIGTERM)
