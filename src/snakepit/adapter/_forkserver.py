@@ -283,14 +283,18 @@ def main(argv: list[str] | None = None) -> NoReturn:
     module_name = args.adapter.partition(":")[0]
     try:
         import snakepit.adapter
-        import snakepit.adapter._main  # noqa: F401  - what every forked worker runs
+        import snakepit.adapter._main
 
         importlib.import_module(module_name)
-    except BaseException:
+    except BaseException as exc:
+        hint = None
+        if isinstance(exc, ModuleNotFoundError):
+            hint = snakepit.adapter._main.import_hint(module_name, exc)
         _fail(
             control,
             EXIT_IMPORT,
-            f"cannot load adapter {args.adapter}: importing {module_name!r} failed:\n"
+            hint
+            or f"cannot load adapter {args.adapter}: importing {module_name!r} failed:\n"
             + traceback.format_exc(),
         )
     others = [t.name for t in threading.enumerate() if t is not threading.main_thread()]

@@ -96,9 +96,10 @@ def _load_adapter(path: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name is None or not (module_name + ".").startswith(exc.name + "."):
-            raise  # the adapter module itself was found; something it imports is missing
-        raise ImportError(import_hint(module_name, exc)) from exc
+        hint = import_hint(module_name, exc)
+        if hint is None:
+            raise
+        raise ImportError(hint) from exc
     try:
         cls = getattr(module, class_name)
     except AttributeError:
@@ -110,8 +111,11 @@ def _load_adapter(path: str) -> Any:
     return cls()
 
 
-def import_hint(module_name: str, exc: ModuleNotFoundError) -> str:
-    """Why an adapter module did not import, where the worker looked, and how to fix it."""
+def import_hint(module_name: str, exc: ModuleNotFoundError) -> str | None:
+    """Why an adapter module did not import, where the worker looked, and how to fix it;
+    None when the module itself was found and something it imports is missing."""
+    if exc.name is None or not (module_name + ".").startswith(exc.name + "."):
+        return None
     searched = "\n".join(f"    {p or '(current directory)'}" for p in sys.path)
     return (
         f"cannot import the adapter module {module_name!r}: {exc}\n"
