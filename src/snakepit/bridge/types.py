@@ -20,13 +20,12 @@ from __future__ import annotations
 import copy
 import math
 import re
-import reprlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from snakepit.errors import VariableValidationError
+from snakepit.errors import VariableValidationError, brief
 
 __all__ = [
     "VARIABLE_TYPES",
@@ -44,20 +43,10 @@ __all__ = [
 
 _DOTTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 
-_short_repr = reprlib.Repr()
-_short_repr.maxstring = 60
-_short_repr.maxother = 60
-_short_repr.maxlist = 8
-_short_repr.maxtuple = 8
-_short_repr.maxdict = 6
-_short_repr.maxlevel = 3
-_MAX_REPR = 120
-
 
 def short_repr(value: Any) -> str:
-    """``repr(value)`` cut to a readable length for error messages."""
-    text = _short_repr.repr(value)
-    return text if len(text) <= _MAX_REPR else text[: _MAX_REPR - 3] + "..."
+    """``repr(value)`` cut to a readable length for error messages; never raises."""
+    return brief(value)
 
 
 def _is_number(value: Any) -> bool:
@@ -102,8 +91,9 @@ class VariableType(ABC):
         for key in constraints:
             if key not in self.constraint_keys:
                 known = ", ".join(sorted(self.constraint_keys)) or "none"
+                shown = key if isinstance(key, str) and len(key) <= 60 else brief(key)
                 raise self._bad_constraint(
-                    variable, str(key), constraints[key], f"unknown constraint (known: {known})"
+                    variable, shown, constraints[key], f"unknown constraint (known: {known})"
                 )
         return self._check_constraints(dict(constraints), variable)
 
@@ -154,7 +144,7 @@ class _NumberType(VariableType):
         for key in ("min", "max"):
             if key in constraints:
                 bound = constraints[key]
-                if not _is_number(bound) or not math.isfinite(bound):
+                if not _is_number(bound) or not math.isfinite(_to_float(bound)):
                     raise self._bad_constraint(variable, key, bound, "must be a finite number")
         if (
             "min" in constraints
@@ -162,7 +152,7 @@ class _NumberType(VariableType):
             and constraints["min"] > constraints["max"]
         ):
             raise self._bad_constraint(
-                variable, "max", constraints["max"], f"is below min={constraints['min']!r}"
+                variable, "max", constraints["max"], f"is below min={brief(constraints['min'])}"
             )
         return constraints
 
@@ -170,9 +160,9 @@ class _NumberType(VariableType):
         self, name: str, number: float, value: Any, constraints: Mapping[str, Any]
     ) -> None:
         if "min" in constraints and number < constraints["min"]:
-            raise self._fail(name, "min", value, f"must be >= {constraints['min']!r}")
+            raise self._fail(name, "min", value, f"must be >= {brief(constraints['min'])}")
         if "max" in constraints and number > constraints["max"]:
-            raise self._fail(name, "max", value, f"must be <= {constraints['max']!r}")
+            raise self._fail(name, "max", value, f"must be <= {brief(constraints['max'])}")
 
 
 class IntegerType(_NumberType):
@@ -222,7 +212,9 @@ class StringType(VariableType):
                     raise self._bad_constraint(variable, key, bound, "must be an integer >= 0")
         lo, hi = constraints.get("min_length"), constraints.get("max_length")
         if lo is not None and hi is not None and lo > hi:
-            raise self._bad_constraint(variable, "max_length", hi, f"is below min_length={lo!r}")
+            raise self._bad_constraint(
+                variable, "max_length", hi, f"is below min_length={brief(lo)}"
+            )
         if "pattern" in constraints:
             pattern = constraints["pattern"]
             if not isinstance(pattern, str):
@@ -434,11 +426,11 @@ class TensorType(VariableType):
         dtype = value.get("dtype", constraints.get("dtype", _DEFAULT_DTYPE))
         if dtype not in _DTYPES:
             raise self._fail(
-                name, "type", value, f"dtype {dtype!r} is not one of {sorted(_DTYPES)}"
+                name, "type", value, f"dtype {brief(dtype)} is not one of {sorted(_DTYPES)}"
             )
         if "dtype" in constraints and dtype != constraints["dtype"]:
             raise self._fail(
-                name, "dtype", value, f"dtype {dtype!r} is not {constraints['dtype']!r}"
+                name, "dtype", value, f"dtype {brief(dtype)} is not {constraints['dtype']!r}"
             )
         return {
             "shape": list(shape),
