@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
 
+from snakepit.bridge._pattern import PatternTooCostly, UnsupportedPattern, compile_pattern
 from snakepit.errors import VariableValidationError, brief
 
 __all__ = [
@@ -199,7 +200,14 @@ class FloatType(_NumberType):
 
 
 class StringType(VariableType):
-    """Text, optionally bounded in length and matched in full by a regular expression."""
+    """Text, optionally bounded in length and matched in full by a regular expression.
+
+    ``pattern`` uses ``re`` syntax and is matched in linear time (see
+    :mod:`snakepit.bridge._pattern`): patterns come from worker code and run on the
+    host's event loop, so ones that need backtracking (backreferences, lookaround,
+    ``\\b``, case-insensitive flags, anchors in the middle) are refused at
+    registration.
+    """
 
     name = "string"
     constraint_keys = frozenset({"min_length", "max_length", "pattern"})
@@ -220,11 +228,11 @@ class StringType(VariableType):
             if not isinstance(pattern, str):
                 raise self._bad_constraint(variable, "pattern", pattern, "must be a string")
             try:
-                re.compile(pattern)
-            except re.error as exc:
+                compile_pattern(pattern)
+            except UnsupportedPattern as exc:
                 raise self._bad_constraint(
-                    variable, "pattern", pattern, f"is not a valid regular expression ({exc})"
-                ) from exc
+                    variable, "pattern", pattern, f"cannot be used: {exc}"
+                ) from None
         return constraints
 
     def validate(self, name: str, value: Any, constraints: Mapping[str, Any]) -> str:
@@ -239,10 +247,14 @@ class StringType(VariableType):
             raise self._fail(
                 name, "max_length", value, f"length {len(text)} > {constraints['max_length']}"
             )
-        if "pattern" in constraints and re.fullmatch(constraints["pattern"], text) is None:
-            raise self._fail(
-                name, "pattern", value, f"does not match {constraints['pattern']!r} in full"
-            )
+        if "pattern" in constraints:
+            pattern = constraints["pattern"]
+            try:
+                matched = compile_pattern(pattern).fullmatch(text)
+            except (UnsupportedPattern, PatternTooCostly) as exc:
+                raise self._fail(name, "pattern", value, f"cannot be checked: {exc}") from None
+            if not matched:
+                raise self._fail(name, "pattern", value, f"does not match {brief(pattern)} in full")
         return text
 
 
