@@ -1,8 +1,8 @@
 """``PoolConfig``: every pool option in one validated, frozen object.
 
 ``Pool(adapter=..., size=4)`` and ``Pool(PoolConfig(adapter=..., size=4))``
-are the same. An invalid option raises ``ValueError`` naming the option, the
-value, and what is allowed.
+are the same. An invalid option raises ``InvalidValueError`` (a ``ValueError``
+and a ``SnakepitError``) naming the option, the value, and what is allowed.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
+
+from snakepit.errors import InvalidValueError, brief
 
 __all__ = ["AFFINITY_MODES", "PoolConfig"]
 
@@ -142,19 +144,23 @@ class PoolConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:
-            raise ValueError(
-                f"unknown Pool option(s) {', '.join(map(repr, unknown))}; "
-                f"allowed: {', '.join(sorted(known))}"
+            raise InvalidValueError(
+                f"unknown Pool option(s) {', '.join(brief(name, 60) for name in unknown)}; "
+                f"allowed: {', '.join(sorted(known))}",
+                option=unknown[0],
             )
         if config is None:
             if "adapter" not in options:
-                raise ValueError(
+                raise InvalidValueError(
                     "Pool needs an adapter: Pool(adapter='pkg.module:Class', ...), e.g. "
-                    "'snakepit.examples.showcase:Showcase'"
+                    "'snakepit.examples.showcase:Showcase'",
+                    option="adapter",
                 )
             return cls(**options)
         if not isinstance(config, PoolConfig):
-            raise ValueError(f"Pool config must be a PoolConfig, got {type(config).__name__}")
+            raise InvalidValueError(
+                f"Pool config must be a PoolConfig, got {type(config).__name__}", option="config"
+            )
         if not options:
             return config
         merged = {f.name: getattr(config, f.name) for f in fields(cls)}
@@ -163,7 +169,9 @@ class PoolConfig:
 
 
 def _bad(option: str, value: Any, allowed: str) -> None:
-    raise ValueError(f"invalid Pool option {option}={value!r}: must be {allowed}")
+    raise InvalidValueError(
+        f"invalid Pool option {option}={brief(value)}: must be {allowed}", option=option
+    )
 
 
 def _int(option: str, value: Any, minimum: int, *, optional: bool = False) -> None:
@@ -179,12 +187,19 @@ def _seconds(option: str, value: Any, *, optional: bool = False, allow_zero: boo
     ok = (
         isinstance(value, int | float)
         and not isinstance(value, bool)
-        and math.isfinite(value)
+        and _finite(value)
         and (value >= 0 if allow_zero else value > 0)
     )
     if not ok:
         rule = ">= 0" if allow_zero else "> 0"
         _bad(option, value, f"a finite number {rule}" + (" or None" if optional else ""))
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float: no use as seconds
+        return False
 
 
 def _choice(option: str, value: Any, allowed: tuple[str, ...]) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "ExecutionTimeoutError",
     "HostToolError",
     "InvalidArgumentsError",
+    "InvalidValueError",
     "PoolClosedError",
     "PoolDegradedError",
     "PoolSaturatedError",
@@ -48,6 +49,7 @@ __all__ = [
     "ToolNotFoundError",
     "VariableError",
     "VariableNotFoundError",
+    "VariableRedefinedError",
     "VariableValidationError",
     "VersionConflictError",
     "WorkerBusyError",
@@ -155,6 +157,17 @@ class InvalidArgumentsError(RequestError):
     """Raised when a tool's arguments do not fit its signature (missing, unknown, wrong kind).
 
     ``details``: ``tool``, ``argument``.
+    """
+
+
+class InvalidValueError(RequestError, ValueError):
+    """Raised when an argument or option has a value snakepit does not accept.
+
+    A ``Pool`` option, a timeout, a session id, a TTL, a list of names that is
+    not a list... The message names the argument and what is allowed. It is also
+    a ``ValueError``, which these were documented as before it existed.
+
+    ``details``: ``argument`` (or ``option`` for a ``Pool`` option).
     """
 
 
@@ -300,6 +313,14 @@ class VariableValidationError(VariableError):
     """
 
 
+class VariableRedefinedError(VariableError, ValueError):
+    """Raised when a variable is registered again with another type or other constraints.
+
+    Delete it first to register it differently. It is also a ``ValueError``, which
+    it was documented as before it existed. ``details``: ``variable``, ``session_id``.
+    """
+
+
 class VersionConflictError(VariableError):
     """Raised when ``expected_version`` does not match the variable's current version.
 
@@ -314,6 +335,7 @@ _KINDS: dict[str, type[SnakepitError]] = {
         RequestError,
         ToolNotFoundError,
         InvalidArgumentsError,
+        InvalidValueError,
         SerializationError,
         ToolError,
         HostToolError,
@@ -334,6 +356,7 @@ _KINDS: dict[str, type[SnakepitError]] = {
         SessionQuotaError,
         VariableError,
         VariableNotFoundError,
+        VariableRedefinedError,
         VariableValidationError,
         VersionConflictError,
     )

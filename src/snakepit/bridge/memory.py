@@ -13,8 +13,9 @@ import fnmatch
 import math
 import re
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from snakepit.bridge.store import BatchResult, Session, SessionStore
 from snakepit.bridge.types import get_type, short_repr
@@ -22,10 +23,12 @@ from snakepit.bridge.variables import Variable, validate_variable_name
 from snakepit.bridge.watch import VariableWatch
 from snakepit.clock import Clock, SystemClock
 from snakepit.errors import (
+    InvalidValueError,
     SessionNotFoundError,
     SessionQuotaError,
     VariableError,
     VariableNotFoundError,
+    VariableRedefinedError,
     VersionConflictError,
 )
 from snakepit.events import (
@@ -37,9 +40,6 @@ from snakepit.events import (
     VariableUpdated,
 )
 
-if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
-
 __all__ = ["InMemorySessionStore", "validate_session_id"]
 
 _SESSION_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
@@ -49,13 +49,36 @@ def validate_session_id(session_id: Any) -> str:
     """Return ``session_id`` when it is a valid id: ``[A-Za-z0-9_.:-]{1,128}``.
 
     Raises:
-        ValueError: it is not a string of that shape.
+        InvalidValueError: it is not a string of that shape (also a ``ValueError``).
     """
     if not isinstance(session_id, str) or _SESSION_ID.fullmatch(session_id) is None:
-        raise ValueError(
-            f"invalid session id {short_repr(session_id)}: use 1-128 characters [A-Za-z0-9_.:-]"
+        raise InvalidValueError(
+            f"invalid session id {short_repr(session_id)}: use 1-128 characters [A-Za-z0-9_.:-]",
+            argument="session_id",
         )
     return session_id
+
+
+def _mapping(value: Any, argument: str) -> dict[str, Any]:
+    """A fresh dict of ``value`` (None: empty), which must be a mapping."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidValueError(
+            f"{argument} must be a mapping (a dict), got {type(value).__name__}",
+            argument=argument,
+        )
+    return dict(value)
+
+
+def _names(names: Any) -> list[Any]:
+    """The names of an iterable of variable names; a lone string is a mistake, not a list."""
+    if isinstance(names, str | bytes) or not isinstance(names, Iterable):
+        raise InvalidValueError(
+            f"names must be a list of variable names, got {type(names).__name__}",
+            argument="names",
+        )
+    return list(names)
 
 
 @dataclass(eq=False)
@@ -219,9 +242,10 @@ class InMemorySessionStore(SessionStore):
             session_id = uuid.uuid4().hex
         validate_session_id(session_id)
         if self._find(session_id) is not None:
-            raise ValueError(
+            raise InvalidValueError(
                 f"session {session_id!r} already exists in store {self.name!r}; "
-                "use get_or_create() to reuse it"
+                "use get_or_create() to reuse it",
+                argument="session_id",
             )
         return self._create(session_id, metadata, ttl).snapshot()
 
@@ -261,7 +285,7 @@ class InMemorySessionStore(SessionStore):
         now, wall = self._clock.monotonic(), self._clock.time()
         state = _State(
             id=session_id,
-            metadata=dict(metadata or {}),
+            metadata=_mapping(metadata, "metadata"),
             ttl=float(ttl),
             created_at=wall,
             last_access=now,
@@ -366,6 +390,8 @@ class InMemorySessionStore(SessionStore):
 
     def _find(self, session_id: str) -> _State | None:
         """The live session, or None; an expired one is removed on the spot."""
+        if not isinstance(session_id, str):
+            return None  # no session has such an id (and it may not even be hashable)
         state = self._sessions.get(session_id)
         if state is not None and self._clock.monotonic() >= state.deadline:
             self._remove(state, expired=True)
@@ -432,10 +458,12 @@ class InMemorySessionStore(SessionStore):
             old = entry.current
             if old.type == type and old.constraints == checked:
                 return old
-            raise ValueError(
+            raise VariableRedefinedError(
                 f"variable {name!r} of session {session_id!r} is already registered as "
                 f"{old.type} with constraints {short_repr(old.constraints)}; delete it first "
-                "to register it differently"
+                "to register it differently",
+                variable=name,
+                session_id=session_id,
             )
         wall = self._clock.time()
         variable = Variable(
@@ -444,7 +472,7 @@ class InMemorySessionStore(SessionStore):
             value=normalized,
             version=1,
             constraints=checked,
-            metadata=dict(metadata or {}),
+            metadata=_mapping(metadata, "metadata"),
             created_at=wall,
             updated_at=wall,
         )
@@ -489,8 +517,8 @@ class InMemorySessionStore(SessionStore):
         state = self._use(session_id)
         found: dict[str, Variable] = {}
         missing: list[str] = []
-        for name in names:
-            entry = state.variables.get(name)
+        for name in _names(names):
+            entry = state.variables.get(name) if isinstance(name, str) else None
             if entry is None:
                 missing.append(name)
             else:
@@ -514,7 +542,8 @@ class InMemorySessionStore(SessionStore):
             VariableValidationError: atomic, and a value breaks its type or constraints.
         """
         state = self._use(session_id)
-        expected = expected_versions or {}
+        values = _mapping(values, "values")
+        expected = _mapping(expected_versions, "expected_versions")
         planned: list[tuple[_Entry, Any]] = []
         errors: dict[str, VariableError] = {}
         for name, value in values.items():
@@ -540,6 +569,11 @@ class InMemorySessionStore(SessionStore):
             SessionNotFoundError: no live session has that id.
         """
         state = self._use(session_id)
+        if not isinstance(pattern, str):
+            raise InvalidValueError(
+                f"pattern must be an fnmatch pattern string, got {type(pattern).__name__}",
+                argument="pattern",
+            )
         return [
             state.variables[name].current
             for name in sorted(state.variables)
@@ -596,7 +630,7 @@ class InMemorySessionStore(SessionStore):
                 return self._write(state, entry, old.value)
         kept = [v.version for v in entry.history]
         raise VariableNotFoundError(
-            f"variable {name!r} of session {state.id!r} has no version {version!r} in its "
+            f"variable {name!r} of session {state.id!r} has no version {short_repr(version)} in its "
             f"history (kept: {kept[0]}..{kept[-1]}, history_limit={self.history_limit})",
             session_id=state.id,
             variable=name,
@@ -619,7 +653,9 @@ class InMemorySessionStore(SessionStore):
             ValueError: ``maxsize`` is below 1.
         """
         state = self._use(session_id)
-        wanted = None if names is None else frozenset(names)
+        wanted = (
+            None if names is None else frozenset(n for n in _names(names) if isinstance(n, str))
+        )
         watch = VariableWatch(
             state.id, wanted, maxsize=maxsize, on_close=lambda w: _discard(state.watches, w)
         )
@@ -635,7 +671,7 @@ class InMemorySessionStore(SessionStore):
     # -- variable internals ------------------------------------------------------------------
 
     def _entry(self, state: _State, name: str) -> _Entry:
-        entry = state.variables.get(name)
+        entry = state.variables.get(name) if isinstance(name, str) else None
         if entry is None:
             raise VariableNotFoundError(
                 f"session {state.id!r} has no variable {short_repr(name)}; register it first",
@@ -649,7 +685,7 @@ class InMemorySessionStore(SessionStore):
         if expected is not None and expected != actual:
             raise VersionConflictError(
                 f"variable {entry.current.name!r} of session {state.id!r} is at version "
-                f"{actual}, not the expected {expected}; read it again and retry",
+                f"{actual}, not the expected {short_repr(expected)}; read it again and retry",
                 session_id=state.id,
                 variable=entry.current.name,
                 expected_version=expected,
@@ -710,9 +746,20 @@ class InMemorySessionStore(SessionStore):
 
 
 def _check_ttl(ttl: float) -> float:
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or math.isnan(ttl) or ttl <= 0:
-        raise ValueError(f"ttl must be a number of seconds > 0 (math.inf: never), got {ttl!r}")
-    return float(ttl)
+    if (
+        isinstance(ttl, bool)
+        or not isinstance(ttl, int | float)
+        or (isinstance(ttl, float) and math.isnan(ttl))
+        or ttl <= 0
+    ):
+        raise InvalidValueError(
+            f"ttl must be a number of seconds > 0 (math.inf: never), got {short_repr(ttl)}",
+            argument="ttl",
+        )
+    try:
+        return float(ttl)
+    except OverflowError:  # an int beyond float range is as good as never
+        return math.inf
 
 
 def _discard(watches: list[VariableWatch], watch: VariableWatch) -> None:

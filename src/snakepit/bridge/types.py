@@ -241,11 +241,17 @@ class StringType(VariableType):
         text = str(value)
         if "min_length" in constraints and len(text) < constraints["min_length"]:
             raise self._fail(
-                name, "min_length", value, f"length {len(text)} < {constraints['min_length']}"
+                name,
+                "min_length",
+                value,
+                f"length {len(text)} < {brief(constraints['min_length'])}",
             )
         if "max_length" in constraints and len(text) > constraints["max_length"]:
             raise self._fail(
-                name, "max_length", value, f"length {len(text)} > {constraints['max_length']}"
+                name,
+                "max_length",
+                value,
+                f"length {len(text)} > {brief(constraints['max_length'])}",
             )
         if "pattern" in constraints:
             pattern = constraints["pattern"]
@@ -271,7 +277,12 @@ class BooleanType(VariableType):
 
 def _same_value(a: Any, b: Any) -> bool:
     # 1 == True == 1.0 in Python; a choice of 1 must not accept True.
-    return type(a) is type(b) and bool(a == b)
+    if type(a) is not type(b):
+        return False
+    try:
+        return bool(a == b)
+    except Exception:  # a value whose == does not give a truth value (an array...)
+        return False
 
 
 class ChoiceType(VariableType):
@@ -286,7 +297,12 @@ class ChoiceType(VariableType):
         choices = constraints["choices"]
         if not isinstance(choices, list | tuple) or not choices:
             raise self._bad_constraint(variable, "choices", choices, "must be a non-empty list")
-        constraints["choices"] = copy.deepcopy(list(choices))
+        try:
+            constraints["choices"] = copy.deepcopy(list(choices))
+        except Exception as exc:
+            raise self._bad_constraint(
+                variable, "choices", choices, f"cannot be copied ({type(exc).__name__})"
+            ) from None
         return constraints
 
     def validate(self, name: str, value: Any, constraints: Mapping[str, Any]) -> Any:
@@ -360,7 +376,7 @@ class EmbeddingType(VariableType):
                 name,
                 "dimensions",
                 value,
-                f"has {len(result)} dimensions, expected {constraints['dimensions']}",
+                f"has {len(result)} dimensions, expected {brief(constraints['dimensions'])}",
             )
         return result
 
@@ -378,6 +394,10 @@ _DTYPES: dict[str, tuple[str, tuple[int, int] | None]] = {
     "bool": ("bool", None),
 }
 _DEFAULT_DTYPE = "float64"
+
+
+def _is_dtype(dtype: Any) -> bool:
+    return isinstance(dtype, str) and dtype in _DTYPES
 
 
 class TensorType(VariableType):
@@ -402,7 +422,7 @@ class TensorType(VariableType):
                     variable, "shape", shape, "must be a list of sizes >= 0 (or None for any)"
                 )
             constraints["shape"] = list(shape)
-        if "dtype" in constraints and constraints["dtype"] not in _DTYPES:
+        if "dtype" in constraints and not _is_dtype(constraints["dtype"]):
             raise self._bad_constraint(
                 variable, "dtype", constraints["dtype"], f"must be one of {sorted(_DTYPES)}"
             )
@@ -415,7 +435,9 @@ class TensorType(VariableType):
             )
         extra = set(value) - {"shape", "data", "dtype"}
         if extra:
-            raise self._fail(name, "type", value, f"unknown keys {sorted(map(str, extra))}")
+            raise self._fail(
+                name, "type", value, f"unknown keys {brief(sorted(map(brief, extra)))}"
+            )
         shape, data = value["shape"], value["data"]
         if not isinstance(shape, list | tuple) or not all(_is_int(d) and d >= 0 for d in shape):
             raise self._fail(name, "type", value, "'shape' must be a list of integers >= 0")
@@ -427,16 +449,18 @@ class TensorType(VariableType):
                 name,
                 "type",
                 value,
-                f"'data' has {len(data)} elements, shape {list(shape)} needs {size}",
+                f"'data' has {len(data)} elements, shape {brief(list(shape))} needs {brief(size)}",
             )
         wanted = constraints.get("shape")
         if wanted is not None and (
             len(wanted) != len(shape)
             or any(w is not None and w != d for w, d in zip(wanted, shape, strict=True))
         ):
-            raise self._fail(name, "shape", value, f"shape {list(shape)} does not match {wanted}")
+            raise self._fail(
+                name, "shape", value, f"shape {brief(list(shape))} does not match {brief(wanted)}"
+            )
         dtype = value.get("dtype", constraints.get("dtype", _DEFAULT_DTYPE))
-        if dtype not in _DTYPES:
+        if not _is_dtype(dtype):
             raise self._fail(
                 name, "type", value, f"dtype {brief(dtype)} is not one of {sorted(_DTYPES)}"
             )

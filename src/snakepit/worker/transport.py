@@ -22,6 +22,7 @@ from snakepit.errors import (
     ExecutionTimeoutError,
     RequestError,
     SnakepitError,
+    brief,
     details_from_json,
     from_wire,
 )
@@ -86,7 +87,8 @@ class ToolSpec:
         for key in args:
             if key not in self.param_names:
                 raise InvalidArgumentsError(
-                    f"tool {self.name!r} got unknown argument {key!r}; it takes {self.signature()}",
+                    f"tool {self.name!r} got unknown argument {brief(key)}; it takes "
+                    f"{self.signature()}",
                     tool=self.name,
                     argument=key,
                     worker_id=worker,
