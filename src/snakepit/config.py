@@ -1,8 +1,8 @@
 """``PoolConfig``: every pool option in one validated, frozen object.
 
 ``Pool(adapter=..., size=4)`` and ``Pool(PoolConfig(adapter=..., size=4))``
-are the same. An invalid option raises ``ValueError`` naming the option, the
-value, and what is allowed.
+are the same. An invalid option raises ``InvalidValueError`` (a ``ValueError``
+and a ``SnakepitError``) naming the option, the value, and what is allowed.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from snakepit.bridge.store import SessionStore
+
+from snakepit.errors import InvalidValueError, brief
 
 __all__ = ["AFFINITY_MODES", "PoolConfig"]
 
@@ -163,19 +165,23 @@ class PoolConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:
-            raise ValueError(
-                f"unknown Pool option(s) {', '.join(map(repr, unknown))}; "
-                f"allowed: {', '.join(sorted(known))}"
+            raise InvalidValueError(
+                f"unknown Pool option(s) {', '.join(brief(name, 60) for name in unknown)}; "
+                f"allowed: {', '.join(sorted(known))}",
+                option=unknown[0],
             )
         if config is None:
             if "adapter" not in options:
-                raise ValueError(
+                raise InvalidValueError(
                     "Pool needs an adapter: Pool(adapter='pkg.module:Class', ...), e.g. "
-                    "'snakepit.examples.showcase:Showcase'"
+                    "'snakepit.examples.showcase:Showcase'",
+                    option="adapter",
                 )
             return cls(**options)
         if not isinstance(config, PoolConfig):
-            raise ValueError(f"Pool config must be a PoolConfig, got {type(config).__name__}")
+            raise InvalidValueError(
+                f"Pool config must be a PoolConfig, got {type(config).__name__}", option="config"
+            )
         if not options:
             return config
         merged = {f.name: getattr(config, f.name) for f in fields(cls)}
@@ -184,7 +190,9 @@ class PoolConfig:
 
 
 def _bad(option: str, value: Any, allowed: str) -> None:
-    raise ValueError(f"invalid Pool option {option}={value!r}: must be {allowed}")
+    raise InvalidValueError(
+        f"invalid Pool option {option}={brief(value)}: must be {allowed}", option=option
+    )
 
 
 def _int(option: str, value: Any, minimum: int, *, optional: bool = False) -> None:
@@ -200,7 +208,7 @@ def _seconds(option: str, value: Any, *, optional: bool = False, allow_zero: boo
     ok = (
         isinstance(value, int | float)
         and not isinstance(value, bool)
-        and math.isfinite(value)
+        and _finite(value)
         and (value >= 0 if allow_zero else value > 0)
     )
     if not ok:
@@ -217,7 +225,9 @@ def _session_store(value: Any) -> None:
         try:
             parse_store_url(value)
         except ValueError as exc:
-            raise ValueError(f"invalid Pool option session_store: {exc}") from None
+            raise InvalidValueError(
+                f"invalid Pool option session_store: {exc}", option="session_store"
+            ) from None
         return
     from snakepit.bridge.store import SessionStore
 
@@ -227,6 +237,13 @@ def _session_store(value: Any) -> None:
             value,
             "None (in memory), a URL 'redis://host:6379/0', or a SessionStore object",
         )
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float: no use as seconds
+        return False
 
 
 def _choice(option: str, value: Any, allowed: tuple[str, ...]) -> None:

@@ -22,6 +22,9 @@ on the other side by :func:`from_wire`.
 
 from __future__ import annotations
 
+import json
+import reprlib
+from collections.abc import Mapping
 from concurrent.futures import BrokenExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +34,7 @@ __all__ = [
     "ExecutionTimeoutError",
     "HostToolError",
     "InvalidArgumentsError",
+    "InvalidValueError",
     "PoolClosedError",
     "PoolDegradedError",
     "PoolSaturatedError",
@@ -48,14 +52,67 @@ __all__ = [
     "ToolNotFoundError",
     "VariableError",
     "VariableNotFoundError",
+    "VariableRedefinedError",
     "VariableValidationError",
     "VersionConflictError",
     "WorkerBusyError",
     "WorkerCrashedError",
     "WorkerError",
     "WorkerStartupError",
+    "brief",
+    "details_from_json",
     "from_wire",
 ]
+
+
+class _BriefRepr(reprlib.Repr):
+    """``reprlib.Repr`` that never raises and never builds a huge intermediate string."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxstring = 60
+        self.maxother = 60
+        self.maxlong = 40
+        self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = 8
+        self.maxdict = 6
+        self.maxlevel = 3
+
+    def repr_int(self, x: int, level: int) -> str:
+        # repr() of an int beyond sys.get_int_max_str_digits() raises ValueError, and a merely
+        # long one costs quadratic time: describe it by its size instead.
+        if x.bit_length() > 4096:
+            digits = int(x.bit_length() * 0.30103) + 1
+            return f"<{'-' if x < 0 else ''}int of about {digits} digits>"
+        return super().repr_int(x, level)
+
+    def repr_bytes(self, x: bytes, level: int) -> str:
+        return self.repr_str(x, level)  # type: ignore[arg-type]  # slices before repr, like str
+
+    repr_bytearray = repr_bytes
+
+    def repr_instance(self, x: Any, level: int) -> str:
+        try:
+            return super().repr_instance(x, level)
+        except Exception:
+            return f"<{type(x).__name__} object>"
+
+
+_BRIEF = _BriefRepr()
+_BRIEF_LIMIT = 120
+
+
+def brief(value: Any, limit: int = _BRIEF_LIMIT) -> str:
+    """A short ``repr`` of ``value`` for an error message: at most ``limit`` characters.
+
+    Use it wherever a message echoes a caller's or a worker's value. It never
+    raises (a 10**5000 int, an object whose ``__repr__`` fails) and never
+    renders more of a big value than it shows.
+    """
+    try:
+        text = _BRIEF.repr(value)
+    except Exception:
+        text = f"<{type(value).__name__} object>"
+    return text if len(text) <= limit else text[: max(0, limit - 3)] + "..."
 
 
 class SnakepitError(Exception):
@@ -103,6 +160,17 @@ class InvalidArgumentsError(RequestError):
     """Raised when a tool's arguments do not fit its signature (missing, unknown, wrong kind).
 
     ``details``: ``tool``, ``argument``.
+    """
+
+
+class InvalidValueError(RequestError, ValueError):
+    """Raised when an argument or option has a value snakepit does not accept.
+
+    A ``Pool`` option, a timeout, a session id, a TTL, a list of names that is
+    not a list... The message names the argument and what is allowed. It is also
+    a ``ValueError``, which these were documented as before it existed.
+
+    ``details``: ``argument`` (or ``option`` for a ``Pool`` option).
     """
 
 
@@ -265,6 +333,14 @@ class VariableValidationError(VariableError):
     """
 
 
+class VariableRedefinedError(VariableError, ValueError):
+    """Raised when a variable is registered again with another type or other constraints.
+
+    Delete it first to register it differently. It is also a ``ValueError``, which
+    it was documented as before it existed. ``details``: ``variable``, ``session_id``.
+    """
+
+
 class VersionConflictError(VariableError):
     """Raised when ``expected_version`` does not match the variable's current version.
 
@@ -279,6 +355,7 @@ _KINDS: dict[str, type[SnakepitError]] = {
         RequestError,
         ToolNotFoundError,
         InvalidArgumentsError,
+        InvalidValueError,
         SerializationError,
         ToolError,
         HostToolError,
@@ -301,13 +378,51 @@ _KINDS: dict[str, type[SnakepitError]] = {
         SessionStoreUnavailableError,
         VariableError,
         VariableNotFoundError,
+        VariableRedefinedError,
         VariableValidationError,
         VersionConflictError,
     )
 }
 
 
-def from_wire(kind: str, message: str, details: dict[str, Any] | None = None) -> SnakepitError:
-    """Rebuild an error that crossed the wire; an unknown kind becomes a plain ``SnakepitError``."""
-    cls = _KINDS.get(kind, SnakepitError)
-    return cls(message, **(details or {}))
+def details_from_json(text: str) -> dict[str, Any]:
+    """The details of an error from their wire form (a JSON object); ``{}`` when malformed.
+
+    The other side may be any program, so a document that is not a JSON object loses its
+    details rather than the error.
+    """
+    if not text:
+        return {}
+    try:
+        details = json.loads(text)
+    except (ValueError, RecursionError):
+        return {}
+    return details if isinstance(details, dict) else {}
+
+
+def _wire_details(cls: type[SnakepitError], details: object) -> dict[str, Any]:
+    """The details that can become attributes of ``cls`` without breaking it."""
+    if not isinstance(details, Mapping):
+        return {}
+    return {
+        key: value
+        for key, value in details.items()
+        if isinstance(key, str)
+        and key.isidentifier()
+        and not key.startswith("_")
+        and key not in ("message", "details")
+        and not hasattr(cls, key)  # args, with_traceback, add_note...: keep the class working
+    }
+
+
+def from_wire(kind: str, message: str, details: Mapping[str, Any] | None = None) -> SnakepitError:
+    """Rebuild an error that crossed the wire; an unknown kind becomes a plain ``SnakepitError``.
+
+    Whatever the other side sent, the result is a ``SnakepitError``: details whose
+    names are not plain identifiers, start with ``_``, or would shadow an attribute
+    of the class (``message``, ``details``, ``args``...) are dropped.
+    """
+    cls = _KINDS.get(kind, SnakepitError) if isinstance(kind, str) else SnakepitError
+    if not isinstance(message, str):
+        message = brief(message)
+    return cls(message, **_wire_details(cls, details))

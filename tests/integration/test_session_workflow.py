@@ -160,6 +160,23 @@ class TestVariableErrors:
                 await pool.execute("get_var", {"name": "x"})
             assert (await session.variables.get("x")).version == 1
 
+    async def test_a_backtracking_pattern_from_worker_code_cannot_stall_the_host(self) -> None:
+        """Worker code registers (a+)+$ and writes 40 'a' and a '!': with re on the host's
+        loop that is 2**40 steps; now it is a VariableValidationError at once, and a pattern
+        that needs backtracking is refused when registered."""
+        async with isolated_pool() as pool:
+            session = pool.session("regex-bomb")
+            spec = {"name": "code", "type": "string", "value": "aaa"}
+            bomb = {**spec, "constraints": {"pattern": "(a+)+$"}}
+            assert await session.execute("register_var", bomb) == 1
+            with pytest.raises(snakepit.VariableValidationError, match="'code'") as info:
+                await session.execute("set_var", {"name": "code", "value": "a" * 40 + "!"})
+            assert info.value.constraint == "pattern"
+            assert await session.execute("set_var", {"name": "code", "value": "a" * 40}) == 2
+            lookahead = {**spec, "name": "look", "constraints": {"pattern": "(?=a)a+"}}
+            with pytest.raises(snakepit.VariableValidationError, match="lookahead"):
+                await session.execute("register_var", lookahead)
+
 
 class TestSessionLifecycle:
     async def test_an_unused_session_expires_on_the_pool_clock(self) -> None:

@@ -100,6 +100,55 @@ class TestErrors:
         assert type(again) is errors.WorkerCrashedError and again.worker_id == "w1"
         assert type(errors.from_wire("NoSuchKind", "x")) is errors.SnakepitError
 
+    @pytest.mark.parametrize(
+        "details",
+        [
+            {"message": "forged"},
+            {"details": 1},
+            {"__traceback__": 1},
+            {"__class__": 1},
+            {"args": 5},
+            {"with_traceback": None},
+            {"_private": 1},
+            {"not an identifier": 1},
+            {1: 2},
+            ["not", "a", "mapping"],
+        ],
+    )
+    def test_from_wire_survives_any_details_a_worker_sends(self, details: object) -> None:
+        """Details that would break the class are dropped: the result is always the typed error."""
+        err = errors.from_wire("ToolError", "tool failed", details)  # type: ignore[arg-type]
+        assert type(err) is errors.ToolError
+        assert err.message == "tool failed"
+        assert isinstance(err.details, dict) and not err.details
+        assert str(err) == "tool failed"
+        assert err.args == ("tool failed",)
+
+    def test_from_wire_keeps_the_good_details_beside_dropped_ones(self) -> None:
+        """A forged key costs only itself, not the worker id or tool name beside it."""
+        err = errors.from_wire("WorkerCrashedError", "gone", {"worker_id": "w1", "args": 5})
+        assert err.details == {"worker_id": "w1"} and err.worker_id == "w1"
+
+    @pytest.mark.parametrize("text", ["", "not json", "[1, 2]", '"str"', "{" * 100_000])
+    def test_details_from_json_never_raises(self, text: str) -> None:
+        """Details that are not a JSON object are empty, not an exception."""
+        assert errors.details_from_json(text) == {}
+        assert errors.details_from_json('{"tool": "t"}') == {"tool": "t"}
+
+    def test_brief_is_short_and_never_raises(self) -> None:
+        """brief() bounds any value (a 10**5000 int, a failing __repr__, 1 MiB of text)."""
+
+        class Hostile:
+            def __repr__(self) -> str:
+                raise RuntimeError("no repr for you")
+
+        for value in (10**5000, -(10**5000), "x" * 2**20, b"y" * 2**20, Hostile(), [[[[[1]]]]]):
+            text = errors.brief(value)
+            assert len(text) <= 120
+        assert "5001 digits" in errors.brief(10**5000)
+        assert errors.brief("short") == "'short'"
+        assert len(errors.brief("x" * 100, limit=20)) == 20
+
     def test_errors_pickle_with_their_details(self) -> None:
         """An error pickles (for SyncPool threads and multiprocessing users) with its details."""
         err = errors.ToolError("boom", tool="t", remote_type="ValueError", remote_traceback="tb")

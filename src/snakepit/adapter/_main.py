@@ -206,6 +206,7 @@ async def _serve(args: argparse.Namespace) -> int:
         worker_id=args.worker_id,
         executor=executor,
         allow_pickle=args.allow_pickle,
+        max_message_bytes=limit,
     )
     pb_grpc.add_WorkerServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]

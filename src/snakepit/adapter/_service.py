@@ -42,9 +42,13 @@ log = logging.getLogger("snakepit.adapter")
 
 # Stream chunks the producer thread may run ahead of the gRPC writer.
 _STREAM_WINDOW = 256
-# The most chunks, and bytes, one StreamItem carries.
+# The most chunks, and bytes, one StreamItem carries (and never more than the message limit).
 _BATCH_CHUNKS = 256
 _BATCH_BYTES = 1 << 20
+# Bytes of a message kept free of payload: field tags and lengths, an ErrorInfo's framing.
+_HEADROOM = 4096
+# What a chunk adds to a StreamItem beyond its own size: a tag and a length prefix.
+_CHUNK_FRAMING = 6
 
 
 def error_info(exc: BaseException, *, tool: str | None = None) -> pb.ErrorInfo:
@@ -99,8 +103,12 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         worker_id: str,
         executor: ThreadPoolExecutor,
         allow_pickle: bool = False,
+        max_message_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         self._adapter = adapter
+        self._max_message = max_message_bytes
+        # The most payload bytes one message may carry: what the host accepts, less framing.
+        self._budget = max(1, max_message_bytes - _HEADROOM)
         self._adapter_path = adapter_path
         self._worker_id = worker_id
         self._executor = executor
@@ -194,6 +202,16 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
             Encoding.PICKLE if encoding == Encoding.PICKLE and self._allow_pickle else Encoding.JSON
         )
         document, blobs = encode(value, what=what, encoding=enc)
+        size = len(document) + sum(len(b) + _CHUNK_FRAMING for b in blobs)
+        if size > self._budget:
+            limit_mb = self._max_message / 2**20
+            raise RequestError(
+                f"{what} is {size / 2**20:.1f} MiB, more than the pool's "
+                f"max_message_mb={limit_mb:g} allows in one message; raise max_message_mb "
+                "or return (or yield) less at a time",
+                size=size,
+                max_message_mb=limit_mb,
+            )
         return pb.Payload(document=document, blobs=blobs, encoding=enc.value)  # type: ignore[arg-type]
 
     async def _in_thread(self, job: Callable[[], Any]) -> Any:
@@ -297,17 +315,23 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
 
         ctx = contextvars.copy_context()
         producer = loop.run_in_executor(self._executor, ctx.run, produce)
+        held: tuple[int, Any] | None = None  # a chunk that did not fit the last message
         try:
             while True:
-                kind, value = await queue.get()
+                kind, value = held if held is not None else await queue.get()
+                held = None
                 batch: list[pb.Payload] = []
                 size = 0
-                # Send every chunk that is ready in one message (bounded), not one RPC
-                # message per chunk: small chunks stream many times faster.
+                # Send every chunk that is ready in one message, not one RPC message per
+                # chunk (small chunks stream many times faster), within the message limit.
                 while kind == 0:
+                    cost = value.ByteSize() + _CHUNK_FRAMING
+                    if batch and size + cost > self._budget:
+                        held = (kind, value)
+                        break
                     space.release()
                     batch.append(value)
-                    size += value.ByteSize()
+                    size += cost
                     if len(batch) >= _BATCH_CHUNKS or size >= _BATCH_BYTES or queue.empty():
                         kind = -1
                         break

@@ -18,7 +18,6 @@ module is worker side: it never imports the host side.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import threading
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeAlias, TypeVar
@@ -30,7 +29,13 @@ from snakepit._proto.snakepit.v1 import host_pb2_grpc
 from snakepit._proto.snakepit.v1 import worker_pb2 as pb
 from snakepit._variables import BatchResult, Variable
 from snakepit.codec import Encoding, decode, encode
-from snakepit.errors import SessionNotFoundError, SnakepitError, VariableError, from_wire
+from snakepit.errors import (
+    SessionNotFoundError,
+    SnakepitError,
+    VariableError,
+    details_from_json,
+    from_wire,
+)
 from snakepit.events import VariableUpdated
 
 if TYPE_CHECKING:
@@ -92,7 +97,7 @@ def error_from_wire(info: pb.ErrorInfo) -> Exception:
     """The exception an ``ErrorInfo`` describes (``ValueError`` kinds stay ``ValueError``)."""
     if info.kind == "ValueError":
         return ValueError(info.message)
-    details: dict[str, Any] = json.loads(info.details_json) if info.details_json else {}
+    details = details_from_json(info.details_json)
     if info.kind in ("ToolError", "HostToolError"):
         details["remote_type"] = info.remote_type
         details["remote_traceback"] = info.traceback

@@ -23,6 +23,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -30,17 +31,19 @@ from snakepit._variables import Variable
 from snakepit.bridge.types import get_type, short_repr
 from snakepit.bridge.variables import validate_variable_name
 from snakepit.errors import (
+    InvalidValueError,
     SessionNotFoundError,
     SessionQuotaError,
     VariableError,
     VariableNotFoundError,
+    VariableRedefinedError,
     VariableValidationError,
     VersionConflictError,
 )
 from snakepit.events import VariableUpdated
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Sequence
 
 __all__ = [
     "BatchPlan",
@@ -85,13 +88,44 @@ def validate_session_id(session_id: Any) -> str:
     """Return ``session_id`` when it is a valid id: ``[A-Za-z0-9_.:-]{1,128}``.
 
     Raises:
-        ValueError: it is not a string of that shape.
+        InvalidValueError: it is not a string of that shape (also a ``ValueError``).
     """
     if not is_session_id(session_id):
-        raise ValueError(
-            f"invalid session id {short_repr(session_id)}: use 1-128 characters [A-Za-z0-9_.:-]"
+        raise InvalidValueError(
+            f"invalid session id {short_repr(session_id)}: use 1-128 characters [A-Za-z0-9_.:-]",
+            argument="session_id",
         )
     return str(session_id)
+
+
+def mapping(value: Any, argument: str) -> dict[str, Any]:
+    """A fresh dict of ``value`` (None: empty), which must be a mapping.
+
+    Raises:
+        InvalidValueError: it is not a mapping (named by ``argument``).
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidValueError(
+            f"{argument} must be a mapping (a dict), got {type(value).__name__}",
+            argument=argument,
+        )
+    return dict(value)
+
+
+def name_list(names: Any) -> list[Any]:
+    """The names of an iterable of variable names; a lone string is a mistake, not a list.
+
+    Raises:
+        InvalidValueError: ``names`` is a string or not iterable.
+    """
+    if isinstance(names, str | bytes) or not isinstance(names, Iterable):
+        raise InvalidValueError(
+            f"names must be a list of variable names, got {type(names).__name__}",
+            argument="names",
+        )
+    return list(names)
 
 
 def is_variable_name(name: Any) -> bool:
@@ -107,26 +141,43 @@ def check_ttl(ttl: Any) -> float:
     """``ttl`` as a float when it is a number of seconds > 0 (``math.inf``: never expires).
 
     Raises:
-        ValueError: it is not a number > 0.
+        InvalidValueError: it is not a number > 0.
     """
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or math.isnan(ttl) or ttl <= 0:
-        raise ValueError(f"ttl must be a number of seconds > 0 (math.inf: never), got {ttl!r}")
-    return float(ttl)
+    if (
+        isinstance(ttl, bool)
+        or not isinstance(ttl, int | float)
+        or (isinstance(ttl, float) and math.isnan(ttl))
+        or ttl <= 0
+    ):
+        raise InvalidValueError(
+            f"ttl must be a number of seconds > 0 (math.inf: never), got {short_repr(ttl)}",
+            argument="ttl",
+        )
+    try:
+        return float(ttl)
+    except OverflowError:  # an int beyond float range is as good as never
+        return math.inf
 
 
 def check_settings(*, ttl: Any, max_sessions: Any, history_limit: Any) -> None:
     """Validate a store's settings.
 
     Raises:
-        ValueError: ``ttl``, ``max_sessions`` or ``history_limit`` is out of range (named).
+        InvalidValueError: ``ttl``, ``max_sessions`` or ``history_limit`` is out of range.
     """
     check_ttl(ttl)
     if max_sessions is not None and (
         not isinstance(max_sessions, int) or isinstance(max_sessions, bool) or max_sessions < 1
     ):
-        raise ValueError(f"max_sessions must be >= 1 or None, got {max_sessions!r}")
+        raise InvalidValueError(
+            f"max_sessions must be >= 1 or None, got {short_repr(max_sessions)}",
+            argument="max_sessions",
+        )
     if not isinstance(history_limit, int) or isinstance(history_limit, bool) or history_limit < 1:
-        raise ValueError(f"history_limit must be >= 1, got {history_limit!r}")
+        raise InvalidValueError(
+            f"history_limit must be >= 1, got {short_repr(history_limit)}",
+            argument="history_limit",
+        )
 
 
 def expires_at(last_access: float, ttl: float) -> float:
@@ -154,10 +205,11 @@ def quota_error(store: str, session_id: str, max_sessions: int) -> SessionQuotaE
     )
 
 
-def session_exists_error(store: str, session_id: str) -> ValueError:
+def session_exists_error(store: str, session_id: str) -> InvalidValueError:
     """The error for ``create`` with an id that is in use."""
-    return ValueError(
-        f"session {session_id!r} already exists in store {store!r}; use get_or_create() to reuse it"
+    return InvalidValueError(
+        f"session {session_id!r} already exists in store {store!r}; use get_or_create() to reuse it",
+        argument="session_id",
     )
 
 
@@ -201,7 +253,9 @@ def plan_register(
     Raises:
         VariableValidationError: bad name, unknown type, bad constraints, or ``value``
             breaks them.
-        ValueError: the name exists with a different type or constraints.
+        VariableRedefinedError: the name exists with a different type or constraints
+            (also a ``ValueError``).
+        InvalidValueError: ``metadata`` is not a mapping.
     """
     validate_variable_name(name)
     vtype = get_type(type, variable=name)
@@ -210,10 +264,12 @@ def plan_register(
     if existing is not None:
         if existing.type == type and existing.constraints == checked:
             return existing, False
-        raise ValueError(
+        raise VariableRedefinedError(
             f"variable {name!r} of session {session_id!r} is already registered as "
             f"{existing.type} with constraints {short_repr(existing.constraints)}; delete it "
-            "first to register it differently"
+            "first to register it differently",
+            variable=name,
+            session_id=session_id,
         )
     variable = Variable(
         name=name,
@@ -221,7 +277,7 @@ def plan_register(
         value=normalized,
         version=1,
         constraints=checked,
-        metadata=dict(metadata or {}),
+        metadata=mapping(metadata, "metadata"),
         created_at=now,
         updated_at=now,
     )
@@ -238,7 +294,7 @@ def check_version(session_id: str, current: Variable, expected: int | None) -> N
     if expected is not None and expected != actual:
         raise VersionConflictError(
             f"variable {current.name!r} of session {session_id!r} is at version "
-            f"{actual}, not the expected {expected}; read it again and retry",
+            f"{actual}, not the expected {short_repr(expected)}; read it again and retry",
             session_id=session_id,
             variable=current.name,
             expected_version=expected,
@@ -298,8 +354,10 @@ def plan_batch(
 
     Raises:
         VariableError: atomic, and a value failed (the first failure).
+        InvalidValueError: ``values`` or ``expected_versions`` is not a mapping.
     """
-    expected = expected_versions or {}
+    values = mapping(values, "values")
+    expected = mapping(expected_versions, "expected_versions")
     plan = BatchPlan()
     for name, value in values.items():
         try:
@@ -350,7 +408,7 @@ def rollback_target(
             return old
     kept = [v.version for v in history]
     raise VariableNotFoundError(
-        f"variable {name!r} of session {session_id!r} has no version {version!r} in its "
+        f"variable {name!r} of session {session_id!r} has no version {short_repr(version)} in its "
         f"history (kept: {kept[0]}..{kept[-1]}, history_limit={history_limit})",
         session_id=session_id,
         variable=name,
@@ -360,7 +418,16 @@ def rollback_target(
 
 
 def match_names(names: Iterable[str], pattern: str) -> list[str]:
-    """The names that match the ``fnmatch`` ``pattern`` (case-sensitive), sorted."""
+    """The names that match the ``fnmatch`` ``pattern`` (case-sensitive), sorted.
+
+    Raises:
+        InvalidValueError: ``pattern`` is not a string.
+    """
+    if not isinstance(pattern, str):
+        raise InvalidValueError(
+            f"pattern must be an fnmatch pattern string, got {type(pattern).__name__}",
+            argument="pattern",
+        )
     return sorted(n for n in names if fnmatch.fnmatchcase(n, pattern))
 
 

@@ -230,7 +230,7 @@ class InMemorySessionStore(SessionStore):
         now, wall = self._clock.monotonic(), self._clock.time()
         state = _State(
             id=session_id,
-            metadata=dict(metadata or {}),
+            metadata=rules.mapping(metadata, "metadata"),
             ttl=float(ttl),
             created_at=wall,
             last_access=now,
@@ -335,6 +335,8 @@ class InMemorySessionStore(SessionStore):
 
     def _find(self, session_id: str) -> _State | None:
         """The live session, or None; an expired one is removed on the spot."""
+        if not isinstance(session_id, str):
+            return None  # no session has such an id (and it may not even be hashable)
         state = self._sessions.get(session_id)
         if state is not None and rules.is_expired(
             state.last_access, state.ttl, self._clock.monotonic()
@@ -390,7 +392,7 @@ class InMemorySessionStore(SessionStore):
             ValueError: the name exists with a different type or constraints.
         """
         state = self._use(session_id)
-        entry = state.variables.get(name)
+        entry = _lookup(state, name)
         variable, created = rules.plan_register(
             state.id,
             name,
@@ -427,7 +429,7 @@ class InMemorySessionStore(SessionStore):
             VariableValidationError: the value breaks the type or a constraint.
         """
         state = self._use(session_id)
-        entry = state.variables.get(name)
+        entry = _lookup(state, name)
         variable = rules.plan_write(
             state.id,
             name,
@@ -449,8 +451,8 @@ class InMemorySessionStore(SessionStore):
         state = self._use(session_id)
         found: dict[str, Variable] = {}
         missing: list[str] = []
-        for name in names:
-            entry = state.variables.get(name)
+        for name in rules.name_list(names):
+            entry = _lookup(state, name)
             if entry is None:
                 missing.append(name)
             else:
@@ -474,10 +476,9 @@ class InMemorySessionStore(SessionStore):
             VariableValidationError: atomic, and a value breaks its type or constraints.
         """
         state = self._use(session_id)
+        values = rules.mapping(values, "values")
         current = {
-            name: entry.current
-            for name in values
-            if (entry := state.variables.get(name)) is not None
+            name: entry.current for name in values if (entry := _lookup(state, name)) is not None
         }
         plan = rules.plan_batch(
             state.id,
@@ -555,7 +556,11 @@ class InMemorySessionStore(SessionStore):
             ValueError: ``maxsize`` is below 1.
         """
         state = self._use(session_id)
-        wanted = None if names is None else frozenset(names)
+        wanted = (
+            None
+            if names is None
+            else frozenset(n for n in rules.name_list(names) if isinstance(n, str))
+        )
         watch = VariableWatch(
             state.id, wanted, maxsize=maxsize, on_close=lambda w: _discard(state.watches, w)
         )
@@ -571,7 +576,7 @@ class InMemorySessionStore(SessionStore):
     # -- variable internals ------------------------------------------------------------------
 
     def _entry(self, state: _State, name: str) -> _Entry:
-        entry = state.variables.get(name)
+        entry = _lookup(state, name)
         if entry is None:
             raise rules.variable_not_found(state.id, name)
         return entry
@@ -599,6 +604,11 @@ class InMemorySessionStore(SessionStore):
             f"<InMemorySessionStore {self.name!r} {state} "
             f"[sessions {len(self._sessions)}, watches {watches}]>"
         )
+
+
+def _lookup(state: _State, name: Any) -> _Entry | None:
+    """The variable's entry, or None (also for a name that is not even a string)."""
+    return state.variables.get(name) if isinstance(name, str) else None
 
 
 def _discard(watches: list[VariableWatch], watch: VariableWatch) -> None:

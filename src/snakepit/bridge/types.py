@@ -20,13 +20,13 @@ from __future__ import annotations
 import copy
 import math
 import re
-import reprlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
 
-from snakepit.errors import VariableValidationError
+from snakepit.bridge._pattern import PatternTooCostly, UnsupportedPattern, compile_pattern
+from snakepit.errors import VariableValidationError, brief
 
 __all__ = [
     "VARIABLE_TYPES",
@@ -44,20 +44,10 @@ __all__ = [
 
 _DOTTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 
-_short_repr = reprlib.Repr()
-_short_repr.maxstring = 60
-_short_repr.maxother = 60
-_short_repr.maxlist = 8
-_short_repr.maxtuple = 8
-_short_repr.maxdict = 6
-_short_repr.maxlevel = 3
-_MAX_REPR = 120
-
 
 def short_repr(value: Any) -> str:
-    """``repr(value)`` cut to a readable length for error messages."""
-    text = _short_repr.repr(value)
-    return text if len(text) <= _MAX_REPR else text[: _MAX_REPR - 3] + "..."
+    """``repr(value)`` cut to a readable length for error messages; never raises."""
+    return brief(value)
 
 
 def _is_number(value: Any) -> bool:
@@ -102,8 +92,9 @@ class VariableType(ABC):
         for key in constraints:
             if key not in self.constraint_keys:
                 known = ", ".join(sorted(self.constraint_keys)) or "none"
+                shown = key if isinstance(key, str) and len(key) <= 60 else brief(key)
                 raise self._bad_constraint(
-                    variable, str(key), constraints[key], f"unknown constraint (known: {known})"
+                    variable, shown, constraints[key], f"unknown constraint (known: {known})"
                 )
         return self._check_constraints(dict(constraints), variable)
 
@@ -154,7 +145,7 @@ class _NumberType(VariableType):
         for key in ("min", "max"):
             if key in constraints:
                 bound = constraints[key]
-                if not _is_number(bound) or not math.isfinite(bound):
+                if not _is_number(bound) or not math.isfinite(_to_float(bound)):
                     raise self._bad_constraint(variable, key, bound, "must be a finite number")
         if (
             "min" in constraints
@@ -162,7 +153,7 @@ class _NumberType(VariableType):
             and constraints["min"] > constraints["max"]
         ):
             raise self._bad_constraint(
-                variable, "max", constraints["max"], f"is below min={constraints['min']!r}"
+                variable, "max", constraints["max"], f"is below min={brief(constraints['min'])}"
             )
         return constraints
 
@@ -170,9 +161,9 @@ class _NumberType(VariableType):
         self, name: str, number: float, value: Any, constraints: Mapping[str, Any]
     ) -> None:
         if "min" in constraints and number < constraints["min"]:
-            raise self._fail(name, "min", value, f"must be >= {constraints['min']!r}")
+            raise self._fail(name, "min", value, f"must be >= {brief(constraints['min'])}")
         if "max" in constraints and number > constraints["max"]:
-            raise self._fail(name, "max", value, f"must be <= {constraints['max']!r}")
+            raise self._fail(name, "max", value, f"must be <= {brief(constraints['max'])}")
 
 
 class IntegerType(_NumberType):
@@ -209,7 +200,14 @@ class FloatType(_NumberType):
 
 
 class StringType(VariableType):
-    """Text, optionally bounded in length and matched in full by a regular expression."""
+    """Text, optionally bounded in length and matched in full by a regular expression.
+
+    ``pattern`` uses ``re`` syntax and is matched in linear time (see
+    :mod:`snakepit.bridge._pattern`): patterns come from worker code and run on the
+    host's event loop, so ones that need backtracking (backreferences, lookaround,
+    ``\\b``, case-insensitive flags, anchors in the middle) are refused at
+    registration.
+    """
 
     name = "string"
     constraint_keys = frozenset({"min_length", "max_length", "pattern"})
@@ -222,17 +220,19 @@ class StringType(VariableType):
                     raise self._bad_constraint(variable, key, bound, "must be an integer >= 0")
         lo, hi = constraints.get("min_length"), constraints.get("max_length")
         if lo is not None and hi is not None and lo > hi:
-            raise self._bad_constraint(variable, "max_length", hi, f"is below min_length={lo!r}")
+            raise self._bad_constraint(
+                variable, "max_length", hi, f"is below min_length={brief(lo)}"
+            )
         if "pattern" in constraints:
             pattern = constraints["pattern"]
             if not isinstance(pattern, str):
                 raise self._bad_constraint(variable, "pattern", pattern, "must be a string")
             try:
-                re.compile(pattern)
-            except re.error as exc:
+                compile_pattern(pattern)
+            except UnsupportedPattern as exc:
                 raise self._bad_constraint(
-                    variable, "pattern", pattern, f"is not a valid regular expression ({exc})"
-                ) from exc
+                    variable, "pattern", pattern, f"cannot be used: {exc}"
+                ) from None
         return constraints
 
     def validate(self, name: str, value: Any, constraints: Mapping[str, Any]) -> str:
@@ -241,16 +241,26 @@ class StringType(VariableType):
         text = str(value)
         if "min_length" in constraints and len(text) < constraints["min_length"]:
             raise self._fail(
-                name, "min_length", value, f"length {len(text)} < {constraints['min_length']}"
+                name,
+                "min_length",
+                value,
+                f"length {len(text)} < {brief(constraints['min_length'])}",
             )
         if "max_length" in constraints and len(text) > constraints["max_length"]:
             raise self._fail(
-                name, "max_length", value, f"length {len(text)} > {constraints['max_length']}"
+                name,
+                "max_length",
+                value,
+                f"length {len(text)} > {brief(constraints['max_length'])}",
             )
-        if "pattern" in constraints and re.fullmatch(constraints["pattern"], text) is None:
-            raise self._fail(
-                name, "pattern", value, f"does not match {constraints['pattern']!r} in full"
-            )
+        if "pattern" in constraints:
+            pattern = constraints["pattern"]
+            try:
+                matched = compile_pattern(pattern).fullmatch(text)
+            except (UnsupportedPattern, PatternTooCostly) as exc:
+                raise self._fail(name, "pattern", value, f"cannot be checked: {exc}") from None
+            if not matched:
+                raise self._fail(name, "pattern", value, f"does not match {brief(pattern)} in full")
         return text
 
 
@@ -267,7 +277,12 @@ class BooleanType(VariableType):
 
 def _same_value(a: Any, b: Any) -> bool:
     # 1 == True == 1.0 in Python; a choice of 1 must not accept True.
-    return type(a) is type(b) and bool(a == b)
+    if type(a) is not type(b):
+        return False
+    try:
+        return bool(a == b)
+    except Exception:  # a value whose == does not give a truth value (an array...)
+        return False
 
 
 class ChoiceType(VariableType):
@@ -282,7 +297,12 @@ class ChoiceType(VariableType):
         choices = constraints["choices"]
         if not isinstance(choices, list | tuple) or not choices:
             raise self._bad_constraint(variable, "choices", choices, "must be a non-empty list")
-        constraints["choices"] = copy.deepcopy(list(choices))
+        try:
+            constraints["choices"] = copy.deepcopy(list(choices))
+        except Exception as exc:
+            raise self._bad_constraint(
+                variable, "choices", choices, f"cannot be copied ({type(exc).__name__})"
+            ) from None
         return constraints
 
     def validate(self, name: str, value: Any, constraints: Mapping[str, Any]) -> Any:
@@ -356,7 +376,7 @@ class EmbeddingType(VariableType):
                 name,
                 "dimensions",
                 value,
-                f"has {len(result)} dimensions, expected {constraints['dimensions']}",
+                f"has {len(result)} dimensions, expected {brief(constraints['dimensions'])}",
             )
         return result
 
@@ -374,6 +394,10 @@ _DTYPES: dict[str, tuple[str, tuple[int, int] | None]] = {
     "bool": ("bool", None),
 }
 _DEFAULT_DTYPE = "float64"
+
+
+def _is_dtype(dtype: Any) -> bool:
+    return isinstance(dtype, str) and dtype in _DTYPES
 
 
 class TensorType(VariableType):
@@ -398,7 +422,7 @@ class TensorType(VariableType):
                     variable, "shape", shape, "must be a list of sizes >= 0 (or None for any)"
                 )
             constraints["shape"] = list(shape)
-        if "dtype" in constraints and constraints["dtype"] not in _DTYPES:
+        if "dtype" in constraints and not _is_dtype(constraints["dtype"]):
             raise self._bad_constraint(
                 variable, "dtype", constraints["dtype"], f"must be one of {sorted(_DTYPES)}"
             )
@@ -411,7 +435,9 @@ class TensorType(VariableType):
             )
         extra = set(value) - {"shape", "data", "dtype"}
         if extra:
-            raise self._fail(name, "type", value, f"unknown keys {sorted(map(str, extra))}")
+            raise self._fail(
+                name, "type", value, f"unknown keys {brief(sorted(map(brief, extra)))}"
+            )
         shape, data = value["shape"], value["data"]
         if not isinstance(shape, list | tuple) or not all(_is_int(d) and d >= 0 for d in shape):
             raise self._fail(name, "type", value, "'shape' must be a list of integers >= 0")
@@ -423,22 +449,24 @@ class TensorType(VariableType):
                 name,
                 "type",
                 value,
-                f"'data' has {len(data)} elements, shape {list(shape)} needs {size}",
+                f"'data' has {len(data)} elements, shape {brief(list(shape))} needs {brief(size)}",
             )
         wanted = constraints.get("shape")
         if wanted is not None and (
             len(wanted) != len(shape)
             or any(w is not None and w != d for w, d in zip(wanted, shape, strict=True))
         ):
-            raise self._fail(name, "shape", value, f"shape {list(shape)} does not match {wanted}")
-        dtype = value.get("dtype", constraints.get("dtype", _DEFAULT_DTYPE))
-        if dtype not in _DTYPES:
             raise self._fail(
-                name, "type", value, f"dtype {dtype!r} is not one of {sorted(_DTYPES)}"
+                name, "shape", value, f"shape {brief(list(shape))} does not match {brief(wanted)}"
+            )
+        dtype = value.get("dtype", constraints.get("dtype", _DEFAULT_DTYPE))
+        if not _is_dtype(dtype):
+            raise self._fail(
+                name, "type", value, f"dtype {brief(dtype)} is not one of {sorted(_DTYPES)}"
             )
         if "dtype" in constraints and dtype != constraints["dtype"]:
             raise self._fail(
-                name, "dtype", value, f"dtype {dtype!r} is not {constraints['dtype']!r}"
+                name, "dtype", value, f"dtype {brief(dtype)} is not {constraints['dtype']!r}"
             )
         return {
             "shape": list(shape),

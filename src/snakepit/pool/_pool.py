@@ -35,6 +35,7 @@ from snakepit.config import PoolConfig
 from snakepit.errors import (
     ExecutionTimeoutError,
     InvalidArgumentsError,
+    InvalidValueError,
     PoolClosedError,
     PoolSaturatedError,
     QueueTimeoutError,
@@ -44,6 +45,7 @@ from snakepit.errors import (
     SnakepitError,
     ToolNotFoundError,
     WorkerCrashedError,
+    brief,
 )
 from snakepit.events import (
     EventBus,
@@ -474,7 +476,7 @@ class Pool:
     def _validate(self, tool: str, args: Any, *, streaming: bool) -> dict[str, Any]:
         if not isinstance(tool, str) or not tool:
             raise ToolNotFoundError(
-                f"tool must be a non-empty string, got {tool!r}",
+                f"tool must be a non-empty string, got {brief(tool)}",
                 tool=tool,
                 available=sorted(self._tools),
             )
@@ -512,9 +514,15 @@ class Pool:
         if timeout is DEFAULT:
             return self.config.timeout
         if timeout is not None and (
-            not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0
+            not isinstance(timeout, int | float)
+            or isinstance(timeout, bool)
+            or timeout <= 0
+            or (isinstance(timeout, int) and timeout.bit_length() > 1023)  # no float holds it
         ):
-            raise ValueError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
+            raise InvalidValueError(
+                f"timeout must be a number of seconds > 0 or None, got {brief(timeout)}",
+                argument="timeout",
+            )
         return timeout
 
     def _failed(self, ticket: Ticket, worker_id: str | None, exc: BaseException) -> None:

@@ -278,7 +278,8 @@ class Sessions:
         Raises:
             Nothing for a missing session: deleting twice is fine.
         """
-        self._pool.forget_session(session_id)
+        if isinstance(session_id, str):  # anything else names no session (nor a hashable key)
+            self._pool.forget_session(session_id)
         return await self._pool._store.delete(session_id)
 
     def __repr__(self) -> str:

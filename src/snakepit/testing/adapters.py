@@ -22,6 +22,7 @@ __all__ = [
     "MockAdapter",
     "Noisy",
     "Streams",
+    "WireValues",
 ]
 
 #: The process that imported this module: with the fork server, the template.
@@ -156,3 +157,38 @@ class Streams(Adapter):
         """Yield 0..n-1, then raise RuntimeError."""
         yield from range(n)
         raise RuntimeError(f"stream broke after {n} chunks")
+
+
+class WireValues(Adapter):
+    """Results at the edges of the value contract: bytes-likes, non-finite floats, deep nesting."""
+
+    @tool
+    def bytes_like(self, kind: str, data: bytes) -> object:
+        """``data`` returned as a ``bytearray``, a ``memoryview`` or a strided ``memoryview``."""
+        if kind == "bytearray":
+            return bytearray(data)
+        if kind == "memoryview":
+            return memoryview(data)
+        return memoryview(data)[::2]
+
+    @tool
+    def non_finite(self) -> list[float]:
+        """NaN, +Infinity and -Infinity, which JSON has no tokens for."""
+        return [float("nan"), float("inf"), float("-inf")]
+
+    @tool
+    def nested(self, depth: int) -> object:
+        """A value ``depth`` lists deep with bytes at the bottom."""
+        value: object = b"bottom"
+        for _ in range(depth):
+            value = [value]
+        return value
+
+    @tool
+    def forged_error(self, details: dict[str, object]) -> None:
+        """Raise a snakepit error whose details use names that would break the class."""
+        from snakepit.errors import ToolError
+
+        err = ToolError("forged details on purpose")
+        err.details = dict(details)
+        raise err

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,7 +18,14 @@ import grpc
 from snakepit._proto.snakepit.v1 import worker_pb2 as pb
 from snakepit._proto.snakepit.v1 import worker_pb2_grpc as pb_grpc
 from snakepit.codec import Encoding, decode, encode
-from snakepit.errors import ExecutionTimeoutError, RequestError, SnakepitError, from_wire
+from snakepit.errors import (
+    ExecutionTimeoutError,
+    RequestError,
+    SnakepitError,
+    brief,
+    details_from_json,
+    from_wire,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator, Sequence
@@ -82,7 +88,8 @@ class ToolSpec:
         for key in args:
             if key not in self.param_names:
                 raise InvalidArgumentsError(
-                    f"tool {self.name!r} got unknown argument {key!r}; it takes {self.signature()}",
+                    f"tool {self.name!r} got unknown argument {brief(key)}; it takes "
+                    f"{self.signature()}",
                     tool=self.name,
                     argument=key,
                     worker_id=worker,
@@ -153,7 +160,7 @@ class Transport(Protocol):
 
 
 def _error(info: pb.ErrorInfo, worker_id: str) -> SnakepitError:
-    details: dict[str, Any] = json.loads(info.details_json) if info.details_json else {}
+    details = details_from_json(info.details_json)
     details.setdefault("worker_id", worker_id)
     if info.kind in ("ToolError", "HostToolError"):
         details["remote_type"] = info.remote_type

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import array
+import json
 import math
+import mmap
 from typing import Any
 
 import pytest
 
-from snakepit.codec import Encoding, decode, encode
+from snakepit.codec import MAX_DEPTH, Encoding, decode, encode, validate
 from snakepit.errors import SerializationError
 
 
@@ -56,11 +59,56 @@ class TestRoundTrip:
         """A tuple is accepted and arrives as a list (JSON has no tuple)."""
         assert roundtrip((1, (2, b"3"))) == [1, [2, b"3"]]
 
-    def test_non_finite_floats_round_trip(self) -> None:
-        """NaN and infinities survive (Python workers read them back)."""
-        result = roundtrip([math.inf, -math.inf])
-        assert result == [math.inf, -math.inf]
-        assert math.isnan(roundtrip(math.nan))
+    def test_non_finite_floats_round_trip_as_standard_json(self) -> None:
+        """NaN and infinities travel as tagged markers in standard JSON and come back exactly."""
+        value = {"x": [math.inf, -math.inf, 1.5], "n": math.nan, "\x00f": "nan"}
+        document, blobs = encode(value)
+
+        def strict(token: str) -> None:
+            raise AssertionError(f"non-standard JSON token {token} on the wire")
+
+        json.loads(document, parse_constant=strict)  # what any other language can read
+        result = decode(document, blobs)
+        assert result["x"] == [math.inf, -math.inf, 1.5]
+        assert math.isnan(result["n"])
+        assert result["\x00f"] == "nan"  # a user dict using the marker key is escaped
+
+    def test_bare_nan_tokens_are_refused_on_decode(self) -> None:
+        """The non-standard NaN/Infinity tokens are not part of the contract."""
+        for document in (b"NaN", b"[Infinity]", b'{"a": -Infinity}'):
+            with pytest.raises(SerializationError, match="non-standard JSON token"):
+                decode(document)
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            bytearray(b"\x00ab"),
+            memoryview(b"\x00abcd"),
+            memoryview(b"\x00abcd")[::2],  # not contiguous
+            memoryview(array.array("d", [1.5])),  # a view of wider items: its raw bytes
+            array.array("B", [0, 1, 255]),
+            array.array("b", [-1, 2]),
+        ],
+        ids=["bytearray", "memoryview", "strided", "double-view", "array-B", "array-b"],
+    )
+    def test_bytes_like_values_travel_as_bytes(self, value: Any) -> None:
+        """Every bytes-like value (buffer of single bytes, or any memoryview) arrives as bytes."""
+        document, blobs = encode({"v": [value]})
+        assert blobs == [bytes(memoryview(value).tobytes())]
+        assert decode(document, blobs) == {"v": [memoryview(value).tobytes()]}
+
+    def test_mmap_travels_as_bytes(self) -> None:
+        """An anonymous mmap is a buffer of bytes, so it travels as one."""
+        with mmap.mmap(-1, 16) as mapped:
+            mapped.write(b"snake")
+            assert roundtrip(mapped)[:5] == b"snake"
+
+    def test_values_nested_to_the_limit_round_trip(self) -> None:
+        """MAX_DEPTH containers deep still travels, with bytes and markers at the bottom."""
+        value: Any = [b"x", math.inf]
+        for _ in range(MAX_DEPTH - 1):
+            value = {"k": value}
+        assert roundtrip(value) == value
 
     def test_pickle_is_opt_in_on_both_ends(self) -> None:
         """Pickle encodes anything picklable, and decoding refuses it unless allowed."""
@@ -77,8 +125,7 @@ class TestErrors:
             ({"a": {1, 2}}, "args['a']", "set", "sorted("),
             ({"a": [object()]}, "args['a'][0]", "object", "not supported"),
             ({"a": {1: "x"}}, "args['a']", "int", "dict keys must be str"),
-            ({"a": bytearray(b"x")}, "args['a']", "bytearray", "bytes(args['a'])"),
-            ({"a": memoryview(b"x")}, "args['a']", "memoryview", "pass bytes"),
+            ({"a": array.array("d", [1.0])}, "args['a']", "array", ".tolist()"),
         ],
     )
     def test_unsupported_values_name_path_and_type(
@@ -117,6 +164,39 @@ class TestErrors:
             decode(b"{not json")
         with pytest.raises(SerializationError, match="bad blob reference"):
             decode(b'{"\\u0000b": 3}', [])
+
+    def test_too_deep_a_value_is_refused_on_encode_naming_the_path(self) -> None:
+        """A value nested ~500 deep is a SerializationError naming where, not a RecursionError."""
+        value: Any = b"x"
+        for _ in range(500):
+            value = [value]
+        with pytest.raises(SerializationError, match=f"more than {MAX_DEPTH} deep") as info:
+            validate(value, what="result")
+        assert info.value.path == "result" + "[0]" * MAX_DEPTH
+        with pytest.raises(SerializationError, match=f"more than {MAX_DEPTH} deep"):
+            encode(value, what="result")
+
+    def test_too_deep_a_payload_is_refused_on_decode(self) -> None:
+        """A peer that sends a deeper document (bytes at the bottom, or none) gets a typed error."""
+        with_blob = b"[" * 500 + b'{"\\u0000b":0}' + b"]" * 500
+        with pytest.raises(SerializationError, match=f"more than {MAX_DEPTH} deep"):
+            decode(with_blob, [b"x"], what="result")
+        with pytest.raises(SerializationError, match="malformed payload"):
+            decode(b"[" * 100_000 + b"]" * 100_000, [], what="result")
+
+    @pytest.mark.parametrize(
+        "document",
+        [b'{"\\u0000b": -1}', b'{"\\u0000b": true}', b'{"\\u0000b": "0"}', b'{"\\u0000d": 3}'],
+    )
+    def test_bad_markers_are_malformed_payloads(self, document: bytes) -> None:
+        """A marker that points nowhere (a negative or boolean index) never picks a blob."""
+        with pytest.raises(SerializationError, match="malformed payload"):
+            decode(document, [b"only"])
+
+    def test_huge_int_is_a_serialization_error(self) -> None:
+        """An int beyond the interpreter's digit limit is a typed error, not a ValueError."""
+        with pytest.raises(SerializationError, match="Exceeds the limit"):
+            encode({"n": 10**5000}, what="args")
 
     def test_self_referencing_value_is_refused(self) -> None:
         """A value that contains itself is a SerializationError, not a crash."""

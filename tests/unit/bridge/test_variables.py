@@ -310,6 +310,26 @@ class TestVariable:
         assert info.value.value == name
         assert "'name'" in str(info.value)
 
+    @pytest.mark.parametrize("type_name", ["integer", "float", "string", "choice", "embedding"])
+    def test_an_int_too_big_to_print_is_a_validation_error(self, type_name: str) -> None:
+        """10**5000 cannot be repr()'d; the error message describes it instead of raising."""
+        constraints = {"choices": [1]} if type_name == "choice" else {"max": 1}
+        vtype = get_type(type_name)
+        checked = vtype.check_constraints(constraints if type_name in ("choice", "integer") else {})
+        with pytest.raises(VariableValidationError, match="5001 digits") as info:
+            vtype.validate("big", 10**5000 if type_name != "embedding" else [10**5000], checked)
+        assert info.value.variable == "big"
+
+    @pytest.mark.parametrize("sign", [1, -1])
+    def test_a_bound_too_big_for_a_float_is_an_invalid_constraint(self, sign: int) -> None:
+        """min/max beyond float range are refused as constraints, not an OverflowError."""
+        bound = sign * 10**5000
+        with pytest.raises(VariableValidationError) as info:
+            get_type("integer").check_constraints({"min": bound}, variable="n")
+        assert info.value.constraint == "min"
+        with pytest.raises(VariableValidationError, match="unknown constraint"):
+            get_type("integer").check_constraints({10**5000: 1}, variable="n")
+
     def test_a_huge_int_is_a_float_when_it_fits_and_rejected_when_it_does_not(self) -> None:
         assert math.isfinite(get_type("float").validate("v", 10**300, {}))
         with pytest.raises(VariableValidationError, match="finite"):

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import pytest
 
+import snakepit
 from snakepit._proto.snakepit.v1 import host_pb2 as hpb
 from snakepit._proto.snakepit.v1 import host_pb2_grpc
 from snakepit.adapter.host_client import error_from_wire, from_payload, to_payload
@@ -141,7 +142,7 @@ class TestVariables:
         assert fresh.variable.version == 3
 
     async def test_registering_again_with_another_type_is_a_value_error(self, host: Host) -> None:
-        """The store's ValueError (a conflicting definition) travels as kind ValueError."""
+        """A conflicting definition travels as its typed kind, still a ValueError for callers."""
         async with connect(host.address) as stub:
             await register(stub, "n", "integer", 1)
             response = await stub.RegisterVariable(
@@ -149,8 +150,10 @@ class TestVariables:
                     session_id="s1", name="n", type="string", value=to_payload("x", "t")
                 )
             )
-        assert response.error.kind == "ValueError"
-        assert isinstance(error_from_wire(response.error), ValueError)
+        assert response.error.kind == "VariableRedefinedError"
+        error = error_from_wire(response.error)
+        assert isinstance(error, snakepit.VariableRedefinedError)
+        assert isinstance(error, ValueError) and error.variable == "n"
 
     async def test_get_many_reports_found_and_missing(self, host: Host) -> None:
         """GetVariables answers the existing variables and the missing names separately."""

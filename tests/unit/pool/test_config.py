@@ -43,6 +43,16 @@ class TestPoolConfig:
         assert f"{option}={value!r}" in str(info.value)
         assert allowed in str(info.value)
 
+    @pytest.mark.parametrize("option", ["timeout", "session_ttl", "backoff_max", "python", "size"])
+    def test_unprintable_values_are_typed_errors(self, option: str) -> None:
+        """10**5000 (no repr, no float) is an InvalidValueError naming the option: a
+        SnakepitError that is still the documented ValueError."""
+        value = 10**5000 if option != "size" else [10**5000]
+        with pytest.raises(snakepit.InvalidValueError, match=f"option {option}=") as info:
+            snakepit.Pool(adapter=A, **{option: value})
+        assert isinstance(info.value, ValueError) and info.value.option == option
+        assert len(str(info.value)) < 300
+
     def test_unknown_option_lists_the_allowed_ones(self) -> None:
         """A misspelt option is rejected and the valid names are listed."""
         with pytest.raises(ValueError, match=r"unknown Pool option\(s\) 'sise'.*size"):

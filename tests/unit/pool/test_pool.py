@@ -181,3 +181,28 @@ class TestFailureModes:
         assert harness.pool.stats().queued == 0
         busy.cancel()
         await asyncio.gather(busy, return_exceptions=True)
+
+
+class Unprintable:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+class TestBadInputs:
+    async def test_inputs_that_cannot_be_printed_still_get_typed_errors(
+        self, harness: Harness
+    ) -> None:
+        """A tool name whose repr() raises, an argument name of 10**5000, and an int timeout
+        beyond float range are typed errors, not RuntimeError, ValueError or OverflowError."""
+        pool = harness.pool
+        with pytest.raises(snakepit.ToolNotFoundError, match="Unprintable"):
+            await pool.execute(Unprintable())  # type: ignore[arg-type]
+        with pytest.raises(snakepit.InvalidArgumentsError, match="digits"):
+            await pool.execute("ping", {10**5000: 1})  # type: ignore[dict-item]
+        with pytest.raises(snakepit.InvalidValueError, match="timeout") as info:
+            await pool.execute("ping", timeout=10**5000)
+        assert isinstance(info.value, ValueError)  # still the documented type
+        with pytest.raises(snakepit.InvalidValueError, match="session id"):
+            await pool.execute("ping", session_id="a b")
+        assert await pool.sessions.delete(["not", "an", "id"]) is False  # type: ignore[arg-type]
+        assert await pool.execute("ping") == {"status": "pong"}

@@ -30,7 +30,7 @@ class _Encoding:
 class _EncodingEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Encoding.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     ENCODING_JSON: _Encoding.ValueType  # 0
-    """UTF-8 JSON; bytes values are {"\\u0000b": i} markers into blobs"""
+    """standard UTF-8 JSON (RFC 8259) with the markers described at Payload"""
     ENCODING_PICKLE: _Encoding.ValueType  # 1
     """Python pickle; only when the pool opted in"""
 
@@ -38,14 +38,28 @@ class Encoding(_Encoding, metaclass=_EncodingEnumTypeWrapper):
     """How a Payload's document is encoded."""
 
 ENCODING_JSON: Encoding.ValueType  # 0
-"""UTF-8 JSON; bytes values are {"\\u0000b": i} markers into blobs"""
+"""standard UTF-8 JSON (RFC 8259) with the markers described at Payload"""
 ENCODING_PICKLE: Encoding.ValueType  # 1
 """Python pickle; only when the pool opted in"""
 Global___Encoding: _TypeAlias = Encoding  # noqa: Y015
 
 @_typing.final
 class Payload(_message.Message):
-    """A value: a JSON document plus the raw byte strings it references."""
+    """A value: a JSON document plus the raw byte strings it references.
+
+    With ENCODING_JSON the document is standard JSON: never the bare NaN or
+    Infinity tokens, which a receiver refuses. What JSON cannot say is a
+    one-key object whose key starts with NUL:
+      {"\\u0000b": i}       the bytes blobs[i] (0 <= i < len(blobs), an integer);
+                           any bytes-like value is sent this way and arrives as bytes
+      {"\\u0000f": "nan"}   a float NaN; likewise "inf" and "-inf" for the infinities
+      {"\\u0000d": {...}}   the object {...} itself: an object whose own keys use a
+                           marker key is wrapped so it is not read as a marker
+    Values nest at most 200 arrays/objects deep (markers do not count); a sender
+    refuses deeper values, and a receiver may. Every Payload in a message, with its
+    framing, must fit the pool's max_message_mb: a sender batches stream chunks
+    within it and reports a single chunk over it as a RequestError.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -91,7 +105,11 @@ class ErrorInfo(_message.Message):
     traceback: _builtins.str
     """formatted remote traceback"""
     details_json: _builtins.str
-    """extra fields as a JSON object"""
+    """Extra fields as a JSON object. The host keeps those whose names are
+    identifiers not starting with "_" and not names the error class already
+    has (message, details, args...); it drops the rest, and all of them when
+    this is not a JSON object.
+    """
     def __init__(
         self,
         *,
@@ -295,7 +313,7 @@ Global___ExecuteResponse: _TypeAlias = ExecuteResponse  # noqa: Y015
 @_typing.final
 class StreamItem(_message.Message):
     """One message of a streaming tool's output: the chunks ready at that moment,
-    in order (a worker batches small chunks). The stream ends normally after
+    in order (a worker batches small chunks, never past max_message_mb). The stream ends normally after
     the last chunk; a failure mid-stream arrives as a final item carrying error
     (after any chunks it also carries).
     """
