@@ -705,7 +705,8 @@ class Pool:
             PoolSaturatedError, QueueTimeoutError, WorkerBusyError,
             SessionWorkerUnavailableError, PoolDegradedError: no worker could take the call.
             SessionQuotaError: ``session_id`` is new and ``max_sessions`` sessions are live.
-            ValueError: ``session_id`` is malformed (``[A-Za-z0-9_.:-]{1,128}``).
+            InvalidValueError: ``session_id`` is malformed (``[A-Za-z0-9_.:-]{1,128}``) or
+                ``retries`` is not an integer >= 0.
             PoolClosedError: the pool is not running.
         """
         began = self._clock.monotonic()
@@ -732,10 +733,14 @@ class Pool:
 
     def _retries(self, tool: str, retries: int | None) -> int:
         if retries is None:
-            spec = self._tools.get(tool)
+            # A malformed tool name is refused by _validate, with its own message.
+            spec = self._tools.get(tool) if isinstance(tool, str) else None
             return self.config.idempotent_retries if spec is not None and spec.idempotent else 0
         if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
-            raise ValueError(f"retries must be an integer >= 0 or None, got {retries!r}")
+            raise InvalidValueError(
+                f"retries must be an integer >= 0 or None, got {brief(retries)}",
+                argument="retries",
+            )
         return retries
 
     async def stream(
