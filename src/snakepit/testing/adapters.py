@@ -52,6 +52,12 @@ class Noisy(Adapter):
         return size
 
     @tool
+    def say(self, text: str) -> None:
+        """Write ``text`` to stderr as it is, control characters and all."""
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+    @tool
     def ping(self) -> dict[str, str]:
         return {"status": "pong"}
 

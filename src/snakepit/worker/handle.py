@@ -49,7 +49,6 @@ _STDERR_TAIL = 40
 _STDERR_CHUNK = 64 * 1024
 _STDERR_LINE_SHOWN = 4000
 _UNIX_PATH_MAX = 107
-_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
@@ -78,6 +77,17 @@ class WorkerOptions:
     encoding: Encoding = Encoding.JSON
     log_level: str = "INFO"
     extra_env: Mapping[str, str] = field(default_factory=dict)
+
+
+def printable(text: str) -> str:
+    """``text`` with every non-printable character escaped (``\\x1b``, ``\\n``, ``\\u2028``...),
+    so what a worker prints cannot move the cursor, recolour a terminal or start a fake
+    log record."""
+    if text.isprintable():
+        return text
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
+    )
 
 
 def exit_description(code: int | None) -> str:
@@ -259,7 +269,7 @@ class WorkerHandle:
                 raise
             await self._drain_stderr(stderr_task)
             raise WorkerStartupError(
-                f"worker {self.id!r} ({o.adapter}) failed to start: {reason}; "
+                f"worker {self.id!r} ({printable(o.adapter)}) failed to start: {reason}; "
                 f"{exit_description(self.exit_code)}"
                 + (
                     f"\n--- stderr (last lines) ---\n{self.stderr_tail}"
@@ -302,10 +312,12 @@ class WorkerHandle:
                 try:
                     info = json.loads(line[len(READY_PREFIX) :])
                     return str(info["address"])
-                except (ValueError, KeyError) as exc:
-                    raise TransportError(f"malformed ready line {line!r}") from exc
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise TransportError(
+                        f"malformed ready line {line[:_STDERR_LINE_SHOWN]!r}"
+                    ) from exc
             # Anything printed before the ready line (an import that prints) is a log line.
-            self._log.info("%s", line.decode(errors="replace").rstrip())
+            self._log.info("%s", self._shown(line))
 
     def _spawn(self, coro: Any, what: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=f"{self.id}:{what}")
@@ -346,13 +358,21 @@ class WorkerHandle:
                 self._log_line(pending + b" [line continues]")
                 pending = b""
 
-    def _log_line(self, raw: bytes) -> None:
+    @staticmethod
+    def _shown(raw: bytes) -> str:
+        """A line the worker printed, as the host shows it: bounded, control characters escaped."""
         line = raw.decode(errors="replace").rstrip()
-        if len(line) > _STDERR_LINE_SHOWN:
-            line = line[:_STDERR_LINE_SHOWN] + f"... [{len(line) - _STDERR_LINE_SHOWN} more chars]"
+        more = len(line) - _STDERR_LINE_SHOWN
+        if more > 0:
+            return printable(line[:_STDERR_LINE_SHOWN]) + f"... [{more} more chars]"
+        return printable(line)
+
+    def _log_line(self, raw: bytes) -> None:
+        # The worker's text never picks the record's level or logger: what it prints is
+        # data, and a line that starts with "CRITICAL" is still only something it printed.
+        line = self._shown(raw)
         self._stderr_tail.append(line)
-        level = _LEVELS.get(line.split(" ", 1)[0], logging.INFO)
-        self._log.log(level, "%s", line)
+        self._log.info("%s", line)
 
     async def _drain_stderr(self, task: asyncio.Task[Any]) -> None:
         # Whatever happened to the reader, the exit must still be recorded.
