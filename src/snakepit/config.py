@@ -1,24 +1,32 @@
 """``PoolConfig``: every pool option in one validated, frozen object.
 
 ``Pool(adapter=..., size=4)`` and ``Pool(PoolConfig(adapter=..., size=4))``
-are the same. An invalid option raises ``ValueError`` naming the option, the
-value, and what is allowed.
+are the same. An invalid option raises ``ConfigError`` (a ``ValueError``)
+naming the option, the value (cut short when long), and what is allowed.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-__all__ = ["AFFINITY_MODES", "PoolConfig"]
+from snakepit.bridge.types import short_repr
+from snakepit.errors import ConfigError
+
+__all__ = ["AFFINITY_MODES", "NAME_RULE", "PoolConfig"]
 
 AFFINITY_MODES = ("hint", "strict_queue", "strict_fail_fast")
 TRANSPORTS = ("unix", "tcp")
 SERIALIZATIONS = ("json", "pickle")
+# A pool's name goes into file names (its registry file, its runtime directory): no path
+# separators, no NUL, nothing that could make it "." or "..".
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+NAME_RULE = "1-128 characters from A-Z a-z 0-9 _ . : -, starting with a letter or digit"
 
 
 def _default_size() -> int:
@@ -32,7 +40,8 @@ class PoolConfig:
     Attributes:
         adapter: ``"pkg.module:Class"`` of the worker's Adapter subclass.
         size: number of worker processes.
-        name: the pool's name in events, logs and ``repr`` (default: generated).
+        name: the pool's name in events, logs and ``repr`` (default: generated);
+            1-128 characters ``[A-Za-z0-9_.:-]``, starting with a letter or digit.
         max_queue: requests that may wait for a worker; one more is ``PoolSaturatedError``.
         queue_timeout: seconds a request may wait in the queue (None: no bound).
         timeout: default per-call deadline in seconds (None: no deadline).
@@ -133,8 +142,10 @@ class PoolConfig:
             and all(isinstance(k, str) and isinstance(v, str) for k, v in self.env.items())
         ):
             _bad("env", self.env, "a mapping of str to str")
-        if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()):
-            _bad("name", self.name, "a non-empty string")
+        if self.name is not None and (
+            not isinstance(self.name, str) or _NAME.fullmatch(self.name) is None
+        ):
+            _bad("name", self.name, NAME_RULE)
 
     @classmethod
     def from_options(cls, config: PoolConfig | None, options: dict[str, Any]) -> PoolConfig:
@@ -142,19 +153,24 @@ class PoolConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:
-            raise ValueError(
-                f"unknown Pool option(s) {', '.join(map(repr, unknown))}; "
-                f"allowed: {', '.join(sorted(known))}"
+            shown = ", ".join(short_repr(name) for name in unknown[:10])
+            raise ConfigError(
+                f"unknown Pool option(s) {shown}{', ...' if len(unknown) > 10 else ''}; "
+                f"allowed: {', '.join(sorted(known))}",
+                option=unknown[0],
             )
         if config is None:
             if "adapter" not in options:
-                raise ValueError(
+                raise ConfigError(
                     "Pool needs an adapter: Pool(adapter='pkg.module:Class', ...), e.g. "
-                    "'snakepit.examples.showcase:Showcase'"
+                    "'snakepit.examples.showcase:Showcase'",
+                    option="adapter",
                 )
             return cls(**options)
         if not isinstance(config, PoolConfig):
-            raise ValueError(f"Pool config must be a PoolConfig, got {type(config).__name__}")
+            raise ConfigError(
+                f"Pool config must be a PoolConfig, got {type(config).__name__}", option="config"
+            )
         if not options:
             return config
         merged = {f.name: getattr(config, f.name) for f in fields(cls)}
@@ -163,7 +179,9 @@ class PoolConfig:
 
 
 def _bad(option: str, value: Any, allowed: str) -> None:
-    raise ValueError(f"invalid Pool option {option}={value!r}: must be {allowed}")
+    raise ConfigError(
+        f"invalid Pool option {option}={short_repr(value)}: must be {allowed}", option=option
+    )
 
 
 def _int(option: str, value: Any, minimum: int, *, optional: bool = False) -> None:
@@ -179,12 +197,19 @@ def _seconds(option: str, value: Any, *, optional: bool = False, allow_zero: boo
     ok = (
         isinstance(value, int | float)
         and not isinstance(value, bool)
-        and math.isfinite(value)
+        and _finite(value)
         and (value >= 0 if allow_zero else value > 0)
     )
     if not ok:
         rule = ">= 0" if allow_zero else "> 0"
         _bad(option, value, f"a finite number {rule}" + (" or None" if optional else ""))
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _choice(option: str, value: Any, allowed: tuple[str, ...]) -> None:

@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ __all__ = ["ProcessRegistry", "default_registry_dir"]
 
 log = logging.getLogger("snakepit.registry")
 _TOLERANCE = 0.05  # seconds: psutil create_time is rounded
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")
 
 
 def default_registry_dir() -> Path:
@@ -32,6 +34,11 @@ def default_registry_dir() -> Path:
         os.path.expanduser("~"), ".local", "share"
     )
     return Path(base) / "snakepit" / "registry"
+
+
+def _file_name(run_id: str) -> str:
+    """A file name for ``run_id`` that stays in the registry directory, whatever it holds."""
+    return (_UNSAFE.sub("_", run_id)[:150].lstrip(".") or "run") + ".json"
 
 
 def _create_time(pid: int) -> float | None:
@@ -47,12 +54,18 @@ def _same_process(pid: int, create_time: float) -> bool:
 
 
 class ProcessRegistry:
-    """One pool's record of its workers, and the sweeper of other runs' leftovers."""
+    """One pool's record of its workers, and the sweeper of other runs' leftovers.
+
+    Args:
+        run_id: this run's unique id; the file name is derived from it (characters
+            outside ``[A-Za-z0-9_.:-]`` are replaced), so it never leaves ``directory``.
+        directory: where the files live (default: :func:`default_registry_dir`).
+    """
 
     def __init__(self, run_id: str, directory: Path | None = None) -> None:
         self.run_id = run_id
         self.directory = directory or default_registry_dir()
-        self.path = self.directory / f"{run_id}.json"
+        self.path = self.directory / _file_name(run_id)
         self._host_pid = os.getpid()
         self._host_create_time = _create_time(self._host_pid) or 0.0
         self._workers: dict[str, dict[str, Any]] = {}

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 from snakepit.worker.registry import ProcessRegistry
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 
 class TestProcessRegistry:
@@ -53,3 +50,16 @@ class TestProcessRegistry:
         assert reg.open() == []
         reg.add("w1", os.getpid())
         reg.close()
+
+    def test_a_run_id_cannot_leave_the_directory(self, tmp_path: Path) -> None:
+        """Whatever a run id holds (separators, dots, NUL), its file stays in the directory."""
+        directory = tmp_path / "a" / "registry"
+        for run_id in ("../../x", "/etc/x", "..", "a\x00b", "x" * 1000, "é/../.."):
+            reg = ProcessRegistry(run_id, directory)
+            reg.open()
+            assert reg.path.parent == directory and reg.path.exists()
+            reg.close()
+        assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == [
+            Path("a"),
+            Path("a/registry"),
+        ]
