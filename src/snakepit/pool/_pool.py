@@ -59,7 +59,7 @@ from snakepit.pool._types import PoolStats, WorkerFactory, WorkerInfo, WorkerLik
 from snakepit.pool.scheduler import Dispatch, Queued, Rejected, Scheduler, Ticket
 from snakepit.worker.handle import WorkerHandle, WorkerOptions
 from snakepit.worker.registry import ProcessRegistry
-from snakepit.worker.runtime import make_runtime_dir, remove_runtime_dir
+from snakepit.worker.runtime import make_runtime_dir, remove_runtime_dir, sweep_runtime_dirs
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
@@ -87,6 +87,12 @@ def _handle_factory(
     worker_id: str, options: WorkerOptions, *, events: EventBus, clock: Clock, source: str
 ) -> WorkerLike:
     return WorkerHandle(worker_id, options, events=events, clock=clock, source=source)
+
+
+def _sweep_leftovers(registry: ProcessRegistry, runtime_base: str | None) -> None:
+    """What dead hosts left: their processes (by the registry), their runtime directories."""
+    registry.open()
+    sweep_runtime_dirs(runtime_base)
 
 
 class Pool:
@@ -204,9 +210,10 @@ class Pool:
             registry = ProcessRegistry(
                 f"{self.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}",
                 Path(self.config.registry_dir) if self.config.registry_dir else None,
+                runtime_dir=self._runtime_dir,
             )
             self._supervisor.registry = registry
-            await asyncio.to_thread(registry.open)
+            await asyncio.to_thread(_sweep_leftovers, registry, self.config.runtime_dir)
             self._bridge = HostBridge(
                 self._store,
                 self._host_tools,

@@ -3,8 +3,10 @@
 Spawns the worker in its own process group (session), waits for its ready
 line within the startup timeout, connects the transport, asks for its tool
 specs, forwards its stderr to ``logging``, watches for its exit, and stops it:
-SIGTERM to the whole group, SIGKILL after a grace period. Every step is an
-event on the pool's bus.
+SIGTERM to the whole group, SIGKILL after a grace period. However the worker
+ends (stopped, killed, crashed, killed from outside), what is left of its
+group, the helpers it started, is killed as soon as its exit is seen. Every
+step is an event on the pool's bus.
 
 A call whose channel breaks because the process died becomes
 ``WorkerCrashedError`` carrying the exit code (negative: the signal).
@@ -30,6 +32,7 @@ from snakepit.clock import Clock, SystemClock
 from snakepit.codec import Encoding
 from snakepit.errors import WorkerCrashedError, WorkerStartupError
 from snakepit.events import EventBus, WorkerExited, WorkerReady, WorkerStarting
+from snakepit.worker._identity import pid_in_use
 from snakepit.worker.transport import (
     DescribeResult,
     GrpcTransport,
@@ -49,6 +52,7 @@ _STDERR_TAIL = 40
 _STDERR_CHUNK = 64 * 1024
 _STDERR_LINE_SHOWN = 4000
 _UNIX_PATH_MAX = 107
+_STREAM_LIMIT = 64 * 1024
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
@@ -90,6 +94,23 @@ def printable(text: str) -> str:
     )
 
 
+class _WorkerProtocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """Reports the process's exit as soon as it is reaped.
+
+    ``Process.wait()`` also waits for the stdout and stderr pipes to close, which never
+    happens while a helper the worker started keeps them open.
+    """
+
+    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=limit, loop=loop)
+        self.exited: asyncio.Future[None] = loop.create_future()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
 def exit_description(code: int | None) -> str:
     if code is None:
         return "still running"
@@ -129,6 +150,8 @@ class WorkerHandle:
         self.ready_at: float | None = None
         self.requests = 0
         self._proc: asyncio.subprocess.Process | None = None
+        self._subprocess: asyncio.SubprocessTransport | None = None
+        self._protocol: _WorkerProtocol | None = None
         self._transport: Transport | None = None
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -214,6 +237,24 @@ class WorkerHandle:
             env["SNAKEPIT_TOKEN"] = token
         return env
 
+    async def _spawn_process(self, token: str | None) -> None:
+        """Start the process in a session of its own (its pid is its process group)."""
+        o = self.options
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.subprocess_exec(
+            lambda: _WorkerProtocol(_STREAM_LIMIT, loop),
+            *self._command(),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self._environment(token),
+            cwd=o.cwd,
+            start_new_session=True,
+        )
+        self._subprocess = transport
+        self._protocol = protocol
+        self._proc = asyncio.subprocess.Process(transport, protocol, loop)
+
     async def start(self) -> None:
         """Spawn the worker and return once it has answered ``Describe``.
 
@@ -228,15 +269,7 @@ class WorkerHandle:
         )
         token = secrets.token_hex(16) if o.transport == "tcp" else None
         try:
-            self._proc = await asyncio.create_subprocess_exec(
-                *self._command(),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=self._environment(token),
-                cwd=o.cwd,
-                start_new_session=True,
-            )
+            await self._spawn_process(token)
         except OSError as exc:
             self.state = WorkerState.EXITED
             raise WorkerStartupError(
@@ -246,6 +279,7 @@ class WorkerHandle:
                 exit_code=None,
                 stderr_tail="",
             ) from exc
+        assert self._proc is not None
         self.pid = self._proc.pid
         self._exited = asyncio.get_running_loop().create_future()
         stderr_task = self._spawn(self._forward_stderr(), "stderr")
@@ -380,9 +414,14 @@ class WorkerHandle:
             await asyncio.wait_for(asyncio.shield(task), timeout=1.0)
 
     async def _watch_exit(self, stderr_task: asyncio.Task[Any]) -> None:
-        assert self._proc is not None and self._exited is not None
-        code = await self._proc.wait()
+        assert self._protocol is not None and self._subprocess is not None
+        assert self._exited is not None
+        await self._protocol.exited
+        code = self._subprocess.get_returncode()
+        # Whatever ended the worker, its helpers go with it (and the pipes they hold close).
+        self._kill_group()
         await self._drain_stderr(stderr_task)
+        self._subprocess.close()  # a helper that left the group may still hold a pipe
         self.exit_code = code
         was_ready = self.state is not WorkerState.STARTING
         self.state = WorkerState.EXITED
@@ -494,23 +533,32 @@ class WorkerHandle:
 
     # -- stop ----------------------------------------------------------------------------------
 
-    def _signal_group(self, sig: signal.Signals, *, after_exit: bool = False) -> None:
-        if self.pid is None or (self.exit_code is not None and not after_exit):
+    def _signal_group(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to the worker's process group: the worker, if it still runs, and
+        every helper it started there.
+
+        Once the worker is reaped its pid is free for reuse, but not while a member of its
+        group lives: so if a process has that pid now, the group is empty and nothing is sent.
+        """
+        pid = self.pid
+        if pid is None:
             return
-        try:
-            os.killpg(self.pid, sig)
-        except ProcessLookupError:
-            pass
-        except PermissionError:  # pragma: no cover - the group leader's pid was reused
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, sig)
+        reaped = self._subprocess is not None and self._subprocess.get_returncode() is not None
+        if reaped and pid_in_use(pid):
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+
+    def _kill_group(self) -> None:
+        """SIGKILL whatever is left of the worker's process group; every way out ends here."""
+        self._signal_group(signal.SIGKILL)
 
     def kill(self) -> None:
         """SIGKILL the worker's whole process group now (non-blocking)."""
         self._stop_requested = True
         if self.state is not WorkerState.EXITED:
             self.state = WorkerState.STOPPING
-        self._signal_group(signal.SIGKILL)
+        self._kill_group()
 
     async def kill_and_wait(self) -> int | None:
         """SIGKILL the group and wait until the process is reaped."""
@@ -541,10 +589,11 @@ class WorkerHandle:
                         self.id,
                         grace,
                     )
-                    self._signal_group(signal.SIGKILL)
+                    self._kill_group()
                     await self.wait_exited()
-            # Anything else the worker started in its group goes too.
-            self._signal_group(signal.SIGKILL, after_exit=True)
+            # Anything else the worker started in its group goes too (its exit watcher did
+            # this already; a helper may have been forked since).
+            self._kill_group()
             await self._close_tasks()
             return self.exit_code
 
