@@ -61,7 +61,35 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--allow-pickle", action="store_true")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--no-stdin-watch", action="store_true", help="do not exit on stdin EOF")
+    p.add_argument(
+        "--secrets-fd",
+        type=int,
+        default=None,
+        help="read the pool's tokens (a JSON object) from this inherited file descriptor",
+    )
     return p.parse_args(argv)
+
+
+def _read_secrets(fd: int | None) -> dict[str, str]:
+    """The tokens the host handed over on an inherited pipe; the fd is closed after.
+
+    They never travel in the environment: ``/proc/<pid>/environ`` is readable by every
+    process of the same user, and what a tool starts would inherit them.
+    """
+    if fd is None:
+        return {}
+    chunks = []
+    try:
+        while chunk := os.read(fd, 4096):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    values = json.loads(b"".join(chunks))
+    if not isinstance(values, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in values.items()
+    ):
+        raise ValueError("the secrets pipe must hold a JSON object of strings")
+    return values
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -133,7 +161,7 @@ def _token_check(token: str) -> Any:
     return TokenCheck()
 
 
-async def _serve(args: argparse.Namespace) -> int:
+async def _serve(args: argparse.Namespace, secrets: dict[str, str]) -> int:
     import grpc
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
@@ -165,10 +193,13 @@ async def _serve(args: argparse.Namespace) -> int:
         ("grpc.max_receive_message_length", limit),
         ("grpc.so_reuseport", 0),
     ]
-    token = os.environ.pop("SNAKEPIT_TOKEN", "")
+    token = secrets.get("token", "")
     # The host bridge's address (session variables, host tools); connected on first use.
     host_client.configure_from_environ(
-        worker_id=args.worker_id, max_message_bytes=limit, allow_pickle=args.allow_pickle
+        worker_id=args.worker_id,
+        max_message_bytes=limit,
+        allow_pickle=args.allow_pickle,
+        token=secrets.get("host_token", ""),
     )
     interceptors = [_token_check(token)] if token else []
     server = grpc.aio.server(options=options, interceptors=interceptors)
@@ -192,6 +223,9 @@ async def _serve(args: argparse.Namespace) -> int:
             host = f"[{args.tcp}]" if ":" in args.tcp else args.tcp
             address = f"{host}:{port}"
         await server.start()
+        if args.socket:
+            # Only this user may connect; the host learns the address only after this.
+            os.chmod(args.socket, 0o600)
     except Exception:
         log.error("cannot serve on %s:\n%s", args.socket or args.tcp, traceback.format_exc())
         return EXIT_BIND
@@ -250,5 +284,10 @@ def main(argv: list[str] | None = None) -> NoReturn:
         stream=sys.stderr,
         format=f"%(levelname)s [{args.worker_id}] %(name)s: %(message)s",
     )
+    try:
+        secrets = _read_secrets(args.secrets_fd)  # first, before anything can fork
+    except (OSError, ValueError) as exc:
+        log.error("cannot read the secrets on fd %s: %s", args.secrets_fd, exc)
+        _exit(EXIT_BAD_ARGS)
     _die_with_parent(args.parent_pid)
-    _exit(asyncio.run(_serve(args)))
+    _exit(asyncio.run(_serve(args, secrets)))

@@ -29,6 +29,7 @@ from snakepit import codec
 from snakepit.bridge.host_tools import HostToolRegistry
 from snakepit.bridge.memory import InMemorySessionStore, validate_session_id
 from snakepit.bridge.service import HostBridge
+from snakepit.bridge.types import short_repr
 from snakepit.clock import Clock, SystemClock
 from snakepit.codec import Encoding
 from snakepit.config import PoolConfig
@@ -326,6 +327,7 @@ class Pool:
             max_message_bytes=c.max_message_mb * 1024 * 1024,
             encoding=Encoding.PICKLE if c.serialization == "pickle" else Encoding.JSON,
             extra_env=self._bridge.worker_env() if self._bridge is not None else {},
+            host_token=self._bridge.token if self._bridge is not None else None,
         )
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
@@ -436,9 +438,10 @@ class Pool:
     # -- one call --------------------------------------------------------------------------------
 
     def _validate(self, tool: str, args: Any) -> dict[str, Any]:
+        # What the caller passed is echoed cut short: a 1 MiB name makes no 1 MiB message.
         if not isinstance(tool, str) or not tool:
             raise ToolNotFoundError(
-                f"tool must be a non-empty string, got {tool!r}",
+                f"tool must be a non-empty string, got {short_repr(tool)}",
                 tool=tool,
                 available=sorted(self._tools),
             )
@@ -446,7 +449,7 @@ class Pool:
             args = {}
         elif not isinstance(args, dict):
             raise InvalidArgumentsError(
-                f"arguments of tool {tool!r} must be a dict of keyword arguments, got "
+                f"arguments of tool {short_repr(tool)} must be a dict of keyword arguments, got "
                 f"{type(args).__name__}",
                 tool=tool,
                 argument=None,
@@ -454,8 +457,8 @@ class Pool:
         spec = self._tools.get(tool)
         if spec is None:
             raise ToolNotFoundError(
-                f"pool {self.name!r} ({self.config.adapter}) has no tool {tool!r}; available: "
-                f"{', '.join(sorted(self._tools)) or 'none'}",
+                f"pool {self.name!r} ({self.config.adapter}) has no tool {short_repr(tool)}; "
+                f"available: {', '.join(sorted(self._tools)) or 'none'}",
                 tool=tool,
                 available=sorted(self._tools),
             )

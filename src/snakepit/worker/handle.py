@@ -8,6 +8,10 @@ ends (stopped, killed, crashed, killed from outside), what is left of its
 group, the helpers it started, is killed as soon as its exit is seen. Every
 step is an event on the pool's bus.
 
+Secrets (the tokens of TCP pools) reach the worker through a pipe it
+inherits, never its environment, which any process of the same user can read
+in ``/proc/<pid>/environ`` and which the worker's own children would inherit.
+
 A call whose channel breaks because the process died becomes
 ``WorkerCrashedError`` carrying the exit code (negative: the signal).
 """
@@ -81,6 +85,7 @@ class WorkerOptions:
     encoding: Encoding = Encoding.JSON
     log_level: str = "INFO"
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    host_token: str | None = None
 
 
 def printable(text: str) -> str:
@@ -186,7 +191,7 @@ class WorkerHandle:
 
     # -- start ---------------------------------------------------------------------------------
 
-    def _command(self) -> list[str]:
+    def _command(self, secrets_fd: int | None) -> list[str]:
         o = self.options
         cmd = [
             o.python,
@@ -207,6 +212,8 @@ class WorkerHandle:
         ]
         if o.encoding is Encoding.PICKLE:
             cmd.append("--allow-pickle")
+        if secrets_fd is not None:
+            cmd += ["--secrets-fd", str(secrets_fd)]
         if o.transport == "unix":
             sock = o.runtime_dir / f"{self.id}.sock"
             if len(str(sock)) > _UNIX_PATH_MAX:
@@ -224,7 +231,7 @@ class WorkerHandle:
             cmd += ["--tcp", o.tcp_host]
         return cmd
 
-    def _environment(self, token: str | None) -> dict[str, str]:
+    def _environment(self) -> dict[str, str]:
         env = dict(os.environ)
         if self.options.env:
             env.update(self.options.env)
@@ -233,24 +240,47 @@ class WorkerHandle:
         path = env.get("PYTHONPATH", "")
         env["PYTHONPATH"] = f"{path}{os.pathsep}{_PACKAGE_ROOT}" if path else _PACKAGE_ROOT
         env["PYTHONUNBUFFERED"] = "1"
-        if token:
-            env["SNAKEPIT_TOKEN"] = token
         return env
+
+    @staticmethod
+    def _secrets_pipe(values: dict[str, str]) -> int | None:
+        """The read end of a pipe holding ``values`` as JSON, for the worker to inherit."""
+        if not values:
+            return None
+        read_fd, write_fd = os.pipe()
+        try:
+            # Far below the pipe's buffer: the write never blocks, and the worker reads to EOF.
+            os.write(write_fd, json.dumps(values).encode())
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        return read_fd
 
     async def _spawn_process(self, token: str | None) -> None:
         """Start the process in a session of its own (its pid is its process group)."""
         o = self.options
+        handed = {
+            key: value for key, value in (("token", token), ("host_token", o.host_token)) if value
+        }
+        secrets_fd = self._secrets_pipe(handed)
         loop = asyncio.get_running_loop()
-        transport, protocol = await loop.subprocess_exec(
-            lambda: _WorkerProtocol(_STREAM_LIMIT, loop),
-            *self._command(),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=self._environment(token),
-            cwd=o.cwd,
-            start_new_session=True,
-        )
+        try:
+            transport, protocol = await loop.subprocess_exec(
+                lambda: _WorkerProtocol(_STREAM_LIMIT, loop),
+                *self._command(secrets_fd),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=self._environment(),
+                cwd=o.cwd,
+                start_new_session=True,
+                pass_fds=() if secrets_fd is None else (secrets_fd,),
+            )
+        finally:
+            if secrets_fd is not None:
+                os.close(secrets_fd)
         self._subprocess = transport
         self._protocol = protocol
         self._proc = asyncio.subprocess.Process(transport, protocol, loop)

@@ -76,12 +76,14 @@ class ToolSpec:
         Raises:
             InvalidArgumentsError: naming the tool, the argument and the signature.
         """
+        from snakepit.bridge.types import short_repr
         from snakepit.errors import InvalidArgumentsError
 
         for key in args:
             if key not in self.param_names:
                 raise InvalidArgumentsError(
-                    f"tool {self.name!r} got unknown argument {key!r}; it takes {self.signature()}",
+                    f"tool {self.name!r} got unknown argument {short_repr(key)}; it takes "
+                    f"{self.signature()}",
                     tool=self.name,
                     argument=key,
                     worker_id=worker,
