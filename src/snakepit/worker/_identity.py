@@ -17,7 +17,7 @@ import os
 
 import psutil
 
-__all__ = ["create_time", "group_members", "pid_in_use", "same_process"]
+__all__ = ["create_time", "group_members", "pid_in_use", "running", "same_process"]
 
 TOLERANCE = 0.05  # seconds: psutil's start times are rounded
 
@@ -34,6 +34,17 @@ def same_process(pid: int, created: float) -> bool:
     """True when ``pid`` is still the process that started at ``created``."""
     actual = create_time(pid)
     return actual is not None and abs(actual - created) < TOLERANCE
+
+
+def running(pid: int, created: float) -> bool:
+    """True when ``pid`` is still the process that started at ``created`` and has not exited
+    (a zombie, dead but not yet reaped by its parent, does not count)."""
+    if not same_process(pid, created):
+        return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def pid_in_use(pid: int) -> bool:

@@ -23,7 +23,13 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from snakepit.worker._identity import create_time, group_members, pid_in_use, same_process
+from snakepit.worker._identity import (
+    create_time,
+    group_members,
+    pid_in_use,
+    running,
+    same_process,
+)
 from snakepit.worker.runtime import remove_abandoned
 
 __all__ = ["ProcessRegistry", "default_registry_dir"]
@@ -108,7 +114,7 @@ class ProcessRegistry:
                 with contextlib.suppress(OSError):
                     path.unlink()
                 continue
-            if same_process(host_pid, host_time):
+            if running(host_pid, host_time):
                 continue  # that host is alive: its workers are its business
             for worker_id, (pid, created, pgid) in workers.items():
                 what = (

@@ -23,7 +23,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from snakepit.worker._identity import create_time, same_process
+from snakepit.worker._identity import create_time, running
 
 __all__ = ["make_runtime_dir", "remove_abandoned", "remove_runtime_dir", "sweep_runtime_dirs"]
 
@@ -82,7 +82,7 @@ def remove_abandoned(path: Path) -> bool:
         pid, created = int(owner["pid"]), float(owner["create_time"])
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    if same_process(pid, created):
+    if running(pid, created):
         return False
     log.warning("removing runtime directory %s left behind by dead host pid %d", path, pid)
     shutil.rmtree(path, ignore_errors=True)

@@ -112,7 +112,7 @@ def _leader() -> Iterator[tuple[subprocess.Popen[str], int, float]]:
             os.kill(helper, signal.SIGKILL)
         leader.stdin.close()
         leader.stdout.close()
-        assert leader.wait(BOUND) == 0
+        leader.wait(BOUND)
 
 
 def _dead_host_record(tmp_path: Path, run: str, workers: dict[str, Any], **extra: Any) -> Path:
@@ -136,6 +136,31 @@ class TestSweepingDeadHosts:
             assert reg.open() == [helper]
             await wait_for_exit(helper, BOUND, what="the dead worker's helper")
             reg.close()
+
+    async def test_a_host_that_exited_unreaped_counts_as_dead(self, tmp_path: Path) -> None:
+        """A host that has exited but was not reaped by its parent yet (a zombie) is dead:
+        its live worker is killed with its group."""
+        host = subprocess.Popen(["/bin/sh", "-c", "exit 0"])
+        try:
+            await wait_for_exit(host.pid, BOUND)  # exited; this test, its parent, has not reaped it
+            with _leader() as (worker, helper, created):
+                record = {
+                    "run_id": "zombie",
+                    "host_pid": host.pid,
+                    "host_create_time": psutil.Process(host.pid).create_time(),
+                    "workers": {
+                        "w1": {"pid": worker.pid, "pgid": worker.pid, "create_time": created}
+                    },
+                }
+                (tmp_path / "zombie.json").write_text(json.dumps(record))
+                reg = ProcessRegistry("run-j", tmp_path)
+                assert reg.open() == [worker.pid]
+                await wait_for_exit(
+                    [worker.pid, helper], BOUND, what="the dead host's worker group"
+                )
+                reg.close()
+        finally:
+            assert host.wait(BOUND) == 0
 
     async def test_a_group_whose_leader_pid_is_in_use_is_left_alone(self, tmp_path: Path) -> None:
         """A recorded worker pid that now belongs to another process (other start time) means
