@@ -1,14 +1,16 @@
 """``PoolConfig``: every pool option in one validated, frozen object.
 
 ``Pool(adapter=..., size=4)`` and ``Pool(PoolConfig(adapter=..., size=4))``
-are the same. An invalid option raises ``InvalidValueError`` (a ``ValueError``
-and a ``SnakepitError``) naming the option, the value, and what is allowed.
+are the same. An invalid option raises ``ConfigError`` (an ``InvalidValueError``,
+so also a ``ValueError`` and a ``SnakepitError``) naming the option, the value (cut short
+when long), and what is allowed.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -17,14 +19,18 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from snakepit.bridge.store import SessionStore
 
-from snakepit.errors import InvalidValueError, brief
+from snakepit.errors import ConfigError, brief
 
-__all__ = ["AFFINITY_MODES", "PoolConfig"]
+__all__ = ["AFFINITY_MODES", "NAME_RULE", "PoolConfig"]
 
 AFFINITY_MODES = ("hint", "strict_queue", "strict_fail_fast")
 TRANSPORTS = ("unix", "tcp")
 START_METHODS = ("forkserver", "spawn")
 SERIALIZATIONS = ("json", "pickle")
+# A pool's name goes into file names (its registry file, its runtime directory): no path
+# separators, no NUL, nothing that could make it "." or "..".
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+NAME_RULE = "1-128 characters from A-Z a-z 0-9 _ . : -, starting with a letter or digit"
 
 
 def _default_size() -> int:
@@ -38,7 +44,8 @@ class PoolConfig:
     Attributes:
         adapter: ``"pkg.module:Class"`` of the worker's Adapter subclass.
         size: number of worker processes.
-        name: the pool's name in events, logs and ``repr`` (default: generated).
+        name: the pool's name in events, logs and ``repr`` (default: generated);
+            1-128 characters ``[A-Za-z0-9_.:-]``, starting with a letter or digit.
         max_queue: requests that may wait for a worker; one more is ``PoolSaturatedError``.
         queue_timeout: seconds a request may wait in the queue (None: no bound).
         timeout: default per-call deadline in seconds, queue wait included (None: no deadline).
@@ -155,8 +162,10 @@ class PoolConfig:
             and all(isinstance(k, str) and isinstance(v, str) for k, v in self.env.items())
         ):
             _bad("env", self.env, "a mapping of str to str")
-        if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()):
-            _bad("name", self.name, "a non-empty string")
+        if self.name is not None and (
+            not isinstance(self.name, str) or _NAME.fullmatch(self.name) is None
+        ):
+            _bad("name", self.name, NAME_RULE)
         _session_store(self.session_store)
 
     @classmethod
@@ -165,21 +174,22 @@ class PoolConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:
-            raise InvalidValueError(
-                f"unknown Pool option(s) {', '.join(brief(name, 60) for name in unknown)}; "
+            shown = ", ".join(brief(name, 60) for name in unknown[:10])
+            raise ConfigError(
+                f"unknown Pool option(s) {shown}{', ...' if len(unknown) > 10 else ''}; "
                 f"allowed: {', '.join(sorted(known))}",
                 option=unknown[0],
             )
         if config is None:
             if "adapter" not in options:
-                raise InvalidValueError(
+                raise ConfigError(
                     "Pool needs an adapter: Pool(adapter='pkg.module:Class', ...), e.g. "
                     "'snakepit.examples.showcase:Showcase'",
                     option="adapter",
                 )
             return cls(**options)
         if not isinstance(config, PoolConfig):
-            raise InvalidValueError(
+            raise ConfigError(
                 f"Pool config must be a PoolConfig, got {type(config).__name__}", option="config"
             )
         if not options:
@@ -190,7 +200,7 @@ class PoolConfig:
 
 
 def _bad(option: str, value: Any, allowed: str) -> None:
-    raise InvalidValueError(
+    raise ConfigError(
         f"invalid Pool option {option}={brief(value)}: must be {allowed}", option=option
     )
 
@@ -225,7 +235,7 @@ def _session_store(value: Any) -> None:
         try:
             parse_store_url(value)
         except ValueError as exc:
-            raise InvalidValueError(
+            raise ConfigError(
                 f"invalid Pool option session_store: {exc}", option="session_store"
             ) from None
         return

@@ -12,6 +12,7 @@
 * :class:`WorkerError` - a worker broke under you: the call may succeed again
   on a fresh worker.
 * :class:`PoolClosedError` - you closed the pool.
+* :class:`ConfigError` - a pool option is invalid (also a ``ValueError``).
 * :class:`SessionError` / :class:`VariableError` - sessions and session
   variables.
 
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 __all__ = [
     "BrokenExecutorError",
     "CapacityError",
+    "ConfigError",
     "ExecutionTimeoutError",
     "HostToolError",
     "InvalidArgumentsError",
@@ -295,6 +297,17 @@ class PoolClosedError(SnakepitError):
     """Raised when a pool is used after ``close()`` (or while it is closing)."""
 
 
+# -- the pool is configured wrongly ------------------------------------------------------------
+
+
+class ConfigError(InvalidValueError):
+    """Raised when a pool option is invalid; the message names the option, the value and
+    what is allowed. Also an ``InvalidValueError`` and a ``ValueError``.
+
+    ``details``: ``option``.
+    """
+
+
 # -- sessions and variables --------------------------------------------------------------------
 
 
@@ -372,6 +385,7 @@ _KINDS: dict[str, type[SnakepitError]] = {
         SessionWorkerUnavailableError,
         PoolClosedError,
         PoolDegradedError,
+        ConfigError,
         SessionError,
         SessionNotFoundError,
         SessionQuotaError,

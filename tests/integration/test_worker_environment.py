@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import site
 import subprocess
 import sys
-from typing import TYPE_CHECKING
+import sysconfig
+from pathlib import Path
 
 import psutil
 import pytest
@@ -14,19 +16,35 @@ import snakepit
 from snakepit.testing import cleanup_sessions
 from snakepit.testing.pools import isolated_pool
 
-if TYPE_CHECKING:
-    from pathlib import Path
+
+def _another_virtualenv(path: Path) -> Path:
+    """A plain virtualenv whose packages are the running environment's, and its python.
+
+    ``--system-site-packages`` would not do: from a virtualenv (as the tests always run)
+    it exposes the *base* interpreter's packages, which need not include grpc. A ``.pth``
+    file adding this environment's site directories (their own ``.pth`` files included)
+    gives the new one exactly what the worker needs, while it stays another virtualenv.
+    """
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
+    python = path / "bin" / "python"
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    ours = dict.fromkeys([*site.getsitepackages(), sysconfig.get_paths()["purelib"]])
+    if site.ENABLE_USER_SITE:
+        ours[site.getusersitepackages()] = None
+    lines = [f"import site; site.addsitedir({d!r})" for d in ours if os.path.isdir(d)]
+    (Path(purelib) / "snakepit-test-parent.pth").write_text("\n".join(lines) + "\n")
+    return python
 
 
 class TestWorkerEnvironment:
     async def test_workers_run_with_another_virtualenv_env_and_cwd(self, tmp_path: Path) -> None:
         """python= runs workers on another virtualenv's interpreter; env and cwd reach them."""
-        venv = tmp_path / "venv"
-        subprocess.run(
-            [sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)],
-            check=True,
-        )
-        python = venv / "bin" / "python"
+        python = _another_virtualenv(tmp_path / "venv")
         async with isolated_pool(
             python=str(python), env={"SNAKEPIT_TEST_MARK": "42"}, cwd=str(tmp_path)
         ) as pool:

@@ -61,7 +61,29 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--allow-pickle", action="store_true")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--no-stdin-watch", action="store_true", help="do not exit on stdin EOF")
+    p.add_argument(
+        "--secrets-stdin",
+        action="store_true",
+        help="read the pool's tokens (a JSON object on one line) first thing from stdin",
+    )
     return p.parse_args(argv)
+
+
+def _read_secrets(enabled: bool) -> dict[str, str]:
+    """The tokens the host wrote as the first line of our stdin (its pipe, our lifeline).
+
+    They never travel in the environment or on the command line: ``/proc/<pid>/environ``
+    is readable by every process of the same user, and what a tool starts would inherit
+    them.
+    """
+    if not enabled:
+        return {}
+    values = json.loads(sys.stdin.buffer.readline())
+    if not isinstance(values, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in values.items()
+    ):
+        raise ValueError("the secrets line must hold a JSON object of strings")
+    return values
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -154,7 +176,7 @@ def _token_check(token: str) -> Any:
     return TokenCheck()
 
 
-async def _serve(args: argparse.Namespace) -> int:
+async def _serve(args: argparse.Namespace, secrets: dict[str, str]) -> int:
     import grpc
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
@@ -192,10 +214,13 @@ async def _serve(args: argparse.Namespace) -> int:
         ("grpc.max_receive_message_length", limit),
         ("grpc.so_reuseport", 0),
     ]
-    token = os.environ.pop("SNAKEPIT_TOKEN", "")
+    token = secrets.get("token", "")
     # The host bridge's address (session variables, host tools); connected on first use.
     host_client.configure_from_environ(
-        worker_id=args.worker_id, max_message_bytes=limit, allow_pickle=args.allow_pickle
+        worker_id=args.worker_id,
+        max_message_bytes=limit,
+        allow_pickle=args.allow_pickle,
+        token=secrets.get("host_token", ""),
     )
     interceptors = [_token_check(token)] if token else []
     server = grpc.aio.server(options=options, interceptors=interceptors)
@@ -220,6 +245,9 @@ async def _serve(args: argparse.Namespace) -> int:
             host = f"[{args.tcp}]" if ":" in args.tcp else args.tcp
             address = f"{host}:{port}"
         await server.start()
+        if args.socket:
+            # Only this user may connect; the host learns the address only after this.
+            os.chmod(args.socket, 0o600)
     except Exception:
         log.error("cannot serve on %s:\n%s", args.socket or args.tcp, traceback.format_exc())
         return EXIT_BIND
@@ -283,6 +311,11 @@ def main(argv: list[str] | None = None, *, watch_parent: bool = True) -> NoRetur
         stream=sys.stderr,
         format=f"%(levelname)s [{args.worker_id}] %(name)s: %(message)s",
     )
+    try:
+        secrets = _read_secrets(args.secrets_stdin)  # first, before anything can fork
+    except (OSError, ValueError) as exc:
+        log.error("cannot read the secrets line on stdin: %s", exc)
+        _exit(EXIT_BAD_ARGS)
     if watch_parent:
         _die_with_parent(args.parent_pid)
-    _exit(asyncio.run(_serve(args)))
+    _exit(asyncio.run(_serve(args, secrets)))

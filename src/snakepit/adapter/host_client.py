@@ -1,8 +1,8 @@
 """The worker's client of the host bridge: session variables and host tools from worker code.
 
-A worker process learns the host's address from ``SNAKEPIT_HOST_ADDRESS``
-(and ``SNAKEPIT_HOST_TOKEN`` over TCP) at start. Tools reach it through
-their :class:`~snakepit.adapter.SessionContext`:
+A worker process learns the host's address from ``SNAKEPIT_HOST_ADDRESS`` at
+start (and, over TCP, the token from the pool on an inherited pipe). Tools
+reach it through their :class:`~snakepit.adapter.SessionContext`:
 
 * synchronous tools (they run on threads) use the blocking API,
   ``ctx.variables["x"]``, ``ctx.variables.set(...)``, ``ctx.call_host_tool(...)``,
@@ -779,16 +779,20 @@ def configure_from_environ(
     worker_id: str = "",
     max_message_bytes: int = _DEFAULT_MAX_MESSAGE,
     allow_pickle: bool = False,
+    token: str = "",
 ) -> HostClient:
     """Build this process's client from the environment, removing the variables from it.
 
     The worker main calls this once at start, so a subprocess a tool starts
-    does not inherit the token. No connection is made until the first call.
+    does not inherit them. ``token`` is the bridge's token as the host handed it over
+    (on a pipe, not in the environment); without it ``SNAKEPIT_HOST_TOKEN`` is used.
+    No connection is made until the first call.
     """
     global _default
+    env_token = os.environ.pop(ENV_TOKEN, "")
     client = HostClient(
         os.environ.pop(ENV_ADDRESS, ""),
-        token=os.environ.pop(ENV_TOKEN, ""),
+        token=token or env_token,
         worker_id=worker_id,
         max_message_bytes=max_message_bytes,
         allow_pickle=allow_pickle,

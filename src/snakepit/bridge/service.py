@@ -2,7 +2,8 @@
 
 :class:`HostBridge` runs a gRPC server on the pool's private socket (a Unix
 socket in its runtime directory, or loopback TCP guarded by a per-pool token)
-and gives every worker its address through the environment. The servicer is
+and gives every worker its address through the environment (the TCP token
+travels on a pipe the worker inherits, see ``WorkerHandle``). The servicer is
 a thin translation of the session store and the host tool registry: requests
 are decoded, the store or tool does the work, and every failure is returned
 in the response body as a typed ``ErrorInfo`` (``kind`` names a class of
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import secrets
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -23,7 +25,7 @@ from snakepit._proto.snakepit.v1 import host_pb2 as hpb
 from snakepit._proto.snakepit.v1 import host_pb2_grpc
 from snakepit._proto.snakepit.v1 import worker_pb2 as pb
 from snakepit.adapter._service import error_info
-from snakepit.adapter.host_client import ENV_ADDRESS, ENV_TOKEN, from_payload, to_payload
+from snakepit.adapter.host_client import ENV_ADDRESS, from_payload, to_payload
 from snakepit.codec import Encoding
 from snakepit.errors import SnakepitError
 
@@ -379,18 +381,21 @@ class HostBridge:
             address = f"unix:{path}"
             server.add_insecure_port(address)
         await server.start()
+        if self.transport != "tcp":
+            os.chmod(path, 0o600)  # only this user may connect (the directory is 0700 too)
         self._server = server
         self.address = address
         return address
 
     def worker_env(self) -> dict[str, str]:
-        """The environment a worker needs to reach this bridge (empty before start)."""
+        """The environment a worker needs to reach this bridge (empty before start).
+
+        The TCP token is not in it (``self.token`` travels to workers on a pipe): any
+        process of the same user can read another's environment.
+        """
         if self.address is None:
             return {}
-        env = {ENV_ADDRESS: self.address}
-        if self.token:
-            env[ENV_TOKEN] = self.token
-        return env
+        return {ENV_ADDRESS: self.address}
 
     async def stop(self, grace: float | None = 0.5) -> None:
         """Stop serving; calls in flight get ``grace`` seconds. Idempotent."""

@@ -29,6 +29,7 @@ from snakepit import codec
 from snakepit.bridge.host_tools import HostToolRegistry
 from snakepit.bridge.memory import InMemorySessionStore, validate_session_id
 from snakepit.bridge.service import HostBridge
+from snakepit.bridge.types import short_repr
 from snakepit.clock import Clock, SystemClock
 from snakepit.codec import Encoding
 from snakepit.config import PoolConfig
@@ -65,7 +66,7 @@ from snakepit.pool.scheduler import Dispatch, Queued, Rejected, Scheduler, Ticke
 from snakepit.worker.forkserver import ForkServer, effective_start_method
 from snakepit.worker.handle import WorkerHandle, WorkerOptions
 from snakepit.worker.registry import ProcessRegistry
-from snakepit.worker.runtime import make_runtime_dir, remove_runtime_dir
+from snakepit.worker.runtime import make_runtime_dir, remove_runtime_dir, sweep_runtime_dirs
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -96,6 +97,12 @@ def _handle_factory(
     worker_id: str, options: WorkerOptions, *, events: EventBus, clock: Clock, source: str
 ) -> WorkerLike:
     return WorkerHandle(worker_id, options, events=events, clock=clock, source=source)
+
+
+def _sweep_leftovers(registry: ProcessRegistry, runtime_base: str | None) -> None:
+    """What dead hosts left: their processes (by the registry), their runtime directories."""
+    registry.open()
+    sweep_runtime_dirs(runtime_base)
 
 
 class Pool:
@@ -235,9 +242,10 @@ class Pool:
             registry = ProcessRegistry(
                 f"{self.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}",
                 Path(self.config.registry_dir) if self.config.registry_dir else None,
+                runtime_dir=self._runtime_dir,
             )
             self._supervisor.registry = registry
-            await asyncio.to_thread(registry.open)
+            await asyncio.to_thread(_sweep_leftovers, registry, self.config.runtime_dir)
             if effective_start_method(self.config.start_method, self.config.python) == "forkserver":
                 self._fork_server = ForkServer(
                     self.config.adapter,
@@ -363,6 +371,7 @@ class Pool:
             encoding=Encoding.PICKLE if c.serialization == "pickle" else Encoding.JSON,
             extra_env=self._bridge.worker_env() if self._bridge is not None else {},
             launcher=self._fork_server,
+            host_token=self._bridge.token if self._bridge is not None else None,
         )
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
@@ -474,6 +483,7 @@ class Pool:
     # -- one call --------------------------------------------------------------------------------
 
     def _validate(self, tool: str, args: Any, *, streaming: bool) -> dict[str, Any]:
+        # What the caller passed is echoed cut short: a 1 MiB name makes no 1 MiB message.
         if not isinstance(tool, str) or not tool:
             raise ToolNotFoundError(
                 f"tool must be a non-empty string, got {brief(tool)}",
@@ -484,7 +494,7 @@ class Pool:
             args = {}
         elif not isinstance(args, dict):
             raise InvalidArgumentsError(
-                f"arguments of tool {tool!r} must be a dict of keyword arguments, got "
+                f"arguments of tool {short_repr(tool)} must be a dict of keyword arguments, got "
                 f"{type(args).__name__}",
                 tool=tool,
                 argument=None,
@@ -492,8 +502,8 @@ class Pool:
         spec = self._tools.get(tool)
         if spec is None:
             raise ToolNotFoundError(
-                f"pool {self.name!r} ({self.config.adapter}) has no tool {tool!r}; available: "
-                f"{', '.join(sorted(self._tools)) or 'none'}",
+                f"pool {self.name!r} ({self.config.adapter}) has no tool {short_repr(tool)}; "
+                f"available: {', '.join(sorted(self._tools)) or 'none'}",
                 tool=tool,
                 available=sorted(self._tools),
             )

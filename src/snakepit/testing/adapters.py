@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import subprocess
 import sys
 import threading
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ __all__ = [
     "FailingSetup",
     "ForkProbe",
     "HangingSetup",
+    "Helpers",
     "Minimal",
     "MockAdapter",
     "Noisy",
@@ -93,6 +95,12 @@ class Noisy(Adapter):
         sys.stderr.write("x" * size)
         sys.stderr.flush()
         return size
+
+    @tool
+    def say(self, text: str) -> None:
+        """Write ``text`` to stderr as it is, control characters and all."""
+        sys.stderr.write(text)
+        sys.stderr.flush()
 
     @tool
     def ping(self) -> dict[str, str]:
@@ -192,3 +200,51 @@ class WireValues(Adapter):
         err = ToolError("forged details on purpose")
         err.details = dict(details)
         raise err
+
+
+# A helper that starts a helper of its own and waits; neither reads stdin nor watches its
+# parent, so only a signal to the worker's process group ends them.
+_HELPER = "sleep 86400 & echo $!; wait"
+
+
+class Helpers(Adapter):
+    """Starts helper processes the way real libraries do (a server, a pool of its own), and
+    dies in the ways a worker dies on its own, for tests that no helper outlives its worker."""
+
+    def setup(self) -> None:
+        self._helpers: list[subprocess.Popen[bytes]] = []
+
+    @tool
+    def spawn_helpers(self, hold_pipes: bool = False) -> list[int]:
+        """Start a child that starts a grandchild, both in this worker's process group;
+        return ``[child, grandchild]``. With ``hold_pipes`` they inherit the worker's
+        stderr, so the host's end of that pipe sees no end of file while they live."""
+        quiet = None if hold_pipes else subprocess.DEVNULL
+        child = subprocess.Popen(
+            ["/bin/sh", "-c", _HELPER],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=quiet,
+        )
+        assert child.stdout is not None
+        grandchild = int(child.stdout.readline())
+        self._helpers.append(child)
+        return [child.pid, grandchild]
+
+    @tool
+    def pid(self) -> int:
+        return os.getpid()
+
+    @tool
+    def die(self, code: int = 1) -> None:
+        """Exit at once, as a crash does (no cleanup, helpers left running)."""
+        os._exit(code)
+
+    @tool
+    def hang(self) -> None:
+        """Block forever (a deadline kills the worker)."""
+        threading.Event().wait()
+
+    @tool
+    def ping(self) -> dict[str, str]:
+        return {"status": "pong"}

@@ -37,6 +37,7 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING, Any
 
+from snakepit.worker.handle import printable
 from snakepit.worker.launch import DEVNULL, PIPE, LaunchError
 
 if TYPE_CHECKING:
@@ -139,8 +140,10 @@ class ForkedProcess:
         stdout: asyncio.StreamReader | None,
         stderr: asyncio.StreamReader | None,
         stdin_fd: int | None,
+        pipes: list[asyncio.BaseTransport],
     ) -> None:
         self._exit = exit_
+        self._pipes = pipes
         self._stdout = stdout
         self._stderr = stderr
         self._stdin_fd = stdin_fd
@@ -170,6 +173,10 @@ class ForkedProcess:
     async def wait(self) -> int | None:
         """Wait for the worker to end: its exit code, or None when its template had died."""
         return await asyncio.shield(self._exit.future)
+
+    def close(self) -> None:
+        for pipe in self._pipes:
+            pipe.close()
 
     def _on_exit(self, _: object) -> None:
         if self._stdin_fd is not None:
@@ -224,7 +231,7 @@ class _Template:
             self._log_line(pending)
 
     def _log_line(self, line: bytes) -> None:
-        text = line.decode(errors="replace").rstrip()[:4000]
+        text = printable(line.decode(errors="replace").rstrip()[:4000])
         self.output_tail.append(text)
         log.info("fork server %d (pid %d): %s", self.number, self.pid, text)
 
@@ -445,7 +452,7 @@ class ForkServer:
         finally:
             for fd in to_close:
                 os.close(fd)
-        return ForkedProcess(exit_, readers[1], readers[2], stdin_fd)
+        return ForkedProcess(exit_, readers[1], readers[2], stdin_fd, transports)
 
     def _worker_args(self, argv: Sequence[str]) -> list[str]:
         argv = list(argv)

@@ -3,8 +3,14 @@
 Spawns the worker in its own process group (session), waits for its ready
 line within the startup timeout, connects the transport, asks for its tool
 specs, forwards its stderr to ``logging``, watches for its exit, and stops it:
-SIGTERM to the whole group, SIGKILL after a grace period. Every step is an
-event on the pool's bus.
+SIGTERM to the whole group, SIGKILL after a grace period. However the worker
+ends (stopped, killed, crashed, killed from outside), what is left of its
+group, the helpers it started, is killed as soon as its exit is seen. Every
+step is an event on the pool's bus.
+
+Secrets (the tokens of TCP pools) reach the worker through a pipe it
+inherits, never its environment, which any process of the same user can read
+in ``/proc/<pid>/environ`` and which the worker's own children would inherit.
 
 A call whose channel breaks because the process died becomes
 ``WorkerCrashedError`` carrying the exit code (negative: the signal).
@@ -30,6 +36,7 @@ from snakepit.clock import Clock, SystemClock
 from snakepit.codec import Encoding
 from snakepit.errors import WorkerCrashedError, WorkerStartupError
 from snakepit.events import EventBus, WorkerExited, WorkerReady, WorkerStarting
+from snakepit.worker._identity import pid_in_use
 from snakepit.worker._paths import worker_pythonpath
 from snakepit.worker.launch import PIPE, SPAWN, LaunchError
 from snakepit.worker.transport import (
@@ -53,7 +60,6 @@ _STDERR_TAIL = 40
 _STDERR_CHUNK = 64 * 1024
 _STDERR_LINE_SHOWN = 4000
 _UNIX_PATH_MAX = 107
-_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40, "CRITICAL": 50}
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 # The worker's exit codes at start-up (snakepit.adapter._main).
 _EXIT_MEANINGS = {
@@ -91,6 +97,18 @@ class WorkerOptions:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     #: how the process is started (None: a fresh interpreter, ``SpawnLauncher``)
     launcher: Launcher | None = None
+    host_token: str | None = None
+
+
+def printable(text: str) -> str:
+    """``text`` with every non-printable character escaped (``\\x1b``, ``\\n``, ``\\u2028``...),
+    so what a worker prints cannot move the cursor, recolour a terminal or start a fake
+    log record."""
+    if text.isprintable():
+        return text
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
+    )
 
 
 def exit_description(code: int | None, *, exited: bool = False) -> str:
@@ -133,6 +151,8 @@ class WorkerHandle:
         self.ready_at: float | None = None
         self.requests = 0
         self._proc: WorkerProcess | None = None
+        self._stdin: int | None = None  # our end of the worker's stdin: its lifeline
+        self._reaped = False
         self._transport: Transport | None = None
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -188,6 +208,7 @@ class WorkerHandle:
         ]
         if o.encoding is Encoding.PICKLE:
             cmd.append("--allow-pickle")
+        cmd.append("--secrets-stdin")
         if o.transport == "unix":
             sock = o.runtime_dir / f"{self.id}.sock"
             if len(str(sock)) > _UNIX_PATH_MAX:
@@ -205,7 +226,7 @@ class WorkerHandle:
             cmd += ["--tcp", o.tcp_host]
         return cmd
 
-    def _environment(self, token: str | None) -> dict[str, str]:
+    def _environment(self) -> dict[str, str]:
         env = dict(os.environ)
         if self.options.env:
             env.update(self.options.env)
@@ -214,9 +235,49 @@ class WorkerHandle:
         # an interpreter from another virtualenv can still import snakepit from here.
         env["PYTHONPATH"] = worker_pythonpath(env.get("PYTHONPATH", ""), _PACKAGE_ROOT)
         env["PYTHONUNBUFFERED"] = "1"
-        if token:
-            env["SNAKEPIT_TOKEN"] = token
         return env
+
+    def _stdin_pipe(self, secrets: dict[str, str]) -> int:
+        """The read end of the worker's stdin; the write end stays with us as its lifeline
+        (EOF: the host is gone) after carrying ``secrets`` as one JSON line, which keeps
+        tokens out of the worker's environment and command line."""
+        read_fd, write_fd = os.pipe()
+        try:
+            # Far below the pipe's buffer: the write never blocks.
+            os.write(write_fd, json.dumps(secrets).encode() + b"\n")
+        except BaseException:
+            os.close(read_fd)
+            os.close(write_fd)
+            raise
+        self._stdin = write_fd
+        return read_fd
+
+    async def _launch(self, token: str | None) -> None:
+        """Start the process in a session of its own (its pid is its process group)."""
+        o = self.options
+        handed = {
+            key: value for key, value in (("token", token), ("host_token", o.host_token)) if value
+        }
+        stdin = self._stdin_pipe(handed)
+        try:
+            self._proc = await (o.launcher or SPAWN).launch(
+                self._command(),
+                env=self._environment(),
+                cwd=o.cwd,
+                stdin=stdin,
+                stdout=PIPE,
+                stderr=PIPE,
+            )
+        except BaseException:
+            self._close_stdin()
+            raise
+        finally:
+            os.close(stdin)
+
+    def _close_stdin(self) -> None:
+        if self._stdin is not None:
+            os.close(self._stdin)
+            self._stdin = None
 
     async def start(self) -> None:
         """Spawn the worker and return once it has answered ``Describe``.
@@ -231,20 +292,13 @@ class WorkerHandle:
             WorkerStarting(source=self._source, at=self.started_at, worker_id=self.id)
         )
         token = secrets.token_hex(16) if o.transport == "tcp" else None
-        launcher = o.launcher or SPAWN
         try:
-            self._proc = await launcher.launch(
-                self._command(),
-                env=self._environment(token),
-                cwd=o.cwd,
-                stdin=PIPE,
-                stdout=PIPE,
-                stderr=PIPE,
-            )
+            await self._launch(token)
         except LaunchError as exc:
             self.state = WorkerState.EXITED
             raise WorkerStartupError(
-                f"worker {self.id!r} ({o.adapter}) failed to start: {exc}"
+                f"worker {self.id!r} ({printable(o.adapter)}) failed to start: "
+                f"{printable(str(exc))}"
                 + (
                     f"; exit code {exc.exit_code}{_EXIT_MEANINGS.get(exc.exit_code, '')}"
                     if exc.exit_code is not None
@@ -252,7 +306,7 @@ class WorkerHandle:
                 ),
                 worker_id=self.id,
                 exit_code=exc.exit_code,
-                stderr_tail=exc.output_tail,
+                stderr_tail=printable(exc.output_tail),
             ) from exc
         except OSError as exc:
             self.state = WorkerState.EXITED
@@ -263,6 +317,7 @@ class WorkerHandle:
                 exit_code=None,
                 stderr_tail="",
             ) from exc
+        assert self._proc is not None
         self.pid = self._proc.pid
         self._exited = asyncio.get_running_loop().create_future()
         stderr_task = self._spawn(self._forward_stderr(), "stderr")
@@ -286,7 +341,7 @@ class WorkerHandle:
                 raise
             await self._drain_stderr(stderr_task)
             raise WorkerStartupError(
-                f"worker {self.id!r} ({o.adapter}) failed to start: {reason}; "
+                f"worker {self.id!r} ({printable(o.adapter)}) failed to start: {reason}; "
                 f"{exit_description(self.exit_code, exited=self.state is WorkerState.EXITED)}"
                 f"{_EXIT_MEANINGS.get(self.exit_code or 0, '')}"
                 + (
@@ -330,10 +385,12 @@ class WorkerHandle:
                 try:
                     info = json.loads(line[len(READY_PREFIX) :])
                     return str(info["address"])
-                except (ValueError, KeyError) as exc:
-                    raise TransportError(f"malformed ready line {line!r}") from exc
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise TransportError(
+                        f"malformed ready line {line[:_STDERR_LINE_SHOWN]!r}"
+                    ) from exc
             # Anything printed before the ready line (an import that prints) is a log line.
-            self._log.info("%s", line.decode(errors="replace").rstrip())
+            self._log.info("%s", self._shown(line))
 
     def _spawn(self, coro: Any, what: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=f"{self.id}:{what}")
@@ -374,13 +431,21 @@ class WorkerHandle:
                 self._log_line(pending + b" [line continues]")
                 pending = b""
 
-    def _log_line(self, raw: bytes) -> None:
+    @staticmethod
+    def _shown(raw: bytes) -> str:
+        """A line the worker printed, as the host shows it: bounded, control characters escaped."""
         line = raw.decode(errors="replace").rstrip()
-        if len(line) > _STDERR_LINE_SHOWN:
-            line = line[:_STDERR_LINE_SHOWN] + f"... [{len(line) - _STDERR_LINE_SHOWN} more chars]"
+        more = len(line) - _STDERR_LINE_SHOWN
+        if more > 0:
+            return printable(line[:_STDERR_LINE_SHOWN]) + f"... [{more} more chars]"
+        return printable(line)
+
+    def _log_line(self, raw: bytes) -> None:
+        # The worker's text never picks the record's level or logger: what it prints is
+        # data, and a line that starts with "CRITICAL" is still only something it printed.
+        line = self._shown(raw)
         self._stderr_tail.append(line)
-        level = _LEVELS.get(line.split(" ", 1)[0], logging.INFO)
-        self._log.log(level, "%s", line)
+        self._log.info("%s", line)
 
     async def _drain_stderr(self, task: asyncio.Task[Any]) -> None:
         # Whatever happened to the reader, the exit must still be recorded.
@@ -390,7 +455,12 @@ class WorkerHandle:
     async def _watch_exit(self, stderr_task: asyncio.Task[Any]) -> None:
         assert self._proc is not None and self._exited is not None
         code = await self._proc.wait()
+        self._reaped = True
+        # Whatever ended the worker, its helpers go with it (and the pipes they hold close).
+        self._kill_group()
         await self._drain_stderr(stderr_task)
+        self._proc.close()  # a helper that left the group may still hold a pipe
+        self._close_stdin()
         self.exit_code = code
         was_ready = self.state is not WorkerState.STARTING
         self.state = WorkerState.EXITED
@@ -502,24 +572,31 @@ class WorkerHandle:
 
     # -- stop ----------------------------------------------------------------------------------
 
-    def _signal_group(self, sig: signal.Signals, *, after_exit: bool = False) -> None:
-        exited = self.exit_code is not None or self.state is WorkerState.EXITED
-        if self.pid is None or (exited and not after_exit):
+    def _signal_group(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to the worker's process group: the worker, if it still runs, and
+        every helper it started there.
+
+        Once the worker is reaped its pid is free for reuse, but not while a member of its
+        group lives: so if a process has that pid now, the group is empty and nothing is sent.
+        """
+        pid = self.pid
+        if pid is None:
             return
-        try:
-            os.killpg(self.pid, sig)
-        except ProcessLookupError:
-            pass
-        except PermissionError:  # pragma: no cover - the group leader's pid was reused
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, sig)
+        if self._reaped and pid_in_use(pid):
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+
+    def _kill_group(self) -> None:
+        """SIGKILL whatever is left of the worker's process group; every way out ends here."""
+        self._signal_group(signal.SIGKILL)
 
     def kill(self) -> None:
         """SIGKILL the worker's whole process group now (non-blocking)."""
         self._stop_requested = True
         if self.state is not WorkerState.EXITED:
             self.state = WorkerState.STOPPING
-        self._signal_group(signal.SIGKILL)
+        self._kill_group()
 
     async def kill_and_wait(self) -> int | None:
         """SIGKILL the group and wait until the process is reaped."""
@@ -550,10 +627,11 @@ class WorkerHandle:
                         self.id,
                         grace,
                     )
-                    self._signal_group(signal.SIGKILL)
+                    self._kill_group()
                     await self.wait_exited()
-            # Anything else the worker started in its group goes too.
-            self._signal_group(signal.SIGKILL, after_exit=True)
+            # Anything else the worker started in its group goes too (its exit watcher did
+            # this already; a helper may have been forked since).
+            self._kill_group()
             await self._close_tasks()
             return self.exit_code
 

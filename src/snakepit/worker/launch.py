@@ -34,11 +34,13 @@ __all__ = [
     "LaunchError",
     "Launcher",
     "SpawnLauncher",
+    "SpawnedProcess",
     "StdioSpec",
     "WorkerProcess",
 ]
 
 PIPE = subprocess.PIPE
+_STREAM_LIMIT = 64 * 1024
 DEVNULL = subprocess.DEVNULL
 
 
@@ -81,7 +83,13 @@ class WorkerProcess(Protocol):
     async def wait(self) -> int | None:
         """Wait for the process to end: its exit code (negative: the signal), or None when
         the process has ended but its code cannot be known (it was not reaped by anyone
-        who could tell us)."""
+        who could tell us). Resolves when the process ends, even while a helper it started
+        still holds its stdout or stderr open."""
+        ...
+
+    def close(self) -> None:
+        """Close the host's ends of the process's pipes (after it ended: a helper that left
+        its group may still hold the other ends)."""
         ...
 
 
@@ -124,12 +132,14 @@ class SpawnLauncher:
         stdout: StdioSpec,
         stderr: StdioSpec,
     ) -> WorkerProcess:
-        """Spawn ``argv`` with ``asyncio.create_subprocess_exec`` in a new session.
+        """Spawn ``argv`` in a new session.
 
         Raises:
             OSError: the program cannot be run.
         """
-        return await asyncio.create_subprocess_exec(
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.subprocess_exec(
+            lambda: _ExitProtocol(_STREAM_LIMIT, loop),
             *argv,
             stdin=_fd(stdin),
             stdout=_fd(stdout),
@@ -138,6 +148,47 @@ class SpawnLauncher:
             cwd=cwd,
             start_new_session=True,
         )
+        return SpawnedProcess(transport, protocol, loop)
+
+
+class _ExitProtocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """Reports the process's exit as soon as it is reaped.
+
+    ``Process.wait()`` also waits for the stdout and stderr pipes to close, which never
+    happens while a helper the worker started keeps them open.
+    """
+
+    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=limit, loop=loop)
+        self.exited: asyncio.Future[None] = loop.create_future()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
+class SpawnedProcess(asyncio.subprocess.Process):
+    """An ``asyncio.subprocess.Process`` whose ``wait()`` ends with the process, not its pipes."""
+
+    def __init__(
+        self,
+        transport: asyncio.SubprocessTransport,
+        protocol: _ExitProtocol,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        super().__init__(transport, protocol, loop)
+        self._exit_protocol = protocol
+        self._subprocess = transport
+
+    async def wait(self) -> int:
+        await self._exit_protocol.exited
+        code = self._subprocess.get_returncode()
+        assert code is not None  # reaped, since process_exited ran
+        return code
+
+    def close(self) -> None:
+        self._subprocess.close()
 
 
 def _fd(spec: StdioSpec) -> int:

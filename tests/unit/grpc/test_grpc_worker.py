@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 
 import grpc
@@ -23,6 +24,7 @@ from snakepit.errors import (
 from snakepit.events import EventBus, WorkerExited, WorkerReady
 from snakepit.testing.servers import with_python_server
 from snakepit.worker import WorkerHandle
+from snakepit.worker.handle import printable
 
 BOUND = 10.0  # seconds: an upper bound on waits, never a delay
 
@@ -303,3 +305,48 @@ class TestStderr:
             assert await w.execute("ping", {}) == {"status": "pong"}
         assert w.exit_code is not None
         assert "[line continues]" in w.stderr_tail or "more chars" in w.stderr_tail
+
+    async def test_worker_output_cannot_forge_log_records(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """What a worker prints is logged at INFO under snakepit.worker.<id> with control
+        characters escaped: a line starting with CRITICAL, ANSI escapes, carriage returns,
+        NUL and Unicode line separators arrive as visible text, never as a record of the
+        host's or a redrawn terminal."""
+        forged = (
+            "CRITICAL snakepit.pool: degraded\x1b[2J\x1b[31m\rINFO fake\u2028ERROR x\x00 \u00fc\n"
+        )
+        caplog.set_level(logging.DEBUG, logger="snakepit")
+        async with with_python_server("snakepit.testing.adapters:Noisy") as w:
+            await w.execute("say", {"text": forged})
+        # Stopped, so its stderr has been read to the end.
+        records = [r for r in caplog.records if r.name == f"snakepit.worker.{w.id}"]
+        (said,) = [r for r in records if "degraded" in r.getMessage()]
+        assert said.levelno == logging.INFO
+        assert said.getMessage() == (
+            "CRITICAL snakepit.pool: degraded\\x1b[2J\\x1b[31m\\rINFO fake\\u2028ERROR x\\x00 \u00fc"
+        )
+        assert all(r.levelno == logging.INFO and r.getMessage().isprintable() for r in records)
+        assert "\x1b" not in w.stderr_tail and "\\x1b[2J" in w.stderr_tail
+
+    async def test_a_startup_error_shows_the_workers_output_escaped(self) -> None:
+        """The stderr tail in a WorkerStartupError is escaped too."""
+        with pytest.raises(WorkerStartupError) as info:
+            async with with_python_server("no_such\x1b[2Jmodule:X"):
+                pass
+        assert "\x1b" not in str(info.value) and "\\x1b[2Jmodule" in info.value.stderr_tail
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("plain text, ünïcödé, 日本", "plain text, ünïcödé, 日本"),
+        ("\x1b[31mred\x1b[0m", "\\x1b[31mred\\x1b[0m"),
+        ("a\rb\nc\td\x00e\x7f", "a\\rb\\nc\\td\\x00e\\x7f"),
+        ("line\u2028sep\u2029para\x85nel", "line\\u2028sep\\u2029para\\x85nel"),
+        ("rtl\u202eoverride", "rtl\\u202eoverride"),
+    ],
+)
+def test_printable_escapes_control_characters(text: str, shown: str) -> None:
+    """printable() keeps printable text (any script) and escapes everything else."""
+    assert printable(text) == shown

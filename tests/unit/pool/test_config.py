@@ -81,3 +81,59 @@ class TestPoolConfig:
         pool = snakepit.Pool(adapter=A)
         with pytest.raises(ValueError, match="timeout must be"):
             pool._deadline(-1)
+
+
+HOSTILE_NAMES = [
+    "..",
+    ".",
+    "../../x",
+    "/",
+    "/tmp/x",
+    "a/b",
+    "a\\b",
+    "a\x00b",
+    "x" * 129,
+    "x" * 1_000_000,
+    "pööl",
+    "池",
+    "",
+    " ",
+    "a b",
+    "a\nb",
+    "\x1b[2J",
+    "-rf",
+    ".hidden",
+]
+
+
+class TestPoolName:
+    @pytest.mark.parametrize("name", HOSTILE_NAMES, ids=lambda n: repr(n[:12]))
+    def test_a_name_that_could_choose_a_path_is_refused(self, name: str) -> None:
+        """A pool name that is not plain (separators, dots alone, NUL, non-ASCII, too long)
+        is a ConfigError, which is a ValueError, naming the characters allowed; the message
+        stays short whatever the name's length."""
+        with pytest.raises(snakepit.ConfigError) as info:
+            snakepit.Pool(adapter=A, name=name)
+        err = info.value
+        assert isinstance(err, ValueError) and isinstance(err, snakepit.SnakepitError)
+        assert err.option == "name"
+        assert "A-Z a-z 0-9 _ . : -" in str(err) and "starting with a letter or digit" in str(err)
+        assert len(str(err)) < 400
+
+    @pytest.mark.parametrize("name", ["p", "pool-1", "a.b:c_d-e", "9lives", "x" * 128])
+    def test_plain_names_are_accepted(self, name: str) -> None:
+        """Letters, digits and _ . : - (up to 128, starting with a letter or digit) are fine."""
+        assert snakepit.Pool(adapter=A, name=name).name == name
+
+    def test_every_option_error_is_typed_and_bounded(self) -> None:
+        """Any invalid option is a ConfigError (still a ValueError); a huge value or option
+        name is cut short in the message."""
+        with pytest.raises(snakepit.ConfigError) as info:
+            snakepit.Pool(adapter=A, python="")
+        assert info.value.option == "python"
+        with pytest.raises(snakepit.ConfigError) as info:
+            snakepit.Pool(adapter=A, **{"o" * 1_000_000: 1})
+        assert len(str(info.value)) < 1000
+        with pytest.raises(snakepit.ConfigError, match="timeout") as info:
+            snakepit.Pool(adapter=A, timeout=10**400)  # too large for a float: not finite
+        assert len(str(info.value)) < 400

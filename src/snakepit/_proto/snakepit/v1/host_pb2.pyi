@@ -6,8 +6,9 @@ The contract between worker code and the snakepit host (the host bridge).
 The host serves HostService on its own private socket (a Unix socket in the
 pool's runtime directory, or loopback TCP with the pool's token in the
 "snakepit-token" metadata). Each worker is told the address at start in
-SNAKEPIT_HOST_ADDRESS (and SNAKEPIT_HOST_TOKEN for TCP). Worker code uses it
-to read and write its session's variables and to call host tools.
+SNAKEPIT_HOST_ADDRESS; a TCP pool's token comes on a pipe the worker inherits
+(SNAKEPIT_HOST_TOKEN only for a process started some other way). Worker code
+uses it to read and write its session's variables and to call host tools.
 
 Failures travel in the response body as ErrorInfo (kind names a class of
 snakepit.errors, or "ValueError" for a request the store refuses as
