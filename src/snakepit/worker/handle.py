@@ -111,6 +111,11 @@ def printable(text: str) -> str:
     )
 
 
+def printable_lines(text: str) -> str:
+    """``text`` line by line through :func:`printable`: its line breaks stay, nothing else."""
+    return "\n".join(printable(line) for line in text.splitlines())
+
+
 def exit_description(code: int | None, *, exited: bool = False) -> str:
     if code is None:
         # A forked worker outliving its fork server is reaped by init: nobody can tell us.
@@ -298,7 +303,7 @@ class WorkerHandle:
             self.state = WorkerState.EXITED
             raise WorkerStartupError(
                 f"worker {self.id!r} ({printable(o.adapter)}) failed to start: "
-                f"{printable(str(exc))}"
+                f"{printable_lines(str(exc))}"
                 + (
                     f"; exit code {exc.exit_code}{_EXIT_MEANINGS.get(exc.exit_code, '')}"
                     if exc.exit_code is not None
@@ -306,7 +311,7 @@ class WorkerHandle:
                 ),
                 worker_id=self.id,
                 exit_code=exc.exit_code,
-                stderr_tail=printable(exc.output_tail),
+                stderr_tail=printable_lines(exc.output_tail),
             ) from exc
         except OSError as exc:
             self.state = WorkerState.EXITED

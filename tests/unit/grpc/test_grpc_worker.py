@@ -208,9 +208,8 @@ class TestLifecycle:
     async def test_closing_stdin_makes_the_worker_exit(self) -> None:
         """When the host's end of the worker's stdin closes (host died), the worker exits."""
         async with with_python_server() as w:
-            proc = w._proc
-            assert proc is not None and proc.stdin is not None
-            proc.stdin.close()
+            assert w._stdin is not None
+            w._close_stdin()
             code = await asyncio.wait_for(w.wait_exited(), BOUND)
             assert code == 0
 
