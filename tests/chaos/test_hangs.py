@@ -1,0 +1,131 @@
+"""Hangs and stranded workers: every call ends, and no worker is held by abandoned work.
+
+Real worker processes, no sleeps: each race is driven by barriers and events, and
+each wait has a bound, so a regression fails the test instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+import snakepit
+from snakepit.events import WorkerReady, WorkerStarting
+from snakepit.testing.pools import assert_no_worker_left
+
+SHOWCASE = "snakepit.examples.showcase:Showcase"
+BOUND = 20.0  # seconds any single wait may take before the test calls it a hang
+
+
+def _sync_pool(tmp_path: Path, pids: set[int], **options: Any) -> snakepit.SyncPool:
+    """A SyncPool with a private registry; the pid of every worker it starts lands in ``pids``."""
+    options.setdefault("size", 1)
+    pool = snakepit.SyncPool(
+        adapter=SHOWCASE,
+        heartbeat_interval=None,
+        registry_dir=str(tmp_path),
+        shutdown_grace=2.0,
+        drain_timeout=2.0,
+        **options,
+    )
+    pool.events.add_listener(lambda e: pids.add(e.pid), WorkerReady)
+    return pool
+
+
+def _join_all(threads: list[threading.Thread]) -> list[str]:
+    """Join every thread within one shared bound; the names of those still running."""
+    end = time.monotonic() + BOUND
+    for t in threads:
+        t.join(max(0.0, end - time.monotonic()))
+    return [t.name for t in threads if t.is_alive()]
+
+
+class TestSyncPoolRacingClose:
+    THREADS = 50
+    TRIALS = 2  # the acceptance run (20 trials) is the same race, repeated
+
+    def _race(self, tmp_path: Path, trial: int) -> Counter[str]:
+        """50 threads call a started SyncPool until it refuses them while some call close();
+        each ends in a result or PoolClosedError, and none is left blocked."""
+        pids: set[int] = set()
+        pool = _sync_pool(tmp_path / f"reg{trial}", pids).start()
+        go = threading.Barrier(self.THREADS + 1)
+        outcomes: list[str] = []
+
+        def caller(role: int) -> None:
+            go.wait()
+            try:
+                while True:  # until the pool refuses: some calls land just as the loop stops
+                    if role == 0:
+                        pool.execute("ping")
+                    elif role == 1:
+                        for _ in pool.stream("count", {"n": 3}):
+                            pass
+                    elif role == 2:
+                        pool.start()  # already running: returns; once closing: refused
+                        pool.execute("ping")
+                    else:
+                        pool.close()
+                        outcomes.append("closed")
+                        return
+            except snakepit.PoolClosedError:
+                outcomes.append("PoolClosedError")
+            except BaseException as exc:  # pragma: no cover - reported by the assertion
+                outcomes.append(repr(exc))
+
+        threads = [
+            threading.Thread(target=caller, args=(i % 5,), name=f"caller-{i}", daemon=True)
+            for i in range(self.THREADS)
+        ]
+        for t in threads:
+            t.start()
+        go.wait()
+        pool.close()
+        hung = _join_all(threads)
+        assert not hung, f"trial {trial}: {len(hung)} threads never returned: {hung[:5]}"
+        counts = Counter(outcomes)
+        assert set(counts) <= {"closed", "PoolClosedError"}, counts
+        assert sum(counts.values()) == self.THREADS
+        assert_no_worker_left(pids)
+        return counts
+
+    def test_no_thread_hangs_when_fifty_threads_race_close(self, tmp_path: Path) -> None:
+        """Calls, streams, start() and close() from 50 threads, racing close(): 0 hung."""
+        for trial in range(self.TRIALS):
+            self._race(tmp_path, trial)
+
+    def test_close_while_starting_stops_the_start(self, tmp_path: Path) -> None:
+        """close() from another thread while start() is under way: start() fails with
+        PoolClosedError, close() returns, and no worker process is left."""
+        pids: set[int] = set()
+        pool = _sync_pool(tmp_path, pids)
+        starting = threading.Event()
+        pool.events.add_listener(lambda _: starting.set(), WorkerStarting)
+        outcome: list[BaseException | None] = []
+
+        def start() -> None:
+            try:
+                pool.start()
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        starter = threading.Thread(target=start, daemon=True)
+        before = {p.pid for p in psutil.Process().children(recursive=True)}
+        starter.start()
+        assert starting.wait(BOUND)
+        pool.close()
+        assert not _join_all([starter])
+        assert len(outcome) == 1 and isinstance(outcome[0], snakepit.PoolClosedError), outcome
+        with pytest.raises(snakepit.PoolClosedError, match="closed"):
+            pool.execute("ping")
+        with pytest.raises(snakepit.PoolClosedError, match="closed"):
+            pool.start()
+        started = {p.pid for p in psutil.Process().children(recursive=True)} - before
+        assert_no_worker_left(pids | started)  # waits (bounded) for each to be gone
