@@ -35,7 +35,8 @@ class PoolConfig:
         name: the pool's name in events, logs and ``repr`` (default: generated).
         max_queue: requests that may wait for a worker; one more is ``PoolSaturatedError``.
         queue_timeout: seconds a request may wait in the queue (None: no bound).
-        timeout: default per-call deadline in seconds (None: no deadline).
+        timeout: default per-call deadline in seconds (None or ``math.inf``: no deadline;
+            above 10**9 s, no deadline can represent it, so none either).
         affinity: ``"hint"``, ``"strict_queue"`` or ``"strict_fail_fast"`` for sessions.
         max_concurrency: requests one worker runs at once (async tools, thread profile).
         startup_timeout: seconds a worker has to print its ready line and describe itself.
@@ -109,7 +110,7 @@ class PoolConfig:
         _int("max_requests", self.max_requests, 1, optional=True)
         _int("max_sessions", self.max_sessions, 1, optional=True)
         _seconds("queue_timeout", self.queue_timeout, optional=True)
-        _seconds("timeout", self.timeout, optional=True)
+        _seconds("timeout", self.timeout, optional=True, allow_inf=True)
         _seconds("startup_timeout", self.startup_timeout)
         _seconds("restart_window", self.restart_window)
         _seconds("backoff_initial", self.backoff_initial, allow_zero=True)
@@ -173,17 +174,26 @@ def _int(option: str, value: Any, minimum: int, *, optional: bool = False) -> No
         _bad(option, value, f"an integer >= {minimum}" + (" or None" if optional else ""))
 
 
-def _seconds(option: str, value: Any, *, optional: bool = False, allow_zero: bool = False) -> None:
+def _seconds(
+    option: str,
+    value: Any,
+    *,
+    optional: bool = False,
+    allow_zero: bool = False,
+    allow_inf: bool = False,
+) -> None:
     if value is None and optional:
         return
     ok = (
         isinstance(value, int | float)
         and not isinstance(value, bool)
-        and math.isfinite(value)
+        and (math.isfinite(value) or (allow_inf and value == math.inf))
         and (value >= 0 if allow_zero else value > 0)
     )
     if not ok:
         rule = ">= 0" if allow_zero else "> 0"
+        if allow_inf:
+            _bad(option, value, f"a number {rule}, math.inf or None")
         _bad(option, value, f"a finite number {rule}" + (" or None" if optional else ""))
 
 

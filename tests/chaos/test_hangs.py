@@ -6,18 +6,22 @@ each wait has a bound, so a regression fails the test instead of hanging it.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import Counter
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 import pytest
 
 import snakepit
-from snakepit.events import WorkerReady, WorkerStarting
-from snakepit.testing.pools import assert_no_worker_left
+from snakepit.events import WorkerExited, WorkerReady, WorkerStarting, WorkerUnhealthy
+from snakepit.testing.pools import assert_no_worker_left, isolated_pool, pool_mailbox
+from supertester import FakeClock
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 SHOWCASE = "snakepit.examples.showcase:Showcase"
 BOUND = 20.0  # seconds any single wait may take before the test calls it a hang
@@ -129,3 +133,44 @@ class TestSyncPoolRacingClose:
             pool.start()
         started = {p.pid for p in psutil.Process().children(recursive=True)} - before
         assert_no_worker_left(pids | started)  # waits (bounded) for each to be gone
+
+
+class TestTimeoutsNoClockCanHonour:
+    async def test_inf_and_huge_timeouts_mean_no_deadline_and_nan_is_refused(self) -> None:
+        """execute()/stream() with math.inf, 1e308 or 1e10 run with no deadline on the same
+        worker; NaN, 0, negatives and non-numbers fail typed before anything is sent."""
+        async with isolated_pool(size=1) as pool:
+            box = pool_mailbox(pool)
+            pid = pool.workers()[0].pid
+            for timeout in (math.inf, 1e308, 1e10):
+                assert await pool.execute("ping", timeout=timeout) == {"status": "pong"}
+                chunks = [c async for c in pool.stream("count", {"n": 2}, timeout=timeout)]
+                assert chunks == [{"i": 0}, {"i": 1}]
+            for bad in (math.nan, 0, -1.0, -math.inf, True, "5"):
+                with pytest.raises(snakepit.RequestError, match="timeout of 'ping' must be"):
+                    await pool.execute("ping", timeout=bad)
+                with pytest.raises(snakepit.RequestError, match="timeout of 'count' must be"):
+                    await anext(pool.stream("count", {"n": 1}, timeout=bad))
+            assert [w.pid for w in pool.workers()] == [pid]
+            assert not [e for e in box.history if isinstance(e, WorkerExited | WorkerUnhealthy)]
+            assert pool.stats().timeouts == 0
+
+    async def test_huge_timeouts_in_the_config_do_not_kill_healthy_workers(self) -> None:
+        """A pool whose timeout and heartbeat_timeout are 1e308: calls run and a heartbeat
+        passes, on the same worker. The timeout option takes math.inf too, not NaN."""
+        clock = FakeClock()
+        async with isolated_pool(
+            timeout=1e308, heartbeat_interval=5.0, heartbeat_timeout=1e308, clock=clock
+        ) as pool:
+            box = pool_mailbox(pool)
+            pid = pool.workers()[0].pid
+            assert await pool.execute("ping") == {"status": "pong"}
+            await clock.wait_for_sleepers(1)
+            await clock.advance(5.0)  # one heartbeat, with a deadline no clock can honour
+            await clock.wait_for_sleepers(1)  # the maintenance loop is back asleep: it is done
+            assert await pool.execute("ping") == {"status": "pong"}
+            assert [w.pid for w in pool.workers()] == [pid]
+            assert not [e for e in box.history if isinstance(e, WorkerExited | WorkerUnhealthy)]
+        assert snakepit.Pool(adapter=SHOWCASE, timeout=math.inf).config.timeout == math.inf
+        with pytest.raises(ValueError, match="invalid Pool option timeout=nan"):
+            snakepit.Pool(adapter=SHOWCASE, timeout=math.nan)

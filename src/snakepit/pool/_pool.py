@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import os
 import uuid
 from pathlib import Path
@@ -37,6 +38,7 @@ from snakepit.errors import (
     InvalidArgumentsError,
     PoolClosedError,
     PoolSaturatedError,
+    RequestError,
     SessionNotFoundError,
     SnakepitError,
     ToolNotFoundError,
@@ -60,6 +62,7 @@ from snakepit.pool.scheduler import Dispatch, Queued, Rejected, Scheduler, Ticke
 from snakepit.worker.handle import WorkerHandle, WorkerOptions
 from snakepit.worker.registry import ProcessRegistry
 from snakepit.worker.runtime import make_runtime_dir, remove_runtime_dir
+from snakepit.worker.transport import MAX_DEADLINE
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
@@ -458,14 +461,31 @@ class Pool:
         checked: dict[str, Any] = args
         return checked
 
-    def _deadline(self, timeout: Any) -> float | None:
+    def _deadline(self, timeout: Any, tool: str = "") -> float | None:
+        """The call's deadline in seconds, or None for none (see ``execute``'s ``timeout``).
+
+        Raises:
+            RequestError: ``timeout`` is not a number > 0, None or ``math.inf`` (NaN included).
+        """
         if timeout is DEFAULT:
-            return self.config.timeout
-        if timeout is not None and (
-            not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0
+            timeout = self.config.timeout
+        if timeout is None:
+            return None
+        if (
+            not isinstance(timeout, int | float)
+            or isinstance(timeout, bool)
+            or math.isnan(timeout)
+            or timeout <= 0
         ):
-            raise ValueError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
-        return timeout
+            raise RequestError(
+                f"timeout of {tool or 'the call'!r} must be a number of seconds > 0, or None or "
+                f"math.inf for no deadline; got {timeout!r}",
+                tool=tool,
+                timeout=timeout,
+            )
+        if timeout > MAX_DEADLINE:  # math.inf, or longer than any clock can wait for
+            return None
+        return float(timeout)
 
     def _failed(self, ticket: Ticket, worker_id: str | None, exc: BaseException) -> None:
         self._counters["errors"] += 1
@@ -487,7 +507,7 @@ class Pool:
         """Validate a call and wait for a worker; the caller must ``_release`` it."""
         self._check_running()
         args = self._validate(tool, args)
-        deadline = self._deadline(timeout)
+        deadline = self._deadline(timeout, tool)
         if session_id is not None:
             await self._store.get_or_create(session_id)  # creates or touches it; may hit the quota
         ticket = Ticket(
@@ -601,12 +621,15 @@ class Pool:
         Args:
             tool: the tool's name.
             args: keyword arguments (JSON values and bytes).
-            timeout: seconds before the call fails and its worker is replaced
-                (default: the pool's ``timeout``; None: no deadline).
+            timeout: seconds before the call fails and its worker is replaced (default: the
+                pool's ``timeout``). None or ``math.inf`` means no deadline, and so does any
+                value above ``MAX_DEADLINE`` (10**9 s, about 31 years), which no deadline
+                can represent; NaN, 0, negatives and non-numbers raise ``RequestError``.
             session_id: run within this session (affinity to its last worker).
 
         Raises:
             ToolNotFoundError, InvalidArgumentsError, SerializationError: a bad request.
+            RequestError: ``timeout`` is not a number > 0, None or ``math.inf``.
             ToolError: the tool raised in the worker (remote type and traceback attached).
             ExecutionTimeoutError: past ``timeout``; the worker was killed and is replaced.
             WorkerCrashedError: the worker died during the call; it is replaced.
