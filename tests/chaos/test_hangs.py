@@ -6,7 +6,11 @@ each wait has a bound, so a regression fails the test instead of hanging it.
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections import Counter
@@ -174,3 +178,65 @@ class TestTimeoutsNoClockCanHonour:
         assert snakepit.Pool(adapter=SHOWCASE, timeout=math.inf).config.timeout == math.inf
         with pytest.raises(ValueError, match="invalid Pool option timeout=nan"):
             snakepit.Pool(adapter=SHOWCASE, timeout=math.nan)
+
+
+HOST_WITH_BAD_TOOLS = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    import snakepit
+
+    def make(kind):
+        return {"exit": SystemExit(3), "interrupt": KeyboardInterrupt(),
+                "cancel": asyncio.CancelledError()}[kind]
+
+    async def main():
+        async with snakepit.Pool(adapter="snakepit.examples.showcase:Showcase", size=1,
+                                 registry_dir=sys.argv[1], heartbeat_interval=None,
+                                 shutdown_grace=2.0) as pool:
+            for kind in ("exit", "interrupt", "cancel"):
+                def tool(kind=kind):
+                    raise make(kind)
+                async def atool(kind=kind):
+                    raise make(kind)
+                pool.register_host_tool(f"sync_{kind}", tool)
+                pool.register_host_tool(f"async_{kind}", atool)
+            pid = pool.workers()[0].pid
+            for kind in ("exit", "interrupt", "cancel"):
+                for name in (f"sync_{kind}", f"async_{kind}"):
+                    try:
+                        await pool.execute("call_host", {"name": name}, timeout=600)
+                        outcome = {"error": None}
+                    except BaseException as exc:
+                        outcome = {"error": type(exc).__name__, "tool": getattr(exc, "tool", None),
+                                   "message": str(exc).split("\\n", 1)[0]}
+                    print(json.dumps(outcome), flush=True)
+            print(json.dumps({"same_worker": [w.pid for w in pool.workers()] == [pid]}))
+
+    asyncio.run(main())
+    """
+)
+
+
+class TestHostToolsRaisingBaseException:
+    def test_the_caller_gets_host_tool_error_and_the_host_exits(self, tmp_path: Path) -> None:
+        """Host tools (sync and async) that raise SystemExit, KeyboardInterrupt or
+        CancelledError: each call from worker code ends at once in HostToolError naming the
+        tool and the exception, the worker stays, and the host process then exits cleanly."""
+        host = subprocess.run(
+            [sys.executable, "-c", HOST_WITH_BAD_TOOLS, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=BOUND,  # a call left unanswered (600 s deadline) or a hang on exit fails here
+            check=False,
+        )
+        assert host.returncode == 0, host.stderr[-3000:]
+        *outcomes, last = [json.loads(line) for line in host.stdout.splitlines()]
+        assert last == {"same_worker": True}
+        expected = {"exit": "SystemExit", "interrupt": "KeyboardInterrupt", "cancel": "Cancelled"}
+        assert len(outcomes) == 6
+        for outcome, name in zip(
+            outcomes, [f"{m}_{k}" for k in expected for m in ("sync", "async")], strict=True
+        ):
+            assert outcome["error"] == "HostToolError", outcome
+            assert outcome["message"].startswith(f"host tool {name!r} raised "), outcome
+            assert expected[name.split("_")[1]] in outcome["message"], outcome
