@@ -56,7 +56,9 @@ class PoolConfig:
         max_message_mb: the largest message either side accepts.
         threads: threads per worker for synchronous tools.
         startup_concurrency: workers started at once.
-        shutdown_grace: seconds between SIGTERM and SIGKILL when stopping a worker.
+        shutdown_grace: seconds between SIGTERM and SIGKILL when stopping a worker; also
+            how long a synchronous generator whose stream ended early has to stop (at its
+            next chunk) before its worker is recycled.
         drain_timeout: seconds ``close()`` waits for running calls before stopping workers.
         runtime_dir: base directory for the pool's private socket directory.
         registry_dir: where the orphan registry lives (default: per-user data directory).

@@ -6,6 +6,7 @@ each wait has a bound, so a regression fails the test instead of hanging it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import subprocess
@@ -20,7 +21,13 @@ import psutil
 import pytest
 
 import snakepit
-from snakepit.events import WorkerExited, WorkerReady, WorkerStarting, WorkerUnhealthy
+from snakepit.events import (
+    WorkerExited,
+    WorkerReady,
+    WorkerRecycled,
+    WorkerStarting,
+    WorkerUnhealthy,
+)
 from snakepit.testing.pools import assert_no_worker_left, isolated_pool, pool_mailbox
 from supertester import FakeClock
 
@@ -28,6 +35,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 SHOWCASE = "snakepit.examples.showcase:Showcase"
+STREAMS = "snakepit.testing.adapters:Streams"
 BOUND = 20.0  # seconds any single wait may take before the test calls it a hang
 
 
@@ -240,3 +248,69 @@ class TestHostToolsRaisingBaseException:
             assert outcome["error"] == "HostToolError", outcome
             assert outcome["message"].startswith(f"host tool {name!r} raised "), outcome
             assert expected[name.split("_")[1]] in outcome["message"], outcome
+
+
+class TestAbandonedStreams:
+    async def test_closed_streams_of_blocking_generators_do_not_strand_workers(self) -> None:
+        """Streams whose sync generator blocks between chunks, closed early (aclose, or the
+        consumer's task cancelled), on workers with one tool thread: each worker is
+        recycled, and afterwards every slot serves sync generators with no deadline."""
+        async with isolated_pool(STREAMS, size=2, threads=1, shutdown_grace=0.2) as pool:
+            box = pool_mailbox(pool)
+            closed = pool.stream("stall_after", {"n": 1}, timeout=None)
+            assert await anext(closed) == 0
+            first = asyncio.Event()
+
+            async def consume() -> None:
+                async for _ in pool.stream("stall_after", {"n": 1}, timeout=None):
+                    first.set()
+
+            task = asyncio.ensure_future(consume())
+            await asyncio.wait_for(first.wait(), BOUND)
+            await closed.aclose()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            recycled = {(await box.assert_receive(WorkerRecycled, BOUND)).worker_id for _ in "ab"}
+            assert recycled == {"w1", "w2"}
+            for _ in "ab":
+                await box.assert_receive(WorkerReady, BOUND)
+
+            async def collect() -> list[object]:
+                return [c async for c in pool.stream("blobs", {"n": 2, "size": 1}, timeout=None)]
+
+            results = await asyncio.wait_for(asyncio.gather(*(collect() for _ in range(4))), BOUND)
+            assert results == [[b"\x00", b"\x01"]] * 4
+            stats = pool.stats()
+            assert (stats.recycled, stats.live_workers, stats.busy) == (2, 2, 0)
+
+    async def test_a_cooperative_generator_closed_early_keeps_its_worker(self) -> None:
+        """A generator that stops at its next chunk frees its worker when its stream is
+        closed early: the worker is not replaced."""
+        async with isolated_pool(size=1) as pool:
+            box = pool_mailbox(pool)
+            pid = pool.workers()[0].pid
+            for _ in range(3):
+                stream = pool.stream("count", {"n": 10**6}, timeout=None)
+                assert await anext(stream) == {"i": 0}
+                await stream.aclose()
+            assert await pool.execute("pid", timeout=BOUND) == pid
+            assert not [e for e in box.history if isinstance(e, WorkerRecycled | WorkerExited)]
+
+    async def test_an_expired_stream_frees_its_worker_while_its_consumer_keeps_it(self) -> None:
+        """A consumer reads one chunk, breaks out without aclose() and keeps the generator:
+        at the stream's deadline its worker is freed (a queued call runs on it), and the
+        kept generator raises ExecutionTimeoutError when read again."""
+        async with isolated_pool(size=1) as pool:
+            pid = pool.workers()[0].pid
+            kept = pool.stream("count", {"n": 10**6}, timeout=0.3)
+            async for chunk in kept:
+                assert chunk == {"i": 0}
+                break
+            assert pool.stats().busy == 1
+            assert await asyncio.wait_for(pool.execute("pid", timeout=BOUND), BOUND) == pid
+            with pytest.raises(snakepit.ExecutionTimeoutError, match="held it without reading"):
+                await anext(kept)
+            await kept.aclose()
+            stats = pool.stats()
+            assert (stats.timeouts, stats.busy, stats.live_workers) == (1, 0, 1)

@@ -13,6 +13,7 @@ import contextvars
 import functools
 import json
 import logging
+import math
 import os
 import sys
 import threading
@@ -28,7 +29,7 @@ from snakepit.errors import RequestError, SnakepitError, ToolError, ToolNotFound
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Generator
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import Future, ThreadPoolExecutor
 
     import grpc
 
@@ -103,6 +104,11 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         self._started = time.monotonic()
         self.requests = 0
         self.active = 0
+        # The tool threads of each request until they return, even after the request was
+        # cancelled (a thread cannot be interrupted): what Settle reports. Written from
+        # tool threads as they finish, hence the lock.
+        self._jobs: dict[int, set[Future[Any]]] = {}
+        self._jobs_lock = threading.Lock()
 
     # -- Describe / Ping ---------------------------------------------------------------------
 
@@ -148,6 +154,40 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
             uptime_seconds=time.monotonic() - self._started,
         )
 
+    async def Settle(
+        self, request: pb.SettleRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.SettleResponse:
+        ids = list(request.request_ids)
+        wait = request.wait_seconds if math.isfinite(request.wait_seconds) else 0.0
+        pending = [job for job in self._jobs_of(ids) if not job.done()]
+        if pending and wait > 0:
+            waiting = [asyncio.wrap_future(job) for job in pending]
+            await asyncio.wait(waiting, timeout=wait)
+            for w in waiting:  # stop watching; a job that has not started is dropped with it
+                w.cancel()
+        running = [i for i in ids if any(not job.done() for job in self._jobs_of([i]))]
+        return pb.SettleResponse(running=running)
+
+    def _jobs_of(self, ids: list[int]) -> list[Future[Any]]:
+        with self._jobs_lock:
+            return [job for i in ids for job in self._jobs.get(i, ())]
+
+    def _start_job(self, request_id: int, fn: Callable[[], Any]) -> asyncio.Future[Any]:
+        """Run ``fn`` on a tool thread (in the caller's context), on record until it returns."""
+        job = self._executor.submit(contextvars.copy_context().run, fn)
+        with self._jobs_lock:
+            self._jobs.setdefault(request_id, set()).add(job)
+        job.add_done_callback(functools.partial(self._job_done, request_id))
+        return asyncio.wrap_future(job)
+
+    def _job_done(self, request_id: int, job: Future[Any]) -> None:
+        with self._jobs_lock:
+            jobs = self._jobs.get(request_id)
+            if jobs is not None:
+                jobs.discard(job)
+                if not jobs:
+                    del self._jobs[request_id]
+
     # -- Execute -----------------------------------------------------------------------------
 
     def _lookup(self, request: pb.ExecuteRequest) -> ToolInfo:
@@ -189,9 +229,8 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         document, blobs = encode(value, what=what, encoding=enc)
         return pb.Payload(document=document, blobs=blobs, encoding=enc.value)  # type: ignore[arg-type]
 
-    async def _in_thread(self, job: Callable[[], Any]) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, contextvars.copy_context().run, job)
+    async def _in_thread(self, job: Callable[[], Any], request_id: int) -> Any:
+        return await self._start_job(request_id, job)
 
     async def _result(self, info: ToolInfo, request: pb.ExecuteRequest) -> pb.Payload:
         """Run a plain tool and encode its result. A sync tool's decoding, call and encoding
@@ -205,7 +244,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         def job() -> pb.Payload:
             return self._payload(self._prepare(info, request)(), what, encoding)
 
-        payload: pb.Payload = await self._in_thread(job)
+        payload: pb.Payload = await self._in_thread(job, request.request_id)
         return payload
 
     async def Execute(
@@ -245,7 +284,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                     yield pb.StreamItem(chunks=[self._payload(chunk, what, encoding)])
             elif info.kind == "generator":
                 async for item in self._pump(
-                    lambda: self._prepare(info, request)(), what, encoding
+                    lambda: self._prepare(info, request)(), what, encoding, request.request_id
                 ):
                     yield item
             else:  # a plain tool called as a stream answers with one chunk
@@ -256,7 +295,11 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
             self.active -= 1
 
     async def _pump(
-        self, make_gen: Callable[[], Generator[Any, None, None]], what: str, encoding: int
+        self,
+        make_gen: Callable[[], Generator[Any, None, None]],
+        what: str,
+        encoding: int,
+        request_id: int = 0,
     ) -> AsyncIterator[pb.StreamItem]:
         """Run a sync generator on a thread, encoding there, with a bounded window; yield
         the chunks ready at each moment as one message."""
@@ -288,8 +331,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                 return
             put(2, None)
 
-        ctx = contextvars.copy_context()
-        producer = loop.run_in_executor(self._executor, ctx.run, produce)
+        producer = self._start_job(request_id, produce)
         try:
             while True:
                 kind, value = await queue.get()
@@ -314,5 +356,6 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         finally:
             stop.set()
             space.release()
+            producer.cancel()  # one still queued behind busy threads never starts
             if producer.done() and not producer.cancelled():
                 producer.result()

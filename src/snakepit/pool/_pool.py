@@ -41,6 +41,7 @@ from snakepit.errors import (
     RequestError,
     SessionNotFoundError,
     SnakepitError,
+    ToolError,
     ToolNotFoundError,
     WorkerCrashedError,
 )
@@ -59,7 +60,7 @@ from snakepit.events import (
 from snakepit.pool._supervisor import Supervisor
 from snakepit.pool._types import PoolStats, WorkerFactory, WorkerInfo, WorkerLike
 from snakepit.pool.scheduler import Dispatch, Queued, Rejected, Scheduler, Ticket
-from snakepit.worker.handle import WorkerHandle, WorkerOptions
+from snakepit.worker.handle import WorkerHandle, WorkerOptions, WorkerState
 from snakepit.worker.registry import ProcessRegistry
 from snakepit.worker.runtime import make_runtime_dir, remove_runtime_dir
 from snakepit.worker.transport import MAX_DEADLINE
@@ -561,7 +562,23 @@ class Pool:
         """What every call does when it fails on its worker, and the release at its end."""
         try:
             yield
-        except ExecutionTimeoutError as exc:
+        except BaseException as exc:
+            self._call_failed(ticket, worker, deadline, exc, unary=unary)
+            raise
+        finally:
+            self._release(worker.id)
+
+    def _call_failed(
+        self,
+        ticket: Ticket,
+        worker: WorkerLike,
+        deadline: float | None,
+        exc: BaseException,
+        *,
+        unary: bool,
+    ) -> None:
+        """Count a call's failure and act on what it says about its worker."""
+        if isinstance(exc, ExecutionTimeoutError):
             self._counters["timeouts"] += 1
             self._failed(ticket, worker.id, exc)
             self._supervisor.kill(
@@ -569,27 +586,27 @@ class Pool:
                 f"call {ticket.id} ({ticket.tool!r}) ran past its {deadline}s deadline",
                 failure=False,
             )
-            raise
-        except WorkerCrashedError as exc:
+        elif isinstance(exc, WorkerCrashedError):
             self._failed(ticket, worker.id, exc)
             self._supervisor.broken(worker)
-            raise
-        except SnakepitError as exc:
+        elif isinstance(exc, SnakepitError):
             self._failed(ticket, worker.id, exc)
-            raise
-        except asyncio.CancelledError:
-            spec = self._tools.get(ticket.tool)
-            if unary and spec is not None and not spec.is_async:
-                # A synchronous tool cannot be interrupted in its thread: the worker may run
-                # it for as long as it takes, so it is replaced rather than handed new calls.
-                self._supervisor.kill(
-                    worker,
-                    f"call {ticket.id} ({ticket.tool!r}) was cancelled while running",
-                    failure=False,
-                )
-            raise
-        finally:
-            self._release(worker.id)
+        elif isinstance(exc, asyncio.CancelledError) and unary and self._runs_on_thread(ticket):
+            # A synchronous tool cannot be interrupted in its thread: the worker may run
+            # it for as long as it takes, so it is replaced rather than handed new calls.
+            self._supervisor.kill(
+                worker,
+                f"call {ticket.id} ({ticket.tool!r}) was cancelled while running",
+                failure=False,
+            )
+
+    def _runs_on_thread(self, ticket: Ticket) -> bool:
+        spec = self._tools.get(ticket.tool)
+        return spec is not None and not spec.is_async
+
+    def _must_settle(self, ticket: Ticket) -> bool:
+        """An abandoned call may still hold a tool thread (a closing pool stops its workers)."""
+        return self._state == "running" and self._runs_on_thread(ticket)
 
     async def _done(self, ticket: Ticket, worker: WorkerLike, started: float) -> None:
         if ticket.session_id is not None:
@@ -658,22 +675,111 @@ class Pool:
     ) -> AsyncIterator[Any]:
         """Run a streaming tool and yield its chunks in order.
 
-        The worker is held until the stream ends or the iterator is closed;
-        ``timeout`` bounds the whole stream. Raises as :meth:`execute`.
+        The worker is held until the stream ends or the iterator is closed, and never
+        past ``timeout``, which bounds the whole stream: if it passes while the consumer
+        holds the iterator without reading, the call is ended and the worker freed at
+        once, and the next read raises ``ExecutionTimeoutError``.
+
+        A synchronous generator cannot be interrupted in its thread: when a stream ends
+        early (closed, cancelled, past its deadline), the worker's slot is held until the
+        generator has stopped at its next chunk; if it has not within ``shutdown_grace``,
+        the worker is replaced (recycled), so no later call waits behind abandoned work.
+
+        Raises as :meth:`execute`.
         """
         ticket, worker, args, deadline = await self._begin(tool, args, timeout, session_id)
         started = self._clock.monotonic()
         chunks = worker.stream(
             tool, args, timeout=deadline, session_id=session_id, request_id=ticket.id
         )
-        with self._running(ticket, worker, deadline, unary=False):
-            try:
-                async for chunk in chunks:
-                    yield chunk
-            finally:
+        hold = _StreamHold()
+        timer = None
+        if deadline is not None:  # real time, like the deadline gRPC enforces
+            timer = asyncio.get_running_loop().call_later(
+                deadline, self._stream_deadline, hold, ticket, worker, chunks, deadline
+            )
+        ended = False  # the tool's code is over: its stream ended, it raised, or it was killed
+        try:
+            hold.reading = True
+            async for chunk in chunks:
+                if hold.overdue:  # the deadline passed while this chunk was on its way
+                    raise _stream_timeout(ticket, worker, deadline, held=False)
+                hold.reading = False
+                yield chunk
+                if hold.expired:
+                    raise _stream_timeout(ticket, worker, deadline, held=True)
+                hold.reading = True
+            ended = True
+        except BaseException as exc:
+            if not hold.expired:  # else the deadline already counted it
+                self._call_failed(ticket, worker, deadline, exc, unary=False)
+                ended = isinstance(exc, ToolError | ExecutionTimeoutError | WorkerCrashedError)
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if not hold.expired:  # else the deadline took the slot over
                 with contextlib.suppress(Exception):
                     await chunks.aclose()  # type: ignore[attr-defined]
+                if ended or not self._must_settle(ticket):
+                    self._release(worker.id)
+                else:
+                    self._spawn(self._settle(ticket, worker), f"settle-{ticket.id}")
         await self._done(ticket, worker, started)
+
+    def _stream_deadline(
+        self,
+        hold: _StreamHold,
+        ticket: Ticket,
+        worker: WorkerLike,
+        chunks: AsyncIterator[Any],
+        deadline: float,
+    ) -> None:
+        """A stream's deadline passed. While a read is under way, gRPC's own deadline ends
+        it; otherwise its consumer holds the stream without reading: end it here."""
+        hold.overdue = True
+        if hold.reading:
+            return
+        hold.expired = True
+        self._counters["timeouts"] += 1
+        self._failed(ticket, worker.id, _stream_timeout(ticket, worker, deadline, held=True))
+        self._spawn(self._expire(ticket, worker, chunks), f"expire-{ticket.id}")
+
+    async def _expire(self, ticket: Ticket, worker: WorkerLike, chunks: AsyncIterator[Any]) -> None:
+        try:
+            with contextlib.suppress(Exception):
+                await chunks.aclose()  # type: ignore[attr-defined]
+        except BaseException:
+            self._release(worker.id)
+            raise
+        if self._must_settle(ticket):
+            await self._settle(ticket, worker)
+        else:
+            self._release(worker.id)
+
+    async def _settle(self, ticket: Ticket, worker: WorkerLike) -> None:
+        """Hold an abandoned call's slot until its worker says the tool's thread is free;
+        replace the worker if it is not within ``shutdown_grace``."""
+        grace = self.config.shutdown_grace
+        try:
+            try:
+                running = await worker.settle(
+                    [ticket.id], wait=grace, timeout=grace + self.config.heartbeat_timeout
+                )
+                reason = (
+                    f"call {ticket.id} ({ticket.tool!r}) ended early but its tool thread "
+                    f"still ran {grace}s later"
+                )
+            except SnakepitError as exc:
+                running = [ticket.id]
+                reason = (
+                    f"call {ticket.id} ({ticket.tool!r}) ended early and the worker could not "
+                    f"say whether its tool thread still runs ({type(exc).__name__})"
+                )
+            if ticket.id in running and worker.state is WorkerState.READY:
+                self._supervisor.recycle(worker, reason)
+        finally:
+            self._release(worker.id)
 
     # -- sessions and host tools ---------------------------------------------------------------
 
@@ -807,3 +913,31 @@ class Pool:
             f"<Pool {self.name} {self._state}{flag} [busy {s.busy_workers}, idle {s.idle_count}"
             f" | queued {s.queued}] workers={self._supervisor.live_count()}/{self.config.size}>"
         )
+
+
+class _StreamHold:
+    """Where a stream stands, for its deadline timer."""
+
+    __slots__ = ("expired", "overdue", "reading")
+
+    def __init__(self) -> None:
+        self.reading = False  # a read from the worker is under way
+        self.overdue = False  # the deadline passed
+        self.expired = False  # the deadline ended the call while its consumer held it
+
+
+def _stream_timeout(
+    ticket: Ticket, worker: WorkerLike, deadline: float | None, *, held: bool
+) -> ExecutionTimeoutError:
+    if held:
+        message = (
+            f"stream of tool {ticket.tool!r} passed its deadline of {deadline}s while its "
+            f"consumer held it without reading; the call was ended and worker {worker.id!r} "
+            "freed"
+        )
+    else:
+        message = (
+            f"tool {ticket.tool!r} on worker {worker.id!r} ran past its deadline of "
+            f"{deadline}s; the worker will be replaced"
+        )
+    return ExecutionTimeoutError(message, tool=ticket.tool, worker_id=worker.id, timeout=deadline)

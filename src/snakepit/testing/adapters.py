@@ -110,6 +110,13 @@ class Streams(Adapter):
         return sum(range(n))
 
     @tool
+    def stall_after(self, n: int) -> Iterator[int]:
+        """Yield 0..n-1, then block forever between chunks, without using the CPU (closing
+        the stream cannot stop it: its thread stays blocked until the process ends)."""
+        yield from range(n)
+        threading.Event().wait()
+
+    @tool
     def fail_after(self, n: int) -> Iterator[int]:
         """Yield 0..n-1, then raise RuntimeError."""
         yield from range(n)

@@ -162,6 +162,10 @@ class Transport(Protocol):
 
     async def ping(self, *, timeout: float | None) -> PingResult: ...
 
+    async def settle(
+        self, request_ids: Sequence[int], *, wait: float, timeout: float | None
+    ) -> list[int]: ...
+
     async def close(self, grace: float | None = None) -> None: ...
 
 
@@ -346,6 +350,19 @@ class GrpcTransport:
                 pb.PingRequest(), timeout=grpc_timeout(timeout), metadata=self._metadata
             )
         return PingResult(r.pid, r.requests, r.active, r.uptime_seconds)
+
+    async def settle(
+        self, request_ids: Sequence[int], *, wait: float, timeout: float | None
+    ) -> list[int]:
+        """Of ``request_ids``, those whose tool code still runs in the worker after up to
+        ``wait`` seconds (see ``Settle`` in worker.proto)."""
+        with self._rpc("Settle", timeout):
+            r = await self._stub.Settle(
+                pb.SettleRequest(request_ids=list(request_ids), wait_seconds=wait),
+                timeout=grpc_timeout(timeout),
+                metadata=self._metadata,
+            )
+        return list(r.running)
 
     async def close(self, grace: float | None = None) -> None:
         """Close the channel; with ``grace``, calls in flight get that long to end by themselves."""
