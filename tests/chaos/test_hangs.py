@@ -193,15 +193,18 @@ HOST_WITH_BAD_TOOLS = textwrap.dedent(
     import asyncio, json, sys
     import snakepit
 
+    KINDS = ("exit", "interrupt", "cancel", "close", "stop")
+
     def make(kind):
         return {"exit": SystemExit(3), "interrupt": KeyboardInterrupt(),
-                "cancel": asyncio.CancelledError()}[kind]
+                "cancel": asyncio.CancelledError(), "close": GeneratorExit(),
+                "stop": StopIteration()}[kind]
 
     async def main():
         async with snakepit.Pool(adapter="snakepit.examples.showcase:Showcase", size=1,
                                  registry_dir=sys.argv[1], heartbeat_interval=None,
                                  shutdown_grace=2.0) as pool:
-            for kind in ("exit", "interrupt", "cancel"):
+            for kind in KINDS:
                 def tool(kind=kind):
                     raise make(kind)
                 async def atool(kind=kind):
@@ -209,7 +212,7 @@ HOST_WITH_BAD_TOOLS = textwrap.dedent(
                 pool.register_host_tool(f"sync_{kind}", tool)
                 pool.register_host_tool(f"async_{kind}", atool)
             pid = pool.workers()[0].pid
-            for kind in ("exit", "interrupt", "cancel"):
+            for kind in KINDS:
                 for name in (f"sync_{kind}", f"async_{kind}"):
                     try:
                         await pool.execute("call_host", {"name": name}, timeout=600)
@@ -227,9 +230,10 @@ HOST_WITH_BAD_TOOLS = textwrap.dedent(
 
 class TestHostToolsRaisingBaseException:
     def test_the_caller_gets_host_tool_error_and_the_host_exits(self, tmp_path: Path) -> None:
-        """Host tools (sync and async) that raise SystemExit, KeyboardInterrupt or
-        CancelledError: each call from worker code ends at once in HostToolError naming the
-        tool and the exception, the worker stays, and the host process then exits cleanly."""
+        """Host tools (sync and async) that raise SystemExit, KeyboardInterrupt,
+        CancelledError, GeneratorExit or StopIteration: each call from worker code ends at
+        once in HostToolError naming the tool and the exception, the worker stays, and the
+        host process then exits cleanly."""
         host = subprocess.run(
             [sys.executable, "-c", HOST_WITH_BAD_TOOLS, str(tmp_path)],
             capture_output=True,
@@ -240,8 +244,14 @@ class TestHostToolsRaisingBaseException:
         assert host.returncode == 0, host.stderr[-3000:]
         *outcomes, last = [json.loads(line) for line in host.stdout.splitlines()]
         assert last == {"same_worker": True}
-        expected = {"exit": "SystemExit", "interrupt": "KeyboardInterrupt", "cancel": "Cancelled"}
-        assert len(outcomes) == 6
+        expected = {
+            "exit": "SystemExit",
+            "interrupt": "KeyboardInterrupt",
+            "cancel": "Cancelled",
+            "close": "GeneratorExit",
+            "stop": "StopIteration",
+        }
+        assert len(outcomes) == 2 * len(expected)
         for outcome, name in zip(
             outcomes, [f"{m}_{k}" for k in expected for m in ("sync", "async")], strict=True
         ):
@@ -314,3 +324,34 @@ class TestAbandonedStreams:
             await kept.aclose()
             stats = pool.stats()
             assert (stats.timeouts, stats.busy, stats.live_workers) == (1, 0, 1)
+
+
+class TestToolsRaisingBaseException:
+    async def test_each_call_ends_in_tool_error_and_the_worker_stays(self) -> None:
+        """Worker tools of every kind raising SystemExit, KeyboardInterrupt, GeneratorExit,
+        StopIteration or their own CancelledError: each call (with no deadline) ends at once
+        in ToolError, and the worker is the same process afterwards."""
+        kinds = ("SystemExit", "KeyboardInterrupt", "GeneratorExit", "StopIteration")
+        async with isolated_pool("snakepit.testing.adapters:RaisesBaseExceptions") as pool:
+            pid = await pool.execute("pid")
+            for kind in (*kinds, "CancelledError"):
+                for tool in ("sync", "coroutine"):
+                    with pytest.raises(snakepit.ToolError, match=f"tool {tool!r} raised") as info:
+                        await asyncio.wait_for(
+                            pool.execute(tool, {"kind": kind}, timeout=None), BOUND
+                        )
+                    assert kind in str(info.value), info.value
+                for tool in ("generator", "async_generator"):
+                    got: list[object] = []
+
+                    async def consume(
+                        tool: str = tool, kind: str = kind, got: list[object] = got
+                    ) -> None:
+                        async for chunk in pool.stream(tool, {"kind": kind}, timeout=None):
+                            got.append(chunk)
+
+                    with pytest.raises(snakepit.ToolError, match=f"tool {tool!r} raised"):
+                        await asyncio.wait_for(consume(), BOUND)
+                    assert got == [0]
+            assert await pool.execute("pid") == pid
+            assert pool.stats().busy == 0

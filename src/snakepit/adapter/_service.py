@@ -75,6 +75,22 @@ def error_info(exc: BaseException, *, tool: str | None = None) -> pb.ErrorInfo:
     )
 
 
+def _outcome(job: Callable[[], Any]) -> tuple[bool, Any]:
+    """Run ``job`` and return what it raised rather than raise it: an exception carried by a
+    future is thrown into the awaiting coroutine, where ``StopIteration`` cannot be set and
+    a ``GeneratorExit`` closes the server's coroutine instead of reaching our handler."""
+    try:
+        return False, job()
+    except BaseException as exc:
+        return True, exc
+
+
+def _cancelled(exc: BaseException) -> bool:
+    """``exc`` is the cancellation of this handler (its call went away), not the tool's."""
+    task = asyncio.current_task()
+    return isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling() > 0
+
+
 def _jsonable(value: Any) -> bool:
     try:
         json.dumps(value)
@@ -230,7 +246,10 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         return pb.Payload(document=document, blobs=blobs, encoding=enc.value)  # type: ignore[arg-type]
 
     async def _in_thread(self, job: Callable[[], Any], request_id: int) -> Any:
-        return await self._start_job(request_id, job)
+        raised, value = await self._start_job(request_id, functools.partial(_outcome, job))
+        if raised:
+            raise value
+        return value
 
     async def _result(self, info: ToolInfo, request: pb.ExecuteRequest) -> pb.Payload:
         """Run a plain tool and encode its result. A sync tool's decoding, call and encoding
@@ -263,7 +282,11 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                     tool=tool_name,
                 )
             return pb.ExecuteResponse(result=await self._result(info, request))
-        except Exception as exc:
+        except BaseException as exc:
+            if _cancelled(exc):
+                raise
+            # SystemExit, KeyboardInterrupt, GeneratorExit or a CancelledError raised by
+            # the tool itself are its errors too: the call gets its answer, the worker stays.
             return pb.ExecuteResponse(error=error_info(exc, tool=tool_name))
         finally:
             self.active -= 1
@@ -274,22 +297,32 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         self.requests += 1
         self.active += 1
         tool_name: str | None = None
+        sent = True  # suspended at a yield: a GeneratorExit there is gRPC closing the stream
         try:
             info = self._lookup(request)
             tool_name = info.name
             what = f"chunk of tool {tool_name!r}"
             encoding = request.args.encoding
+            sent = False
             if info.kind == "async_generator":
                 async for chunk in self._prepare(info, request)():
+                    sent = True
                     yield pb.StreamItem(chunks=[self._payload(chunk, what, encoding)])
+                    sent = False
             elif info.kind == "generator":
                 async for item in self._pump(
                     lambda: self._prepare(info, request)(), what, encoding, request.request_id
                 ):
+                    sent = True
                     yield item
+                    sent = False
             else:  # a plain tool called as a stream answers with one chunk
-                yield pb.StreamItem(chunks=[await self._result(info, request)])
-        except Exception as exc:
+                item = pb.StreamItem(chunks=[await self._result(info, request)])
+                sent = True
+                yield item
+        except BaseException as exc:
+            if _cancelled(exc) or (isinstance(exc, GeneratorExit) and sent):
+                raise
             yield pb.StreamItem(error=error_info(exc, tool=tool_name))
         finally:
             self.active -= 1

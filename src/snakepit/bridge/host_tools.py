@@ -164,7 +164,9 @@ class HostToolRegistry:
             if tool.is_async:
                 result = await tool.fn(**args)
             else:
-                result = await asyncio.to_thread(tool.fn, **args)
+                raised, result = await asyncio.to_thread(_outcome, tool.fn, args)
+                if raised:
+                    raise result
                 if inspect.isawaitable(result):
                     result = await result
         except SnakepitError:
@@ -183,6 +185,16 @@ class HostToolRegistry:
 
     def __repr__(self) -> str:
         return f"<HostToolRegistry {self.name!r} {self.names()}>"
+
+
+def _outcome(fn: Callable[..., Any], args: dict[str, Any]) -> tuple[bool, Any]:
+    """Call ``fn`` on its thread and return what it raised rather than raise it: an
+    exception carried by a future is thrown into the awaiting coroutine, and
+    ``StopIteration`` or ``GeneratorExit`` there would never reach our handler."""
+    try:
+        return False, fn(**args)
+    except BaseException as exc:
+        return True, exc
 
 
 def _cancelling() -> bool:

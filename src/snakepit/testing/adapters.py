@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import threading
 from typing import TYPE_CHECKING
@@ -12,7 +13,15 @@ from snakepit.adapter import Adapter, tool
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
 
-__all__ = ["FailingSetup", "HangingSetup", "Minimal", "MockAdapter", "Noisy", "Streams"]
+__all__ = [
+    "FailingSetup",
+    "HangingSetup",
+    "Minimal",
+    "MockAdapter",
+    "Noisy",
+    "RaisesBaseExceptions",
+    "Streams",
+]
 
 
 class Minimal(Adapter):
@@ -121,3 +130,40 @@ class Streams(Adapter):
         """Yield 0..n-1, then raise RuntimeError."""
         yield from range(n)
         raise RuntimeError(f"stream broke after {n} chunks")
+
+
+def _base_exception(kind: str) -> BaseException:
+    return {
+        "SystemExit": SystemExit(3),
+        "KeyboardInterrupt": KeyboardInterrupt(),
+        "GeneratorExit": GeneratorExit(),
+        "StopIteration": StopIteration(),
+        "CancelledError": asyncio.CancelledError(),
+    }[kind]
+
+
+class RaisesBaseExceptions(Adapter):
+    """Tools that raise what is not an ``Exception`` (``SystemExit``, ``KeyboardInterrupt``,
+    ``GeneratorExit``, ``CancelledError``) or ``StopIteration``, from each kind of tool."""
+
+    @tool
+    def sync(self, kind: str) -> None:
+        raise _base_exception(kind)
+
+    @tool
+    async def coroutine(self, kind: str) -> None:
+        raise _base_exception(kind)
+
+    @tool
+    def generator(self, kind: str) -> Iterator[int]:
+        yield 0
+        raise _base_exception(kind)
+
+    @tool
+    async def async_generator(self, kind: str) -> AsyncIterator[int]:
+        yield 0
+        raise _base_exception(kind)
+
+    @tool
+    def pid(self) -> int:
+        return os.getpid()
