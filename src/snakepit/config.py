@@ -48,7 +48,9 @@ class PoolConfig:
             1-128 characters ``[A-Za-z0-9_.:-]``, starting with a letter or digit.
         max_queue: requests that may wait for a worker; one more is ``PoolSaturatedError``.
         queue_timeout: seconds a request may wait in the queue (None: no bound).
-        timeout: default per-call deadline in seconds, queue wait included (None: no deadline).
+        timeout: default per-call deadline in seconds, queue wait included (None or
+            ``math.inf``: no deadline; above 10**9 s, no deadline can represent it, so none
+            either).
         idempotent_retries: times a call of an ``@tool(idempotent=True)`` tool is run again
             on a fresh worker after its worker crashed (``execute(retries=N)`` overrides).
         affinity: ``"hint"``, ``"strict_queue"`` or ``"strict_fail_fast"`` for sessions.
@@ -74,7 +76,9 @@ class PoolConfig:
         max_message_mb: the largest message either side accepts.
         threads: threads per worker for synchronous tools.
         startup_concurrency: workers started at once.
-        shutdown_grace: seconds between SIGTERM and SIGKILL when stopping a worker.
+        shutdown_grace: seconds between SIGTERM and SIGKILL when stopping a worker; also
+            how long a synchronous generator whose stream ended early has to stop (at its
+            next chunk) before its worker is recycled.
         drain_timeout: seconds ``close()`` waits for running calls before stopping workers.
         runtime_dir: base directory for the pool's private socket directory.
         registry_dir: where the orphan registry lives (default: per-user data directory).
@@ -137,7 +141,7 @@ class PoolConfig:
         _int("max_requests", self.max_requests, 1, optional=True)
         _int("max_sessions", self.max_sessions, 1, optional=True)
         _seconds("queue_timeout", self.queue_timeout, optional=True)
-        _seconds("timeout", self.timeout, optional=True)
+        _seconds("timeout", self.timeout, optional=True, allow_inf=True)
         _seconds("startup_timeout", self.startup_timeout)
         _seconds("restart_window", self.restart_window)
         _seconds("backoff_initial", self.backoff_initial, allow_zero=True)
@@ -212,17 +216,26 @@ def _int(option: str, value: Any, minimum: int, *, optional: bool = False) -> No
         _bad(option, value, f"an integer >= {minimum}" + (" or None" if optional else ""))
 
 
-def _seconds(option: str, value: Any, *, optional: bool = False, allow_zero: bool = False) -> None:
+def _seconds(
+    option: str,
+    value: Any,
+    *,
+    optional: bool = False,
+    allow_zero: bool = False,
+    allow_inf: bool = False,
+) -> None:
     if value is None and optional:
         return
     ok = (
         isinstance(value, int | float)
         and not isinstance(value, bool)
-        and _finite(value)
+        and (_finite(value) or (allow_inf and value == math.inf))
         and (value >= 0 if allow_zero else value > 0)
     )
     if not ok:
         rule = ">= 0" if allow_zero else "> 0"
+        if allow_inf:
+            _bad(option, value, f"a number {rule}, math.inf or None")
         _bad(option, value, f"a finite number {rule}" + (" or None" if optional else ""))
 
 

@@ -13,6 +13,7 @@ import contextvars
 import functools
 import json
 import logging
+import math
 import os
 import sys
 import threading
@@ -28,7 +29,7 @@ from snakepit.errors import RequestError, SnakepitError, ToolError, ToolNotFound
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Generator
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import Future, ThreadPoolExecutor
 
     import grpc
 
@@ -84,6 +85,22 @@ def error_info(exc: BaseException, *, tool: str | None = None) -> pb.ErrorInfo:
     )
 
 
+def _outcome(job: Callable[[], Any]) -> tuple[bool, Any]:
+    """Run ``job`` and return what it raised rather than raise it: an exception carried by a
+    future is thrown into the awaiting coroutine, where ``StopIteration`` cannot be set and
+    a ``GeneratorExit`` closes the server's coroutine instead of reaching our handler."""
+    try:
+        return False, job()
+    except BaseException as exc:
+        return True, exc
+
+
+def _cancelled(exc: BaseException) -> bool:
+    """``exc`` is the cancellation of this handler (its call went away), not the tool's."""
+    task = asyncio.current_task()
+    return isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling() > 0
+
+
 def _jsonable(value: Any) -> bool:
     try:
         json.dumps(value)
@@ -117,6 +134,11 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         self._started = time.monotonic()
         self.requests = 0
         self.active = 0
+        # The tool threads of each request until they return, even after the request was
+        # cancelled (a thread cannot be interrupted): what Settle reports. Written from
+        # tool threads as they finish, hence the lock.
+        self._jobs: dict[int, set[Future[Any]]] = {}
+        self._jobs_lock = threading.Lock()
 
     # -- Describe / Ping ---------------------------------------------------------------------
 
@@ -162,6 +184,40 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
             active=self.active,
             uptime_seconds=time.monotonic() - self._started,
         )
+
+    async def Settle(
+        self, request: pb.SettleRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.SettleResponse:
+        ids = list(request.request_ids)
+        wait = request.wait_seconds if math.isfinite(request.wait_seconds) else 0.0
+        pending = [job for job in self._jobs_of(ids) if not job.done()]
+        if pending and wait > 0:
+            waiting = [asyncio.wrap_future(job) for job in pending]
+            await asyncio.wait(waiting, timeout=wait)
+            for w in waiting:  # stop watching; a job that has not started is dropped with it
+                w.cancel()
+        running = [i for i in ids if any(not job.done() for job in self._jobs_of([i]))]
+        return pb.SettleResponse(running=running)
+
+    def _jobs_of(self, ids: list[int]) -> list[Future[Any]]:
+        with self._jobs_lock:
+            return [job for i in ids for job in self._jobs.get(i, ())]
+
+    def _start_job(self, request_id: int, fn: Callable[[], Any]) -> asyncio.Future[Any]:
+        """Run ``fn`` on a tool thread (in the caller's context), on record until it returns."""
+        job = self._executor.submit(contextvars.copy_context().run, fn)
+        with self._jobs_lock:
+            self._jobs.setdefault(request_id, set()).add(job)
+        job.add_done_callback(functools.partial(self._job_done, request_id))
+        return asyncio.wrap_future(job)
+
+    def _job_done(self, request_id: int, job: Future[Any]) -> None:
+        with self._jobs_lock:
+            jobs = self._jobs.get(request_id)
+            if jobs is not None:
+                jobs.discard(job)
+                if not jobs:
+                    del self._jobs[request_id]
 
     # -- Execute -----------------------------------------------------------------------------
 
@@ -214,9 +270,11 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
             )
         return pb.Payload(document=document, blobs=blobs, encoding=enc.value)  # type: ignore[arg-type]
 
-    async def _in_thread(self, job: Callable[[], Any]) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, contextvars.copy_context().run, job)
+    async def _in_thread(self, job: Callable[[], Any], request_id: int) -> Any:
+        raised, value = await self._start_job(request_id, functools.partial(_outcome, job))
+        if raised:
+            raise value
+        return value
 
     async def _result(self, info: ToolInfo, request: pb.ExecuteRequest) -> pb.Payload:
         """Run a plain tool and encode its result. A sync tool's decoding, call and encoding
@@ -230,7 +288,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         def job() -> pb.Payload:
             return self._payload(self._prepare(info, request)(), what, encoding)
 
-        payload: pb.Payload = await self._in_thread(job)
+        payload: pb.Payload = await self._in_thread(job, request.request_id)
         return payload
 
     async def Execute(
@@ -249,7 +307,11 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                     tool=tool_name,
                 )
             return pb.ExecuteResponse(result=await self._result(info, request))
-        except (Exception, SystemExit) as exc:  # a tool's sys.exit() ends the call, not us
+        except BaseException as exc:
+            if _cancelled(exc):
+                raise
+            # SystemExit, KeyboardInterrupt, GeneratorExit or a CancelledError raised by
+            # the tool itself are its errors too: the call gets its answer, the worker stays.
             return pb.ExecuteResponse(error=error_info(exc, tool=tool_name))
         finally:
             self.active -= 1
@@ -260,28 +322,42 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         self.requests += 1
         self.active += 1
         tool_name: str | None = None
+        sent = True  # suspended at a yield: a GeneratorExit there is gRPC closing the stream
         try:
             info = self._lookup(request)
             tool_name = info.name
             what = f"chunk of tool {tool_name!r}"
             encoding = request.args.encoding
+            sent = False
             if info.kind == "async_generator":
                 async for chunk in self._prepare(info, request)():
+                    sent = True
                     yield pb.StreamItem(chunks=[self._payload(chunk, what, encoding)])
+                    sent = False
             elif info.kind == "generator":
                 async for item in self._pump(
-                    lambda: self._prepare(info, request)(), what, encoding
+                    lambda: self._prepare(info, request)(), what, encoding, request.request_id
                 ):
+                    sent = True
                     yield item
+                    sent = False
             else:  # a plain tool called as a stream answers with one chunk
-                yield pb.StreamItem(chunks=[await self._result(info, request)])
-        except (Exception, SystemExit) as exc:
+                item = pb.StreamItem(chunks=[await self._result(info, request)])
+                sent = True
+                yield item
+        except BaseException as exc:
+            if _cancelled(exc) or (isinstance(exc, GeneratorExit) and sent):
+                raise
             yield pb.StreamItem(error=error_info(exc, tool=tool_name))
         finally:
             self.active -= 1
 
     async def _pump(
-        self, make_gen: Callable[[], Generator[Any, None, None]], what: str, encoding: int
+        self,
+        make_gen: Callable[[], Generator[Any, None, None]],
+        what: str,
+        encoding: int,
+        request_id: int = 0,
     ) -> AsyncIterator[pb.StreamItem]:
         """Run a sync generator on a thread, encoding there, with a bounded window; yield
         the chunks ready at each moment as one message."""
@@ -313,8 +389,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
                 return
             put(2, None)
 
-        ctx = contextvars.copy_context()
-        producer = loop.run_in_executor(self._executor, ctx.run, produce)
+        producer = self._start_job(request_id, produce)
         held: tuple[int, Any] | None = None  # a chunk that did not fit the last message
         try:
             while True:
@@ -345,5 +420,6 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
         finally:
             stop.set()
             space.release()
+            producer.cancel()  # one still queued behind busy threads never starts
             if producer.done() and not producer.cancelled():
                 producer.result()

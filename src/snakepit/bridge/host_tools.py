@@ -6,13 +6,16 @@ checked against the callable's signature before it runs. A synchronous tool
 runs on a thread (``asyncio.to_thread``) so the host's event loop stays free;
 an ``async`` one runs on the loop. Whatever a tool raises comes back to the
 worker as :class:`~snakepit.errors.HostToolError` carrying the host traceback
-(a :class:`~snakepit.errors.SnakepitError` keeps its own kind).
+(a :class:`~snakepit.errors.SnakepitError` keeps its own kind). That includes
+``SystemExit``, ``KeyboardInterrupt`` and a ``CancelledError`` the tool raises itself:
+none of them may stop the host's loop or leave the worker's call unanswered.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import re
 import traceback
 from dataclasses import dataclass
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 __all__ = ["HostTool", "HostToolRegistry", "validate_tool_name"]
+
+log = logging.getLogger("snakepit.bridge")
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,127}")
 
@@ -133,7 +138,8 @@ class HostToolRegistry:
         Raises:
             ToolNotFoundError: no such tool.
             InvalidArgumentsError: ``args`` is not a dict or does not fit the signature.
-            HostToolError: the tool raised (type, message and host traceback attached).
+            HostToolError: the tool raised, even ``SystemExit``, ``KeyboardInterrupt`` or
+                ``CancelledError`` (type, message and host traceback attached).
             SnakepitError: the tool raised a snakepit error; it keeps its kind.
         """
         tool = self.get(name)
@@ -158,21 +164,17 @@ class HostToolRegistry:
             if tool.is_async:
                 result = await tool.fn(**args)
             else:
-                result = await asyncio.to_thread(tool.fn, **args)
+                raised, result = await asyncio.to_thread(_outcome, tool.fn, args)
+                if raised:
+                    raise result
                 if inspect.isawaitable(result):
                     result = await result
         except SnakepitError:
             raise
-        except Exception as exc:
-            remote_type = type(exc).__qualname__
-            if type(exc).__module__ not in ("builtins", "__main__"):
-                remote_type = f"{type(exc).__module__}.{remote_type}"
-            raise HostToolError(
-                f"host tool {name!r} raised {remote_type}: {exc}",
-                tool=name,
-                remote_type=remote_type,
-                remote_traceback="".join(traceback.format_exception(exc)),
-            ) from exc
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError) and _cancelling():
+                raise  # the worker's call went away: this is our cancellation, not the tool's
+            raise _host_tool_error(name, exc) from exc
         return result
 
     def __contains__(self, name: object) -> bool:
@@ -183,3 +185,39 @@ class HostToolRegistry:
 
     def __repr__(self) -> str:
         return f"<HostToolRegistry {self.name!r} {self.names()}>"
+
+
+def _outcome(fn: Callable[..., Any], args: dict[str, Any]) -> tuple[bool, Any]:
+    """Call ``fn`` on its thread and return what it raised rather than raise it: an
+    exception carried by a future is thrown into the awaiting coroutine, and
+    ``StopIteration`` or ``GeneratorExit`` there would never reach our handler."""
+    try:
+        return False, fn(**args)
+    except BaseException as exc:
+        return True, exc
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _host_tool_error(name: str, exc: BaseException) -> HostToolError:
+    """What a tool raised, for the worker. ``SystemExit``, ``KeyboardInterrupt`` and a
+    ``CancelledError`` of the tool's own are reported too: a host tool must not stop the
+    host's loop, and the worker's call must get its answer."""
+    remote_type = type(exc).__qualname__
+    if type(exc).__module__ not in ("builtins", "__main__"):
+        remote_type = f"{type(exc).__module__}.{remote_type}"
+    message = f"host tool {name!r} raised {remote_type}" + (f": {exc}" if str(exc) else "")
+    if not isinstance(exc, Exception):
+        log.error(
+            "host tool %r raised %s; it is reported to its caller, not raised", name, remote_type
+        )
+        message += " (a host tool cannot stop or cancel the host; the error went to the caller)"
+    return HostToolError(
+        message,
+        tool=name,
+        remote_type=remote_type,
+        remote_traceback="".join(traceback.format_exception(exc)),
+    )

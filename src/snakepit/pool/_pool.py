@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import os
 import uuid
 from pathlib import Path
@@ -44,6 +45,7 @@ from snakepit.errors import (
     SessionNotFoundError,
     SessionStoreUnavailableError,
     SnakepitError,
+    ToolError,
     ToolNotFoundError,
     WorkerCrashedError,
     brief,
@@ -64,9 +66,10 @@ from snakepit.pool._supervisor import Supervisor
 from snakepit.pool._types import PoolStats, WorkerFactory, WorkerInfo, WorkerLike
 from snakepit.pool.scheduler import Dispatch, Queued, Rejected, Scheduler, Ticket
 from snakepit.worker.forkserver import ForkServer, effective_start_method
-from snakepit.worker.handle import WorkerHandle, WorkerOptions
+from snakepit.worker.handle import WorkerHandle, WorkerOptions, WorkerState
 from snakepit.worker.registry import ProcessRegistry
 from snakepit.worker.runtime import make_runtime_dir, remove_runtime_dir, sweep_runtime_dirs
+from snakepit.worker.transport import MAX_DEADLINE
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -520,20 +523,31 @@ class Pool:
         checked: dict[str, Any] = args
         return checked
 
-    def _deadline(self, timeout: Any) -> float | None:
+    def _deadline(self, timeout: Any, tool: str = "") -> float | None:
+        """The call's deadline in seconds, or None for none (see ``execute``'s ``timeout``).
+
+        Raises:
+            RequestError: ``timeout`` is not a number > 0, None or ``math.inf`` (NaN included).
+        """
         if timeout is DEFAULT:
-            return self.config.timeout
-        if timeout is not None and (
+            timeout = self.config.timeout
+        if timeout is None:
+            return None
+        if (
             not isinstance(timeout, int | float)
             or isinstance(timeout, bool)
+            or (isinstance(timeout, float) and math.isnan(timeout))
             or timeout <= 0
-            or (isinstance(timeout, int) and timeout.bit_length() > 1023)  # no float holds it
         ):
             raise InvalidValueError(
-                f"timeout must be a number of seconds > 0 or None, got {brief(timeout)}",
+                f"timeout of {brief(tool or 'the call')} must be a number of seconds > 0, or "
+                f"None or math.inf for no deadline; got {brief(timeout)}",
                 argument="timeout",
+                tool=tool,
             )
-        return timeout
+        if timeout > MAX_DEADLINE:  # math.inf, or longer than any clock can wait for
+            return None
+        return float(timeout)
 
     def _failed(self, ticket: Ticket, worker_id: str | None, exc: BaseException) -> None:
         self._counters["errors"] += 1
@@ -566,7 +580,7 @@ class Pool:
         """
         self._check_running()
         args = self._validate(tool, args, streaming=streaming)
-        deadline = self._deadline(timeout)
+        deadline = self._deadline(timeout, tool)
         if began is None:
             began = self._clock.monotonic()
         if session_id is not None:
@@ -636,7 +650,23 @@ class Pool:
         """What every call does when it fails on its worker, and the release at its end."""
         try:
             yield
-        except ExecutionTimeoutError as exc:
+        except BaseException as exc:
+            self._call_failed(ticket, worker, deadline, exc, unary=unary)
+            raise
+        finally:
+            self._release(worker.id)
+
+    def _call_failed(
+        self,
+        ticket: Ticket,
+        worker: WorkerLike,
+        deadline: float | None,
+        exc: BaseException,
+        *,
+        unary: bool,
+    ) -> None:
+        """Count a call's failure and act on what it says about its worker."""
+        if isinstance(exc, ExecutionTimeoutError):
             self._counters["timeouts"] += 1
             self._failed(ticket, worker.id, exc)
             self._supervisor.kill(
@@ -644,27 +674,27 @@ class Pool:
                 f"call {ticket.id} ({ticket.tool!r}) ran past its {deadline}s deadline",
                 failure=False,
             )
-            raise
-        except WorkerCrashedError as exc:
+        elif isinstance(exc, WorkerCrashedError):
             self._failed(ticket, worker.id, exc)
             self._supervisor.broken(worker)
-            raise
-        except SnakepitError as exc:
+        elif isinstance(exc, SnakepitError):
             self._failed(ticket, worker.id, exc)
-            raise
-        except asyncio.CancelledError:
-            spec = self._tools.get(ticket.tool)
-            if unary and spec is not None and not spec.is_async:
-                # A synchronous tool cannot be interrupted in its thread: the worker may run
-                # it for as long as it takes, so it is replaced rather than handed new calls.
-                self._supervisor.kill(
-                    worker,
-                    f"call {ticket.id} ({ticket.tool!r}) was cancelled while running",
-                    failure=False,
-                )
-            raise
-        finally:
-            self._release(worker.id)
+        elif isinstance(exc, asyncio.CancelledError) and unary and self._runs_on_thread(ticket):
+            # A synchronous tool cannot be interrupted in its thread: the worker may run
+            # it for as long as it takes, so it is replaced rather than handed new calls.
+            self._supervisor.kill(
+                worker,
+                f"call {ticket.id} ({ticket.tool!r}) was cancelled while running",
+                failure=False,
+            )
+
+    def _runs_on_thread(self, ticket: Ticket) -> bool:
+        spec = self._tools.get(ticket.tool)
+        return spec is not None and not spec.is_async
+
+    def _must_settle(self, ticket: Ticket) -> bool:
+        """An abandoned call may still hold a tool thread (a closing pool stops its workers)."""
+        return self._state == "running" and self._runs_on_thread(ticket)
 
     async def _done(self, ticket: Ticket, worker: WorkerLike, started: float) -> None:
         if ticket.session_id is not None:
@@ -698,8 +728,11 @@ class Pool:
             tool: the tool's name.
             args: keyword arguments (JSON values and bytes).
             timeout: seconds the whole call may take, queue wait included (default: the
-                pool's ``timeout``; None: no deadline). Past it while running, the call
-                fails and its worker is replaced; past it while queued, ``QueueTimeoutError``.
+                pool's ``timeout``). Past it while running, the call fails and its worker is
+                replaced; past it while queued, ``QueueTimeoutError``. None or ``math.inf``
+                means no deadline, and so does any value above ``MAX_DEADLINE`` (10**9 s,
+                about 31 years), which no deadline can represent; NaN, 0, negatives and
+                non-numbers raise ``InvalidValueError`` (a ``RequestError``).
             session_id: run within this session (affinity to its last worker).
             retries: times to run the call again on a fresh worker if its worker crashes
                 (default: ``idempotent_retries`` for an ``@tool(idempotent=True)`` tool, else
@@ -707,6 +740,7 @@ class Pool:
 
         Raises:
             ToolNotFoundError, InvalidArgumentsError, SerializationError: a bad request.
+            InvalidValueError: ``timeout`` is not a number > 0, None or ``math.inf``.
             ToolError: the tool raised in the worker (remote type and traceback attached).
             ExecutionTimeoutError: past ``timeout``; the worker was killed and is replaced.
             WorkerCrashedError: the worker died during the call (each attempt's, with
@@ -763,10 +797,19 @@ class Pool:
     ) -> AsyncIterator[Any]:
         """Run a streaming tool and yield its chunks in order.
 
-        The worker is held until the stream ends or the iterator is closed;
-        ``timeout`` bounds the whole stream, queue wait included. Streams are never
-        retried (chunks may already have been consumed). Raises as :meth:`execute`, and
-        ``RequestError`` when ``tool`` is not a streaming tool (use :meth:`execute`).
+        The worker is held until the stream ends or the iterator is closed, and never
+        past ``timeout``, which bounds the whole stream, queue wait included: if it passes
+        while the consumer holds the iterator without reading, the call is ended and the
+        worker freed at once, and the next read raises ``ExecutionTimeoutError``. Streams
+        are never retried (chunks may already have been consumed).
+
+        A synchronous generator cannot be interrupted in its thread: when a stream ends
+        early (closed, cancelled, past its deadline), the worker's slot is held until the
+        generator has stopped at its next chunk; if it has not within ``shutdown_grace``,
+        the worker is replaced (recycled), so no later call waits behind abandoned work.
+
+        Raises as :meth:`execute`, and ``RequestError`` when ``tool`` is not a streaming
+        tool (use :meth:`execute`).
         """
         ticket, worker, args, deadline = await self._begin(
             tool, args, timeout, session_id, streaming=True
@@ -775,13 +818,39 @@ class Pool:
         chunks = worker.stream(
             tool, args, timeout=deadline, session_id=session_id, request_id=ticket.id
         )
-        with self._running(ticket, worker, deadline, unary=False):
-            try:
-                async for chunk in chunks:
-                    yield chunk
-            finally:
+        hold = _StreamHold()
+        timer = None
+        if deadline is not None:  # real time, like the deadline gRPC enforces
+            timer = asyncio.get_running_loop().call_later(
+                deadline, self._stream_deadline, hold, ticket, worker, chunks, deadline
+            )
+        ended = False  # the tool's code is over: its stream ended, it raised, or it was killed
+        try:
+            hold.reading = True
+            async for chunk in chunks:
+                if hold.overdue:  # the deadline passed while this chunk was on its way
+                    raise _stream_timeout(ticket, worker, deadline, held=False)
+                hold.reading = False
+                yield chunk
+                if hold.expired:
+                    raise _stream_timeout(ticket, worker, deadline, held=True)
+                hold.reading = True
+            ended = True
+        except BaseException as exc:
+            if not hold.expired:  # else the deadline already counted it
+                self._call_failed(ticket, worker, deadline, exc, unary=False)
+                ended = isinstance(exc, ToolError | ExecutionTimeoutError | WorkerCrashedError)
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if not hold.expired:  # else the deadline took the slot over
                 with contextlib.suppress(Exception):
                     await chunks.aclose()  # type: ignore[attr-defined]
+                if ended or not self._must_settle(ticket):
+                    self._release(worker.id)
+                else:
+                    self._spawn(self._settle(ticket, worker), f"settle-{ticket.id}")
         await self._done(ticket, worker, started)
 
     # -- plain functions (see snakepit._executor) ---------------------------------------------
@@ -848,6 +917,60 @@ class Pool:
         from snakepit._executor import map_functions
 
         return map_functions(self, fn, iterables, timeout=timeout, chunksize=chunksize)
+
+    def _stream_deadline(
+        self,
+        hold: _StreamHold,
+        ticket: Ticket,
+        worker: WorkerLike,
+        chunks: AsyncIterator[Any],
+        deadline: float,
+    ) -> None:
+        """A stream's deadline passed. While a read is under way, gRPC's own deadline ends
+        it; otherwise its consumer holds the stream without reading: end it here."""
+        hold.overdue = True
+        if hold.reading:
+            return
+        hold.expired = True
+        self._counters["timeouts"] += 1
+        self._failed(ticket, worker.id, _stream_timeout(ticket, worker, deadline, held=True))
+        self._spawn(self._expire(ticket, worker, chunks), f"expire-{ticket.id}")
+
+    async def _expire(self, ticket: Ticket, worker: WorkerLike, chunks: AsyncIterator[Any]) -> None:
+        try:
+            with contextlib.suppress(Exception):
+                await chunks.aclose()  # type: ignore[attr-defined]
+        except BaseException:
+            self._release(worker.id)
+            raise
+        if self._must_settle(ticket):
+            await self._settle(ticket, worker)
+        else:
+            self._release(worker.id)
+
+    async def _settle(self, ticket: Ticket, worker: WorkerLike) -> None:
+        """Hold an abandoned call's slot until its worker says the tool's thread is free;
+        replace the worker if it is not within ``shutdown_grace``."""
+        grace = self.config.shutdown_grace
+        try:
+            try:
+                running = await worker.settle(
+                    [ticket.id], wait=grace, timeout=grace + self.config.heartbeat_timeout
+                )
+                reason = (
+                    f"call {ticket.id} ({ticket.tool!r}) ended early but its tool thread "
+                    f"still ran {grace}s later"
+                )
+            except SnakepitError as exc:
+                running = [ticket.id]
+                reason = (
+                    f"call {ticket.id} ({ticket.tool!r}) ended early and the worker could not "
+                    f"say whether its tool thread still runs ({type(exc).__name__})"
+                )
+            if ticket.id in running and worker.state is WorkerState.READY:
+                self._supervisor.recycle(worker, reason)
+        finally:
+            self._release(worker.id)
 
     # -- sessions and host tools ---------------------------------------------------------------
 
@@ -1008,3 +1131,31 @@ def _after_attempts(crashes: list[WorkerCrashedError], retries: int) -> WorkerCr
         f"{len(crashes)} times, each on a fresh worker, and every worker crashed: {tried})",
         **{**last.details, "attempts": len(crashes), "errors": [str(c) for c in crashes]},
     )
+
+
+class _StreamHold:
+    """Where a stream stands, for its deadline timer."""
+
+    __slots__ = ("expired", "overdue", "reading")
+
+    def __init__(self) -> None:
+        self.reading = False  # a read from the worker is under way
+        self.overdue = False  # the deadline passed
+        self.expired = False  # the deadline ended the call while its consumer held it
+
+
+def _stream_timeout(
+    ticket: Ticket, worker: WorkerLike, deadline: float | None, *, held: bool
+) -> ExecutionTimeoutError:
+    if held:
+        message = (
+            f"stream of tool {ticket.tool!r} passed its deadline of {deadline}s while its "
+            f"consumer held it without reading; the call was ended and worker {worker.id!r} "
+            "freed"
+        )
+    else:
+        message = (
+            f"tool {ticket.tool!r} on worker {worker.id!r} ran past its deadline of "
+            f"{deadline}s; the worker will be replaced"
+        )
+    return ExecutionTimeoutError(message, tool=ticket.tool, worker_id=worker.id, timeout=deadline)

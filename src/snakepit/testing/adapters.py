@@ -23,6 +23,7 @@ __all__ = [
     "Minimal",
     "MockAdapter",
     "Noisy",
+    "RaisesBaseExceptions",
     "Streams",
     "WireValues",
 ]
@@ -161,6 +162,13 @@ class Streams(Adapter):
         return sum(range(n))
 
     @tool
+    def stall_after(self, n: int) -> Iterator[int]:
+        """Yield 0..n-1, then block forever between chunks, without using the CPU (closing
+        the stream cannot stop it: its thread stays blocked until the process ends)."""
+        yield from range(n)
+        threading.Event().wait()
+
+    @tool
     def fail_after(self, n: int) -> Iterator[int]:
         """Yield 0..n-1, then raise RuntimeError."""
         yield from range(n)
@@ -248,3 +256,40 @@ class Helpers(Adapter):
     @tool
     def ping(self) -> dict[str, str]:
         return {"status": "pong"}
+
+
+def _base_exception(kind: str) -> BaseException:
+    return {
+        "SystemExit": SystemExit(3),
+        "KeyboardInterrupt": KeyboardInterrupt(),
+        "GeneratorExit": GeneratorExit(),
+        "StopIteration": StopIteration(),
+        "CancelledError": asyncio.CancelledError(),
+    }[kind]
+
+
+class RaisesBaseExceptions(Adapter):
+    """Tools that raise what is not an ``Exception`` (``SystemExit``, ``KeyboardInterrupt``,
+    ``GeneratorExit``, ``CancelledError``) or ``StopIteration``, from each kind of tool."""
+
+    @tool
+    def sync(self, kind: str) -> None:
+        raise _base_exception(kind)
+
+    @tool
+    async def coroutine(self, kind: str) -> None:
+        raise _base_exception(kind)
+
+    @tool
+    def generator(self, kind: str) -> Iterator[int]:
+        yield 0
+        raise _base_exception(kind)
+
+    @tool
+    async def async_generator(self, kind: str) -> AsyncIterator[int]:
+        yield 0
+        raise _base_exception(kind)
+
+    @tool
+    def pid(self) -> int:
+        return os.getpid()

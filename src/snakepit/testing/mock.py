@@ -284,6 +284,14 @@ class MockWorker:
             raise self._crashed("Ping")
         return PingResult(pid=self.pid or 0, requests=self.requests, active=0, uptime_seconds=0.0)
 
+    async def settle(
+        self, request_ids: list[int], *, wait: float, timeout: float | None
+    ) -> list[int]:
+        # Tools run inline on the loop here: once a call is gone, none of its code runs.
+        if self.state is WorkerState.EXITED:
+            raise self._crashed("Settle")
+        return []
+
     async def stop(self, grace: float | None = None) -> int | None:
         self._stop_requested = True
         self._finish(0 if self.exit_code is None else self.exit_code, publish=True)

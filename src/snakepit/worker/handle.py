@@ -575,6 +575,22 @@ class WorkerHandle:
         except TransportError as exc:
             raise await self._crash_error(exc, "Ping") from exc
 
+    async def settle(
+        self, request_ids: list[int], *, wait: float, timeout: float | None
+    ) -> list[int]:
+        """Of ``request_ids`` (calls the host abandoned), those whose tool code still runs
+        after up to ``wait`` seconds; threads of sync tools and generators included.
+
+        Raises:
+            ExecutionTimeoutError: no answer within ``timeout``.
+            WorkerCrashedError: the process died, the channel broke, or the worker does not
+                implement ``Settle``.
+        """
+        try:
+            return await self.transport.settle(request_ids, wait=wait, timeout=timeout)
+        except TransportError as exc:
+            raise await self._crash_error(exc, "Settle") from exc
+
     # -- stop ----------------------------------------------------------------------------------
 
     def _signal_group(self, sig: signal.Signals) -> None:

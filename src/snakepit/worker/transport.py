@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator, Sequence
 
 __all__ = [
+    "MAX_DEADLINE",
     "DescribeResult",
     "GrpcTransport",
     "ParamSpec",
@@ -39,6 +40,19 @@ __all__ = [
     "Transport",
     "TransportError",
 ]
+
+
+# The longest deadline, in seconds (about 31 years), a call is given: gRPC turns a deadline
+# into an absolute time and one past ~2**63 ns overflows to "already expired", which would
+# fail the call at once and get a healthy worker killed. Longer timeouts mean no deadline.
+MAX_DEADLINE = 1e9
+
+
+def grpc_timeout(timeout: float | None) -> float | None:
+    """``timeout`` as gRPC can honour it: None (no deadline) beyond ``MAX_DEADLINE`` or if NaN."""
+    if timeout is None or not timeout <= MAX_DEADLINE:
+        return None
+    return timeout
 
 
 class TransportError(Exception):
@@ -155,6 +169,10 @@ class Transport(Protocol):
     ) -> AsyncIterator[Any]: ...
 
     async def ping(self, *, timeout: float | None) -> PingResult: ...
+
+    async def settle(
+        self, request_ids: Sequence[int], *, wait: float, timeout: float | None
+    ) -> list[int]: ...
 
     async def close(self, grace: float | None = None) -> None: ...
 
@@ -275,7 +293,7 @@ class GrpcTransport:
     async def describe(self, *, timeout: float | None) -> DescribeResult:
         with self._rpc("Describe", timeout):
             r = await self._stub.Describe(
-                pb.DescribeRequest(), timeout=timeout, metadata=self._metadata
+                pb.DescribeRequest(), timeout=grpc_timeout(timeout), metadata=self._metadata
             )
         tools = {
             t.name: ToolSpec(
@@ -304,7 +322,9 @@ class GrpcTransport:
     ) -> Any:
         request = self._request(tool, args, session_id, request_id)
         with self._rpc(tool, timeout):
-            response = await self._stub.Execute(request, timeout=timeout, metadata=self._metadata)
+            response = await self._stub.Execute(
+                request, timeout=grpc_timeout(timeout), metadata=self._metadata
+            )
         if response.HasField("error"):
             raise _error(response.error, self.worker_id)
         return self._value(response.result, f"result of tool {tool!r}")
@@ -321,7 +341,9 @@ class GrpcTransport:
         request = self._request(tool, args, session_id, request_id)
         what = f"chunk of tool {tool!r}"
         with self._rpc(tool, timeout):
-            call = self._stub.ExecuteStream(request, timeout=timeout, metadata=self._metadata)
+            call = self._stub.ExecuteStream(
+                request, timeout=grpc_timeout(timeout), metadata=self._metadata
+            )
             try:
                 async for item in call:
                     for chunk in item.chunks:
@@ -333,8 +355,23 @@ class GrpcTransport:
 
     async def ping(self, *, timeout: float | None) -> PingResult:
         with self._rpc("Ping", timeout):
-            r = await self._stub.Ping(pb.PingRequest(), timeout=timeout, metadata=self._metadata)
+            r = await self._stub.Ping(
+                pb.PingRequest(), timeout=grpc_timeout(timeout), metadata=self._metadata
+            )
         return PingResult(r.pid, r.requests, r.active, r.uptime_seconds)
+
+    async def settle(
+        self, request_ids: Sequence[int], *, wait: float, timeout: float | None
+    ) -> list[int]:
+        """Of ``request_ids``, those whose tool code still runs in the worker after up to
+        ``wait`` seconds (see ``Settle`` in worker.proto)."""
+        with self._rpc("Settle", timeout):
+            r = await self._stub.Settle(
+                pb.SettleRequest(request_ids=list(request_ids), wait_seconds=wait),
+                timeout=grpc_timeout(timeout),
+                metadata=self._metadata,
+            )
+        return list(r.running)
 
     async def close(self, grace: float | None = None) -> None:
         """Close the channel; with ``grace``, calls in flight get that long to end by themselves."""

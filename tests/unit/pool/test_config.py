@@ -21,8 +21,9 @@ class TestPoolConfig:
             ("size", True, "an integer >= 1"),
             ("max_queue", -1, "an integer >= 0"),
             ("queue_timeout", 0, "a finite number > 0 or None"),
-            ("timeout", -1.0, "a finite number > 0 or None"),
-            ("timeout", float("inf"), "a finite number > 0 or None"),
+            ("timeout", -1.0, "a number > 0, math.inf or None"),
+            ("timeout", float("nan"), "a number > 0, math.inf or None"),
+            ("queue_timeout", float("inf"), "a finite number > 0 or None"),
             ("affinity", "sticky", "one of 'hint', 'strict_queue', 'strict_fail_fast'"),
             ("transport", "udp", "one of 'unix', 'tcp'"),
             ("start_method", "fork", "one of 'forkserver', 'spawn'"),
@@ -79,8 +80,8 @@ class TestPoolConfig:
     def test_per_call_timeout_is_checked(self) -> None:
         """A bad per-call timeout is rejected before anything is sent."""
         pool = snakepit.Pool(adapter=A)
-        with pytest.raises(ValueError, match="timeout must be"):
-            pool._deadline(-1)
+        with pytest.raises(snakepit.InvalidValueError, match="timeout of 't' must be"):
+            pool._deadline(-1, "t")
 
 
 HOSTILE_NAMES = [

@@ -54,6 +54,11 @@ class WorkerServiceStub:
                 request_serializer=snakepit_dot_v1_dot_worker__pb2.PingRequest.SerializeToString,
                 response_deserializer=snakepit_dot_v1_dot_worker__pb2.PingResponse.FromString,
                 _registered_method=True)
+        self.Settle = channel.unary_unary(
+                '/snakepit.v1.WorkerService/Settle',
+                request_serializer=snakepit_dot_v1_dot_worker__pb2.SettleRequest.SerializeToString,
+                response_deserializer=snakepit_dot_v1_dot_worker__pb2.SettleResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -87,6 +92,15 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Settle(self, request, context):
+        """After the host abandoned calls: does their tool code still hold the worker's
+        threads? The host replaces a worker whose capacity is held that way. A
+        worker that does not implement it (UNIMPLEMENTED) is replaced too.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -109,6 +123,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.Ping,
                     request_deserializer=snakepit_dot_v1_dot_worker__pb2.PingRequest.FromString,
                     response_serializer=snakepit_dot_v1_dot_worker__pb2.PingResponse.SerializeToString,
+            ),
+            'Settle': grpc.unary_unary_rpc_method_handler(
+                    servicer.Settle,
+                    request_deserializer=snakepit_dot_v1_dot_worker__pb2.SettleRequest.FromString,
+                    response_serializer=snakepit_dot_v1_dot_worker__pb2.SettleResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -219,6 +238,33 @@ class WorkerService:
             '/snakepit.v1.WorkerService/Ping',
             snakepit_dot_v1_dot_worker__pb2.PingRequest.SerializeToString,
             snakepit_dot_v1_dot_worker__pb2.PingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Settle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/snakepit.v1.WorkerService/Settle',
+            snakepit_dot_v1_dot_worker__pb2.SettleRequest.SerializeToString,
+            snakepit_dot_v1_dot_worker__pb2.SettleResponse.FromString,
             options,
             channel_credentials,
             insecure,
