@@ -68,5 +68,5 @@ def test_a_closed_sync_pool_cannot_start_again(tmp_path: Path) -> None:
     )
     with pool:
         assert pool.execute("add", {"a": 1, "b": 1}) == 2
-    with pytest.raises(snakepit.PoolClosedError, match="was closed"):
+    with pytest.raises(snakepit.PoolClosedError, match="is closed; create a new SyncPool"):
         pool.start()
