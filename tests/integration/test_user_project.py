@@ -18,7 +18,7 @@ _FILE_BLOCK = re.compile(r"^`([\w./]+)`:\n\n```\w*\n(.*?)^```$", re.MULTILINE | 
 def _project_files() -> dict[str, str]:
     section = DOC.read_text().split("### A complete example", 1)[1].split("\n## ", 1)[0]
     files = dict(_FILE_BLOCK.findall(section))
-    assert set(files) == {"pyproject.toml", "mytools.py", "tests/test_mytools.py"}, files
+    assert set(files) == {"pyproject.toml", "mytools.py", "test_mytools.py"}, files
     return files
 
 
