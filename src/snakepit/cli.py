@@ -1,4 +1,4 @@
-"""The ``snakepit`` command: ``demo``, ``doctor`` and ``bench``."""
+"""The snakepit command: demo, doctor, status and bench."""
 
 from __future__ import annotations
 
@@ -312,19 +312,45 @@ def _worker_check(adapter: str, python: str) -> bool:
 # -- entry point ---------------------------------------------------------------------------------
 
 
+def _add_version_and_status(parser: argparse.ArgumentParser, sub: Any) -> None:
+    """``--version`` and the ``status`` sub-command."""
+    from snakepit import __version__
+    from snakepit._status_cli import add_status_parser
+
+    parser.add_argument(
+        "--version", action="version", version=f"snakepit {__version__}", help="print the version"
+    )
+    add_status_parser(sub)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="snakepit", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="snakepit",
+        description="A supervised pool of worker processes: try it, check it, watch it.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = sub.add_parser("demo", help="run a pool of the showcase adapter and show what it does")
-    demo.add_argument("--size", type=int, default=4)
-    demo.add_argument("--adapter", default=SHOWCASE)
+    demo.add_argument("--size", type=int, default=4, help="worker processes (default: 4)")
+    demo.add_argument(
+        "--adapter", default=SHOWCASE, help=f"module:Class of the adapter (default: {SHOWCASE})"
+    )
     doctor = sub.add_parser("doctor", help="check this environment and say how to fix problems")
-    doctor.add_argument("--adapter", default=SHOWCASE)
-    doctor.add_argument("--python", default=sys.executable)
+    doctor.add_argument(
+        "--adapter", default=SHOWCASE, help="module:Class of the adapter to try starting"
+    )
+    doctor.add_argument(
+        "--python",
+        default=sys.executable,
+        help="the interpreter the workers would run (default: this one)",
+    )
     sub.add_parser(
         "bench", help="benchmarks against peer pools (needs the 'bench' extra)", add_help=False
     )
+    _add_version_and_status(parser, sub)
     args, rest = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
     if args.command == "bench":
         try:
             from snakepit.benchmarks import main as bench_main
@@ -334,6 +360,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(bench_main(rest))
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "status":
+        from snakepit._status_cli import run_status
+
+        return run_status(args)
     if args.command == "demo":
         if args.size < 1:
             parser.error("--size must be >= 1")

@@ -9,16 +9,23 @@ byte blobs. Two tagged markers carry what JSON cannot:
 * each bytes-like value becomes ``{"\\u0000b": index}`` in the document and
   travels unencoded beside it (no base64, no copy into the JSON text);
   ``bytes``, ``bytearray``, ``memoryview`` and any other buffer of single bytes
-  (format ``B``, ``b`` or ``c``: ``mmap``, ``array('B')``, a ``uint8`` array)
-  count, and all arrive as ``bytes``;
+  (format ``B``, ``b`` or ``c``: ``mmap``, ``array('B')``) count, and all
+  arrive as ``bytes``;
 * a NaN or infinite float becomes ``{"\\u0000f": "nan" | "inf" | "-inf"}``, since
   JSON has no token for them; the bare ``NaN``/``Infinity`` tokens some
-  encoders write are refused when decoding.
+  encoders write are refused when decoding;
+* a numpy array or numpy scalar becomes
+  ``{"\\u0000n": {"dtype": "<f8", "shape": [2, 3], "blob": index}}`` with its raw
+  C-order buffer as a blob (``"shape": null`` for a scalar), and arrives as a
+  writable array (or scalar) of the same dtype and shape. numpy is imported only
+  when such a value or marker is met, so pools that never send one never load
+  it. Object and structured dtypes are refused: they hold Python objects or
+  field layouts that a raw buffer cannot carry.
 
 A user dict that happens to use a marker key is escaped as
 ``{"\\u0000d": dict}``, so every value above comes back exactly as it went.
 
-Anything else (a set, a float64 array, an object, a dict with an int key, a
+Anything else (a set, a numpy object array, an object, a dict with an int key, a
 value nested deeper than :data:`MAX_DEPTH`) is a :class:`SerializationError`
 that names where in the value it sits and its type; it is never silently
 turned into a string.
@@ -43,7 +50,9 @@ __all__ = ["MAX_DEPTH", "Encoded", "Encoding", "decode", "encode", "validate"]
 _BYTES = "\x00b"  # marker key for a bytes value: {"\x00b": index into blobs}
 _FLOAT = "\x00f"  # marker key for a non-finite float: {"\x00f": "nan" | "inf" | "-inf"}
 _ESCAPE = "\x00d"  # marker key for a user dict that itself uses a marker key
-_MARKERS = frozenset({_BYTES, _FLOAT, _ESCAPE})
+_NUMPY = "\x00n"  # marker key for a numpy array or scalar: {"\x00n": {dtype, shape, blob}}
+_MARKERS = frozenset({_BYTES, _FLOAT, _ESCAPE, _NUMPY})
+_NUMPY_KINDS = frozenset("?biufcmMSU")  # dtype kinds whose raw buffer is the whole value
 _NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 _BYTE_FORMATS = frozenset({"B", "b", "c"})
 
@@ -93,6 +102,13 @@ class _Refusal(Exception):
                 f"cannot {verb} {shown}: dict keys must be str, found key {brief(self.value)} "
                 f"of type {t.__name__}; convert the keys to strings first"
             )
+        elif self.problem == "dtype":
+            message = (
+                f"cannot {verb} {shown}: a numpy {t.__name__} of dtype {self.value.dtype} "
+                "cannot travel as raw data (object and structured dtypes hold Python objects "
+                "or field layouts); convert it first, e.g. value.tolist(), or use a plain "
+                "numeric dtype"
+            )
         elif self.problem == "depth":
             message = (
                 f"cannot {verb} {shown}: it nests containers more than {MAX_DEPTH} deep "
@@ -102,7 +118,7 @@ class _Refusal(Exception):
             message = (
                 f"cannot {verb} {shown}: values of type {t.__module__}.{t.__qualname__} are "
                 "not supported (allowed: None, bool, int, float, str, bytes-like, list, tuple, "
-                f"dict with str keys){_hint(self.value)}"
+                f"dict with str keys, numpy arrays and scalars){_hint(self.value)}"
             )
         return SerializationError(message, path=path, type_name=t.__name__)
 
@@ -191,9 +207,32 @@ def _check(value: Any, depth: int) -> bool:
                 refusal.steps.append(_step(key))
                 raise
         return special
+    if t.__module__ == "numpy" and _is_numpy(value):
+        if value.dtype.kind not in _NUMPY_KINDS:
+            raise _Refusal(value, "dtype")
+        return True
     if _bytes_like(value):
         return True
     raise _Refusal(value, "type")
+
+
+def _is_numpy(value: Any) -> bool:
+    """True for a numpy array or scalar; numpy is loaded already since the value exists."""
+    import numpy  # only reached for a value of a numpy type
+
+    return isinstance(value, numpy.ndarray | numpy.generic)
+
+
+def _numpy_marker(value: Any, blobs: list[bytes]) -> dict[str, Any]:
+    import numpy  # only reached for a value of a numpy type
+
+    if isinstance(value, numpy.ndarray):
+        blobs.append(numpy.ascontiguousarray(value).tobytes())
+        shape: list[int] | None = list(value.shape)
+    else:
+        blobs.append(value.tobytes())
+        shape = None
+    return {_NUMPY: {"dtype": value.dtype.str, "shape": shape, "blob": len(blobs) - 1}}
 
 
 def _rewrite(value: Any, blobs: list[bytes]) -> Any:
@@ -214,6 +253,8 @@ def _rewrite(value: Any, blobs: list[bytes]) -> Any:
         if not _MARKERS.isdisjoint(value):
             return {_ESCAPE: out}
         return out
+    if t.__module__ == "numpy" and _is_numpy(value):
+        return _numpy_marker(value, blobs)
     blobs.append(_as_bytes(value))  # bytes-like: _check let nothing else through
     return {_BYTES: len(blobs) - 1}
 
@@ -301,6 +342,8 @@ def _restore(value: Any, blobs: list[bytes], depth: int) -> Any:
                 if number is None:
                     raise _Refusal(value[_FLOAT], "float")
                 return number
+            if _NUMPY in value:
+                return _numpy_value(value[_NUMPY], blobs)
             if _ESCAPE in value:
                 value = value[_ESCAPE]
                 if type(value) is not dict:
@@ -309,6 +352,39 @@ def _restore(value: Any, blobs: list[bytes], depth: int) -> Any:
             raise _Refusal(value, "depth")
         return {key: _restore(item, blobs, depth + 1) for key, item in value.items()}
     return value
+
+
+def _numpy_value(spec: Any, blobs: list[bytes]) -> Any:
+    """Rebuild the numpy array or scalar a ``{"\\u0000n": spec}`` marker describes.
+
+    Raises:
+        _Refusal: the marker is malformed, or numpy is not installed on this side.
+    """
+    if type(spec) is not dict or set(spec) != {"dtype", "shape", "blob"}:
+        raise _Refusal(spec, "numpy")
+    dtype, shape, index = spec["dtype"], spec["shape"], spec["blob"]
+    if type(index) is not int or not 0 <= index < len(blobs):
+        raise _Refusal(index, "blob")
+    if type(dtype) is not str or not (
+        shape is None or (type(shape) is list and all(type(n) is int and n >= 0 for n in shape))
+    ):
+        raise _Refusal(spec, "numpy")
+    try:
+        import numpy  # loaded only when a numpy value arrives
+    except ImportError:
+        raise _Refusal(dtype, "no-numpy") from None
+    try:
+        kind = numpy.dtype(dtype)
+        if kind.kind not in _NUMPY_KINDS:
+            raise ValueError(f"dtype {dtype} is not carried as raw data")
+        data = numpy.frombuffer(bytearray(blobs[index]), dtype=kind)
+        if shape is None:
+            if data.size != 1:
+                raise ValueError(f"a scalar of dtype {dtype} needs {kind.itemsize} bytes")
+            return data[0]
+        return data.reshape(shape)
+    except (TypeError, ValueError) as exc:
+        raise _Refusal(f"{dtype} {shape}: {exc}", "numpy") from None
 
 
 def decode(
@@ -355,10 +431,19 @@ def decode(
         try:
             return _restore(value, list(blobs or ()), 0)
         except _Refusal as refusal:
+            if refusal.problem == "no-numpy":
+                raise SerializationError(
+                    f"cannot decode {what}: it holds a numpy value (dtype "
+                    f"{brief(refusal.value)}) but numpy is not installed in this process; "
+                    "install it here too (pip install 'pysnakepit[numpy]')",
+                    path=what,
+                    type_name="ndarray",
+                ) from None
             problem = {
                 "blob": f"bad blob reference {brief(refusal.value)} ({len(blobs or ())} blobs)",
                 "float": f"bad non-finite float marker {brief(refusal.value)}",
                 "escape": "an escaped dict marker holds no dict",
+                "numpy": f"bad numpy marker {brief(refusal.value)}",
                 "depth": f"it nests containers more than {MAX_DEPTH} deep",
             }[refusal.problem]
             raise _malformed(what, problem) from None

@@ -20,6 +20,7 @@ is the one read - and leaves every other decision to these functions.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import math
 import re
@@ -46,7 +47,9 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 __all__ = [
+    "EXPORT_FORMAT",
     "BatchPlan",
+    "ImportWrite",
     "append_history",
     "check_settings",
     "check_ttl",
@@ -54,13 +57,18 @@ __all__ = [
     "deleted_event",
     "dropped_version",
     "expires_at",
+    "export_document",
+    "import_names",
     "is_expired",
     "is_session_id",
     "is_variable_name",
     "kept_versions",
     "match_names",
+    "merged_metadata",
     "next_version",
     "plan_batch",
+    "plan_import",
+    "plan_metadata",
     "plan_register",
     "plan_write",
     "quota_error",
@@ -429,6 +437,208 @@ def match_names(names: Iterable[str], pattern: str) -> list[str]:
             argument="pattern",
         )
     return sorted(n for n in names if fnmatch.fnmatchcase(n, pattern))
+
+
+# -- export, import and metadata ----------------------------------------------------------------
+
+EXPORT_FORMAT = "snakepit.variables/1"
+"""The ``format`` of an export document; an import refuses any other."""
+
+
+def export_document(session_id: str, variables: Iterable[Variable]) -> dict[str, Any]:
+    """A session's variables as one JSON-compatible document (see ``SessionStore.export_variables``)."""
+    return {
+        "format": EXPORT_FORMAT,
+        "session_id": session_id,
+        "variables": [
+            {
+                "name": v.name,
+                "type": v.type,
+                "value": v.value,
+                "constraints": dict(v.constraints),
+                "metadata": dict(v.metadata),
+                "version": v.version,
+                "created_at": v.created_at,
+                "updated_at": v.updated_at,
+            }
+            for v in variables
+        ],
+    }
+
+
+def merged_metadata(
+    current: Mapping[str, Any], metadata: Any, *, replace: bool, argument: str = "metadata"
+) -> dict[str, Any]:
+    """The metadata an update leaves: ``metadata`` merged over ``current``, or it alone.
+
+    Raises:
+        InvalidValueError: ``metadata`` is not a mapping, or ``replace`` not a bool.
+    """
+    if not isinstance(replace, bool):
+        raise InvalidValueError(
+            f"replace must be True or False, got {short_repr(replace)}", argument="replace"
+        )
+    given = mapping(metadata, argument)
+    return given if replace else {**current, **given}
+
+
+def plan_metadata(
+    session_id: str,
+    name: str,
+    current: Variable | None,
+    metadata: Any,
+    *,
+    replace: bool,
+    expected_version: int | None,
+    now: float,
+) -> Variable:
+    """The new version a variable's metadata update makes: same value, new metadata.
+
+    Metadata is versioned with the value, so history shows when it changed and a
+    compare-and-set writer holding the old version gets a conflict.
+
+    Raises:
+        VariableNotFoundError: ``current`` is None.
+        VersionConflictError: ``expected_version`` is not the current version.
+        InvalidValueError: ``metadata`` is not a mapping.
+    """
+    if current is None:
+        raise variable_not_found(session_id, name)
+    check_version(session_id, current, expected_version)
+    new_metadata = merged_metadata(current.metadata, metadata, replace=replace)
+    return dataclasses.replace(
+        current, metadata=new_metadata, version=current.version + 1, updated_at=now
+    )
+
+
+@dataclass(frozen=True)
+class ImportWrite:
+    """One variable an import writes.
+
+    Attributes:
+        variable: the version written.
+        previous: the variable it replaces (None for a new name).
+        redefined: True when ``previous`` had another type or constraints; its
+            history is dropped, as for a delete followed by a register.
+    """
+
+    variable: Variable
+    previous: Variable | None = None
+    redefined: bool = False
+
+
+def _import_entries(data: Any) -> list[Mapping[str, Any]]:
+    def bad(problem: str) -> InvalidValueError:
+        return InvalidValueError(
+            f"cannot import variables: {problem}; pass what export_variables() returned "
+            "(a JSON-compatible dict) or an edited copy of it",
+            argument="data",
+        )
+
+    if not isinstance(data, Mapping):
+        raise bad(f"data must be a dict, got {type(data).__name__}")
+    if data.get("format") != EXPORT_FORMAT:
+        raise bad(f"data['format'] must be {EXPORT_FORMAT!r}, got {short_repr(data.get('format'))}")
+    entries = data.get("variables")
+    if not isinstance(entries, list):
+        raise bad(f"data['variables'] must be a list, got {type(entries).__name__}")
+    seen: set[str] = set()
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, Mapping):
+            raise bad(f"data['variables'][{i}] must be a dict, got {type(entry).__name__}")
+        for key in ("name", "type", "value"):
+            if key not in entry:
+                raise bad(f"data['variables'][{i}] has no {key!r}")
+        name, version = entry["name"], entry.get("version", 1)
+        if isinstance(name, str):
+            if name in seen:
+                raise bad(f"variable {name!r} appears twice")
+            seen.add(name)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise bad(
+                f"data['variables'][{i}]['version'] must be an int >= 1, got {short_repr(version)}"
+            )
+    return entries
+
+
+def import_names(data: Any) -> list[str]:
+    """The variable names an export document holds (to read their current versions first).
+
+    Raises:
+        InvalidValueError: ``data`` is not an export document.
+    """
+    return [e["name"] for e in _import_entries(data) if isinstance(e["name"], str)]
+
+
+def plan_import(
+    session_id: str,
+    data: Any,
+    current: Mapping[str, Variable | None],
+    *,
+    overwrite: bool,
+    now: float,
+) -> list[ImportWrite]:
+    """Plan an import: every entry is checked before anything is written.
+
+    A new name keeps the exported version, so an export imported into a fresh
+    session reads back the same versions. With ``overwrite`` an existing name
+    gets ``version + 1`` (versions never go back, so a compare-and-set writer
+    holding the old one gets a conflict); without it an existing name is an error.
+
+    Args:
+        session_id: the session imported into.
+        data: an export document.
+        current: the current variable of each name in ``data`` (None when missing).
+        overwrite: replace variables that exist.
+        now: the store's wall-clock time.
+
+    Raises:
+        InvalidValueError: ``data`` is not an export document, or ``overwrite`` not a bool.
+        VariableValidationError: an entry's name, type, constraints or value is invalid.
+        VariableRedefinedError: a name exists and ``overwrite`` is False.
+    """
+    if not isinstance(overwrite, bool):
+        raise InvalidValueError(
+            f"overwrite must be True or False, got {short_repr(overwrite)}", argument="overwrite"
+        )
+    writes: list[ImportWrite] = []
+    for entry in _import_entries(data):
+        name = entry["name"]
+        fresh, _ = plan_register(
+            session_id,
+            name,
+            entry["type"],
+            entry["value"],
+            entry.get("constraints"),
+            entry.get("metadata"),
+            None,
+            now,
+        )
+        previous = current.get(name)
+        if previous is None:
+            writes.append(ImportWrite(dataclasses.replace(fresh, version=entry.get("version", 1))))
+            continue
+        if not overwrite:
+            raise VariableRedefinedError(
+                f"cannot import variable {name!r}: session {session_id!r} already has it (at "
+                f"version {previous.version}); pass overwrite=True to replace it (nothing was "
+                "imported)",
+                variable=name,
+                session_id=session_id,
+            )
+        same = previous.type == fresh.type and previous.constraints == fresh.constraints
+        writes.append(
+            ImportWrite(
+                dataclasses.replace(
+                    fresh,
+                    version=previous.version + 1,
+                    created_at=previous.created_at if same else now,
+                ),
+                previous,
+                redefined=not same,
+            )
+        )
+    return writes
 
 
 # -- updates ------------------------------------------------------------------------------------

@@ -313,6 +313,19 @@ class InMemorySessionStore(SessionStore):
                 dropped.append(state.id)
         return dropped
 
+    async def update_metadata(
+        self, session_id: str, metadata: Mapping[str, Any], *, replace: bool = False
+    ) -> Session:
+        """Change a session's metadata: merge ``metadata`` into it, or replace it whole.
+
+        Raises:
+            SessionNotFoundError: no live session has that id.
+            InvalidValueError: ``metadata`` is not a mapping or ``replace`` not a bool.
+        """
+        state = self._use(session_id)
+        state.metadata = rules.merged_metadata(state.metadata, metadata, replace=replace)
+        return state.snapshot()
+
     async def expire_due(self) -> list[str]:
         """Remove every session whose TTL ran out now, publishing ``SessionExpired``.
 
@@ -540,6 +553,65 @@ class InMemorySessionStore(SessionStore):
         rules.check_version(state.id, entry.current, expected_version)
         old = rules.rollback_target(state.id, name, entry.history, version, self.history_limit)
         return self._write(state, rules.next_version(entry.current, old.value, self._clock.time()))
+
+    async def update_variable_metadata(
+        self,
+        session_id: str,
+        name: str,
+        metadata: Mapping[str, Any],
+        *,
+        replace: bool = False,
+        expected_version: int | None = None,
+    ) -> Variable:
+        """Change a variable's metadata (merged, or replaced whole); returns the new version.
+
+        Raises:
+            SessionNotFoundError: no live session has that id.
+            VariableNotFoundError: the session has no such variable.
+            VersionConflictError: ``expected_version`` is not the current version.
+            InvalidValueError: ``metadata`` is not a mapping or ``replace`` not a bool.
+        """
+        state = self._use(session_id)
+        entry = _lookup(state, name)
+        new = rules.plan_metadata(
+            state.id,
+            name,
+            entry.current if entry is not None else None,
+            metadata,
+            replace=replace,
+            expected_version=expected_version,
+            now=self._clock.time(),
+        )
+        return self._write(state, new)
+
+    async def import_variables(
+        self, session_id: str, data: Mapping[str, Any], *, overwrite: bool = False
+    ) -> dict[str, Variable]:
+        """Write the variables of an export document into the session, all or nothing.
+
+        Raises:
+            SessionNotFoundError: no live session has that id.
+            InvalidValueError: ``data`` is not an export document.
+            VariableValidationError: an entry's name, type, constraints or value is invalid.
+            VariableRedefinedError: a name exists and ``overwrite`` is False.
+        """
+        state = self._use(session_id)
+        current = {name: entry.current for name, entry in state.variables.items()}
+        writes = rules.plan_import(
+            state.id, data, current, overwrite=overwrite, now=self._clock.time()
+        )
+        for write in writes:
+            new, previous = write.variable, write.previous
+            if previous is not None and not write.redefined:
+                self._write(state, new)
+                continue
+            if previous is not None:
+                self._notify(
+                    state, rules.deleted_event(self.name, state.id, previous, new.updated_at)
+                )
+            state.variables[new.name] = _Entry(new, [new])
+            self._announce(state, new)
+        return {write.variable.name: write.variable for write in writes}
 
     async def watch(
         self,

@@ -241,6 +241,19 @@ return {'ok'}
 """
 )
 
+# ARGV[3] the packed metadata read, [4] the new packed metadata (written only if unchanged).
+_METADATA = (
+    _PRELUDE
+    + """
+local st = state()
+if st ~= 1 then return gone(st) end
+if redis.call('HGET', S, 'metadata') ~= ARGV[3] then return {'conflict'} end
+redis.call('HSET', S, 'metadata', ARGV[4])
+touch()
+return {'ok', redis.call('HGETALL', S), redis.call('HLEN', V)}
+"""
+)
+
 _UNPIN = """
 if redis.call('HGET', KEYS[1], 'affinity') == ARGV[1] then
   redis.call('HDEL', KEYS[1], 'affinity')
@@ -419,6 +432,7 @@ class RedisSessionStore(SessionStore):
         self._read_script = self._redis.register_script(_READ)
         self._commit_script = self._redis.register_script(_COMMIT)
         self._unpin_script = self._redis.register_script(_UNPIN)
+        self._metadata_script = self._redis.register_script(_METADATA)
         self._index = f"{self.prefix}:sessions"
         self._counter = f"{self.prefix}:n"
         self._closed = False
@@ -801,6 +815,37 @@ class RedisSessionStore(SessionStore):
         )
         return bool(unpinned)
 
+    async def update_metadata(
+        self, session_id: str, metadata: Mapping[str, Any], *, replace: bool = False
+    ) -> Session:
+        """Change a session's metadata (merged, or replaced whole); compare-and-set on the server.
+
+        Raises:
+            SessionNotFoundError: no live session has that id.
+            InvalidValueError: ``metadata`` is not a mapping or ``replace`` not a bool.
+            SerializationError: ``metadata`` holds a value the codec cannot carry.
+            SessionStoreUnavailableError: Redis cannot be reached.
+        """
+        if not rules.is_session_id(session_id):
+            raise self._not_found(session_id)
+        while True:
+            reply = await self._script("update_metadata", self._session_script, session_id, ["get"])
+            if reply[0] != "ok":
+                raise await self._gone(session_id, reply[0])
+            fields = dict(zip(reply[1][::2], reply[1][1::2], strict=True))
+            new = rules.merged_metadata(_unpack(fields["metadata"]), metadata, replace=replace)
+            packed = _pack(new, f"metadata of session {session_id!r}")
+            reply = await self._script(
+                "update_metadata",
+                self._metadata_script,
+                session_id,
+                [fields["metadata"], packed],
+            )
+            if reply[0] == "ok":
+                return self._session(reply[1], reply[2])
+            if reply[0] != "conflict":
+                raise await self._gone(session_id, reply[0])
+
     async def expire_due(self) -> list[str]:
         """Remove every session (of any host) whose TTL ran out, publishing ``SessionExpired``.
 
@@ -1106,6 +1151,87 @@ class RedisSessionStore(SessionStore):
             ):
                 self._announce(session_id, new)
                 return new
+
+    async def update_variable_metadata(
+        self,
+        session_id: str,
+        name: str,
+        metadata: Mapping[str, Any],
+        *,
+        replace: bool = False,
+        expected_version: int | None = None,
+    ) -> Variable:
+        """Change a variable's metadata (merged, or replaced whole); returns the new version.
+
+        Raises:
+            SessionNotFoundError: no live session has that id.
+            VariableNotFoundError: the session has no such variable.
+            VersionConflictError: ``expected_version`` is not the current version.
+            InvalidValueError: ``metadata`` is not a mapping or ``replace`` not a bool.
+            SerializationError: ``metadata`` holds a value the codec cannot carry.
+            SessionStoreUnavailableError: Redis cannot be reached.
+        """
+        while True:
+            current = (await self._current(session_id, "update_variable_metadata", [name]))[name]
+            new = rules.plan_metadata(
+                session_id,
+                name,
+                current[0] if current is not None else None,
+                metadata,
+                replace=replace,
+                expected_version=expected_version,
+                now=self._clock.time(),
+            )
+            assert current is not None
+            write = self._set(new, current[1], _expect(*current))
+            if await self._commit(session_id, "update_variable_metadata", [write]):
+                self._announce(session_id, new)
+                return new
+
+    async def import_variables(
+        self, session_id: str, data: Mapping[str, Any], *, overwrite: bool = False
+    ) -> dict[str, Variable]:
+        """Write the variables of an export document into the session in one commit.
+
+        Raises:
+            SessionNotFoundError: no live session has that id.
+            InvalidValueError: ``data`` is not an export document.
+            VariableValidationError: an entry's name, type, constraints or value is invalid.
+            VariableRedefinedError: a name exists and ``overwrite`` is False.
+            SerializationError: a value or metadata cannot be stored.
+            SessionStoreUnavailableError: Redis cannot be reached.
+        """
+        names = rules.import_names(data)
+        while True:
+            current = await self._current(session_id, "import_variables", names)
+            planned = rules.plan_import(
+                session_id,
+                data,
+                {name: entry[0] if entry else None for name, entry in current.items()},
+                overwrite=overwrite,
+                now=self._clock.time(),
+            )
+            writes = []
+            events: list[VariableUpdated] = []
+            for item in planned:
+                new, entry = item.variable, current.get(item.variable.name)
+                if entry is None:
+                    writes.append(self._set(new, secrets.token_hex(8), ""))
+                elif not item.redefined:
+                    writes.append(self._set(new, entry[1], _expect(*entry)))
+                else:
+                    # A redefinition: the old variable and its history go, a new incarnation
+                    # starts (both checked against the version read, in the same commit).
+                    gone = rules.deleted_event(self.name, session_id, entry[0], new.updated_at)
+                    expect = _expect(*entry)
+                    writes.append(("del", new.name, expect, "", "", _update_message(gone)))
+                    writes.append(self._set(new, secrets.token_hex(8), expect))
+                    events.append(gone)
+                events.append(rules.update_event(self.name, session_id, new))
+            if not writes or await self._commit(session_id, "import_variables", writes):
+                for event in events:
+                    self._publish(event)
+                return {item.variable.name: item.variable for item in planned}
 
     # -- watches -----------------------------------------------------------------------------
 

@@ -15,7 +15,9 @@ Rules every store follows:
   exist is :class:`~snakepit.errors.VariableNotFoundError`.
 * Each variable write makes a new version (``version + 1``), is kept in a
   bounded history, is published as :class:`~snakepit.events.VariableUpdated`
-  and is delivered to the session's watches.
+  and is delivered to the session's watches. A variable's metadata update is
+  such a write (same value, new metadata); a session's metadata has no versions.
+* An import checks every entry before it writes any, and writes them all at once.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from snakepit._variables import BatchResult
+from snakepit.bridge import _rules as rules
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -179,6 +182,22 @@ class SessionStore(ABC):
         """
 
     @abstractmethod
+    async def update_metadata(
+        self, session_id: str, metadata: Mapping[str, Any], *, replace: bool = False
+    ) -> Session:
+        """Change a session's metadata: merge ``metadata`` into it, or replace it whole.
+
+        Args:
+            session_id: the session.
+            metadata: the keys to set (merged over the current ones).
+            replace: True to make ``metadata`` the whole metadata (dropping other keys).
+
+        Raises:
+            SessionNotFoundError: no live session has that id.
+            InvalidValueError: ``metadata`` is not a mapping or ``replace`` not a bool.
+        """
+
+    @abstractmethod
     async def close(self) -> None:
         """End every watch and the expiry loop. Idempotent.
 
@@ -313,6 +332,64 @@ class SessionStore(ABC):
             SessionNotFoundError: no live session has that id.
             VariableNotFoundError: no such variable, or ``version`` is not in its history.
             VersionConflictError: ``expected_version`` is not the current version.
+        """
+
+    @abstractmethod
+    async def update_variable_metadata(
+        self,
+        session_id: str,
+        name: str,
+        metadata: Mapping[str, Any],
+        *,
+        replace: bool = False,
+        expected_version: int | None = None,
+    ) -> Variable:
+        """Change a variable's metadata (merged, or replaced whole); returns the new version.
+
+        Metadata is versioned with the value: the update is a write with the same
+        value, kept in the history and delivered to watches like any other.
+
+        Raises:
+            SessionNotFoundError: no live session has that id.
+            VariableNotFoundError: the session has no such variable.
+            VersionConflictError: ``expected_version`` is not the current version.
+            InvalidValueError: ``metadata`` is not a mapping or ``replace`` not a bool.
+        """
+
+    async def export_variables(self, session_id: str, pattern: str = "*") -> dict[str, Any]:
+        """The session's variables (those matching ``pattern``) as one JSON-compatible dict.
+
+        The document is ``{"format": "snakepit.variables/1", "session_id": ...,
+        "variables": [{"name", "type", "value", "constraints", "metadata",
+        "version", "created_at", "updated_at"}, ...]}``, sorted by name; values
+        are as the variable types keep them (numbers, strings, lists, dicts), so
+        ``json.dumps`` takes it. :meth:`import_variables` reads it back.
+
+        Raises:
+            SessionNotFoundError: no live session has that id.
+        """
+        return rules.export_document(session_id, await self.list_variables(session_id, pattern))
+
+    @abstractmethod
+    async def import_variables(
+        self, session_id: str, data: Mapping[str, Any], *, overwrite: bool = False
+    ) -> dict[str, Variable]:
+        """Write the variables of an export document into the session, all or nothing.
+
+        Every entry is checked (type, constraints, value, and whether the name
+        exists) before any is written. A new name keeps its exported version; with
+        ``overwrite`` an existing one is replaced as ``version + 1`` (a different
+        type or constraints drops its history, as a delete and register would).
+        Each write is published and delivered to watches.
+
+        Returns:
+            The written variables by name.
+
+        Raises:
+            SessionNotFoundError: no live session has that id.
+            InvalidValueError: ``data`` is not an export document.
+            VariableValidationError: an entry's name, type, constraints or value is invalid.
+            VariableRedefinedError: a name exists and ``overwrite`` is False.
         """
 
     @abstractmethod

@@ -62,6 +62,7 @@ from snakepit.events import (
     SessionDeleted,
     SessionExpired,
 )
+from snakepit.pool._status import StatusPublisher
 from snakepit.pool._supervisor import Supervisor
 from snakepit.pool._types import PoolStats, WorkerFactory, WorkerInfo, WorkerLike
 from snakepit.pool.scheduler import Dispatch, Queued, Rejected, Scheduler, Ticket
@@ -140,6 +141,7 @@ class Pool:
         self.config = PoolConfig.from_options(config, options)
         self.name = self.config.name or f"pool{next(_pool_ids)}"
         self.events = EventBus(self.name)
+        self._status = StatusPublisher(self)  # `snakepit status` reads it from elsewhere
         self._clock = clock or SystemClock()
         self._state: PoolState = "new"
         self._scheduler = Scheduler(

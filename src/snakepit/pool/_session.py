@@ -157,6 +157,64 @@ class SessionVariables:
             self.session_id, name, version, expected_version=expected_version
         )
 
+    async def update_metadata(
+        self,
+        name: str,
+        metadata: Mapping[str, Any],
+        *,
+        replace: bool = False,
+        expected_version: int | None = None,
+    ) -> Variable:
+        """Change a variable's metadata: merge ``metadata`` into it, or replace it whole.
+
+        Metadata is versioned with the value: this makes a new version with the
+        same value (in the history, and seen by watches).
+
+        Raises:
+            SessionNotFoundError: the session does not exist.
+            VariableNotFoundError: no such variable.
+            VersionConflictError: ``expected_version`` is not the current version.
+            InvalidValueError: ``metadata`` is not a mapping.
+        """
+        return await self._store.update_variable_metadata(
+            self.session_id, name, metadata, replace=replace, expected_version=expected_version
+        )
+
+    async def export(self, pattern: str = "*") -> dict[str, Any]:
+        """The variables (those matching ``pattern``) as one JSON-compatible dict.
+
+        ``{"format": "snakepit.variables/1", "session_id": ..., "variables": [{"name",
+        "type", "value", "constraints", "metadata", "version", "created_at",
+        "updated_at"}, ...]}``: ``json.dumps`` it to save it, :meth:`import_` it into
+        this or another session (or pool, or host).
+
+        Raises:
+            SessionNotFoundError: the session does not exist.
+        """
+        return await self._store.export_variables(self.session_id, pattern)
+
+    async def import_(
+        self, data: Mapping[str, Any], *, overwrite: bool = False
+    ) -> dict[str, Variable]:
+        """Write the variables of an :meth:`export` into this session, all or nothing.
+
+        Creates the session if needed. Every entry is checked before any is
+        written. A new name keeps its exported version; an existing name is an
+        error unless ``overwrite``, which replaces it as ``version + 1`` (a
+        different type or constraints drops its history). Watches see each write.
+
+        Returns:
+            The written variables by name.
+
+        Raises:
+            SessionQuotaError: the session is new and the pool holds ``max_sessions``.
+            InvalidValueError: ``data`` is not an export.
+            VariableValidationError: an entry's name, type, constraints or value is invalid.
+            VariableRedefinedError: a name exists and ``overwrite`` is False.
+        """
+        await self._store.get_or_create(self.session_id)
+        return await self._store.import_variables(self.session_id, data, overwrite=overwrite)
+
     async def watch(
         self, names: Iterable[str] | None = None, *, include_current: bool = False
     ) -> VariableWatch:
@@ -227,6 +285,17 @@ class Session:
             SessionNotFoundError: the session does not exist.
         """
         return await self.pool._store.get(self.id)
+
+    async def update_metadata(
+        self, metadata: Mapping[str, Any], *, replace: bool = False
+    ) -> SessionInfo:
+        """Change the session's metadata: merge ``metadata`` into it, or replace it whole.
+
+        Raises:
+            SessionNotFoundError: the session does not exist.
+            InvalidValueError: ``metadata`` is not a mapping.
+        """
+        return await self.pool._store.update_metadata(self.id, metadata, replace=replace)
 
     async def delete(self) -> bool:
         """Delete the session and its variables; True when it existed. Idempotent."""

@@ -91,6 +91,29 @@ class SyncSessionVariables:
             self._target.rollback(name, version, expected_version=expected_version)
         )
 
+    def update_metadata(
+        self,
+        name: str,
+        metadata: Mapping[str, Any],
+        *,
+        replace: bool = False,
+        expected_version: int | None = None,
+    ) -> Variable:
+        """Blocking ``SessionVariables.update_metadata``."""
+        return self._sync._run(
+            self._target.update_metadata(
+                name, metadata, replace=replace, expected_version=expected_version
+            )
+        )
+
+    def export(self, pattern: str = "*") -> dict[str, Any]:
+        """Blocking ``SessionVariables.export``."""
+        return self._sync._run(self._target.export(pattern))
+
+    def import_(self, data: Mapping[str, Any], *, overwrite: bool = False) -> dict[str, Variable]:
+        """Blocking ``SessionVariables.import_``."""
+        return self._sync._run(self._target.import_(data, overwrite=overwrite))
+
     def watch(
         self, names: Iterable[str] | None = None, *, include_current: bool = False
     ) -> Iterator[VariableUpdated]:
@@ -132,6 +155,10 @@ class SyncSession:
     def info(self) -> SessionInfo:
         """Blocking ``Session.info``."""
         return self._sync._run(self._target.info())
+
+    def update_metadata(self, metadata: Mapping[str, Any], *, replace: bool = False) -> SessionInfo:
+        """Blocking ``Session.update_metadata``."""
+        return self._sync._run(self._target.update_metadata(metadata, replace=replace))
 
     def delete(self) -> bool:
         """Blocking ``Session.delete``."""

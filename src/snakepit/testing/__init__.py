@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         assert_no_worker_left,
         cleanup_sessions,
         isolated_pool,
+        isolated_sync_pool,
         pool_mailbox,
     )
     from snakepit.testing.servers import SHOWCASE, with_python_server
@@ -35,6 +36,7 @@ _WHERE = {
     "assert_no_worker_left": "pools",
     "cleanup_sessions": "pools",
     "isolated_pool": "pools",
+    "isolated_sync_pool": "pools",
     "pool_mailbox": "pools",
     "SHOWCASE": "servers",
     "with_python_server": "servers",
@@ -50,6 +52,7 @@ __all__ = [
     "cleanup_sessions",
     "in_process_workers",
     "isolated_pool",
+    "isolated_sync_pool",
     "pool_mailbox",
     "supervised",
     "with_python_server",

@@ -8,7 +8,7 @@ import os
 import select
 import tempfile
 import time
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 import psutil
@@ -18,9 +18,17 @@ from snakepit.pool import Pool
 from snakepit.testing.servers import SHOWCASE
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Iterator
 
-__all__ = ["assert_no_worker_left", "cleanup_sessions", "isolated_pool", "pool_mailbox"]
+    from snakepit.pool import SyncPool
+
+__all__ = [
+    "assert_no_worker_left",
+    "cleanup_sessions",
+    "isolated_pool",
+    "isolated_sync_pool",
+    "pool_mailbox",
+]
 
 _names = itertools.count(1)
 
@@ -57,6 +65,34 @@ async def isolated_pool(adapter: str = SHOWCASE, **options: Any) -> AsyncIterato
         )
         try:
             async with pool:
+                yield pool
+        finally:
+            remove()
+            assert_no_worker_left(pids)
+
+
+@contextmanager
+def isolated_sync_pool(adapter: str = SHOWCASE, **options: Any) -> Iterator[SyncPool]:
+    """:func:`isolated_pool` for synchronous code: a started ``SyncPool`` with its own
+    registry directory; at exit it is closed and every worker it started is proven gone.
+
+    Raises:
+        AssertionError: a worker process outlived the pool.
+    """
+    from snakepit.pool import SyncPool
+
+    with contextlib.ExitStack() as stack:
+        if "registry_dir" not in options:
+            options["registry_dir"] = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="sp-reg-")
+            )
+        pool = SyncPool(adapter=adapter, **_test_defaults(options))
+        pids: set[int] = set()
+        remove = pool.events.add_listener(
+            lambda e: pids.add(e.pid) if isinstance(e, WorkerReady) else None, WorkerReady
+        )
+        try:
+            with pool:
                 yield pool
         finally:
             remove()

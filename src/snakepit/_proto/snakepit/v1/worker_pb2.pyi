@@ -55,6 +55,12 @@ class Payload(_message.Message):
       {"\\u0000f": "nan"}   a float NaN; likewise "inf" and "-inf" for the infinities
       {"\\u0000d": {...}}   the object {...} itself: an object whose own keys use a
                            marker key is wrapped so it is not read as a marker
+      {"\\u0000n": {"dtype": "<f8", "shape": [2, 3], "blob": i}}
+                           a numpy array: blobs[i] is its raw C-order buffer, dtype a
+                           numpy dtype string (byte order included; never object "|O"
+                           or structured "|V"), shape its dimensions; "shape": null
+                           is a numpy scalar of that dtype. A receiver without numpy
+                           refuses it with a SerializationError
     Values nest at most 200 arrays/objects deep (markers do not count); a sender
     refuses deeper values, and a receiver may. Every Payload in a message, with its
     framing, must fit the pool's max_message_mb: a sender batches stream chunks
