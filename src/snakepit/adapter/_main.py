@@ -54,6 +54,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--socket", help="path of the Unix socket to serve on")
     where.add_argument("--tcp", metavar="HOST", help="serve on HOST:<free port> instead")
+    where.add_argument("--listen", metavar="HOST:PORT", help="serve on HOST:PORT (remote use)")
+    p.add_argument("--tls-cert", help="with --listen: serve TLS with this PEM certificate chain")
+    p.add_argument("--tls-key", help="with --listen: the PEM private key of --tls-cert")
     p.add_argument("--worker-id", default=f"worker-{os.getpid()}")
     p.add_argument("--threads", type=int, default=4, help="threads for synchronous tools")
     p.add_argument("--parent-pid", type=int, default=0, help="exit if this process is gone")
@@ -215,13 +218,18 @@ async def _serve(args: argparse.Namespace) -> int:
         if args.socket:
             address = f"unix:{args.socket}"
             server.add_insecure_port(address)
+        elif args.listen:
+            from snakepit.adapter._listen import bind
+
+            address = bind(server, args.listen, tls_cert=args.tls_cert, tls_key=args.tls_key)
         else:
             port = server.add_insecure_port(f"{args.tcp}:0")
             host = f"[{args.tcp}]" if ":" in args.tcp else args.tcp
             address = f"{host}:{port}"
         await server.start()
     except Exception:
-        log.error("cannot serve on %s:\n%s", args.socket or args.tcp, traceback.format_exc())
+        where = args.socket or args.tcp or args.listen
+        log.error("cannot serve on %s:\n%s", where, traceback.format_exc())
         return EXIT_BIND
     serving = health_pb2.HealthCheckResponse.SERVING
     await health_servicer.set("", serving)

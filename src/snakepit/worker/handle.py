@@ -42,8 +42,9 @@ from snakepit.worker.transport import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import AsyncIterator, Callable, Mapping
 
+    from snakepit.worker.attached import Placement
     from snakepit.worker.launch import Launcher, WorkerProcess
 
 __all__ = ["WorkerHandle", "WorkerOptions", "WorkerState"]
@@ -91,6 +92,8 @@ class WorkerOptions:
     extra_env: Mapping[str, str] = field(default_factory=dict)
     #: how the process is started (None: a fresh interpreter, ``SpawnLauncher``)
     launcher: Launcher | None = None
+    #: a worker the host does not spawn (remote, Ray): ``AttachedWorkerHandle`` runs it
+    placement: Callable[[], Placement] | None = None
 
 
 def exit_description(code: int | None, *, exited: bool = False) -> str:
