@@ -25,6 +25,18 @@ AFFINITY_MODES = ("hint", "strict_queue", "strict_fail_fast")
 TRANSPORTS = ("unix", "tcp")
 START_METHODS = ("forkserver", "spawn")
 SERIALIZATIONS = ("json", "pickle")
+LAUNCHERS = ("local", "ray")
+#: what ``ray_options`` may set on each worker's actor (passed to ``.options()``)
+RAY_OPTIONS = (
+    "num_cpus",
+    "num_gpus",
+    "resources",
+    "memory",
+    "accelerator_type",
+    "runtime_env",
+    "scheduling_strategy",
+    "label_selector",
+)
 
 
 def _default_size() -> int:
@@ -88,6 +100,13 @@ class PoolConfig:
             the pool then connects over TLS and checks them.
         insecure_remote: allow non-loopback ``remote_workers`` without TLS (trusted
             networks only: the token travels in clear).
+        launcher: ``"local"`` (default: processes on this machine) or ``"ray"``: each
+            worker runs in a Ray actor placed by Ray, which starts the worker process on
+            its node; the pool talks to it directly over TCP (``pip install
+            'pysnakepit[ray]'``).
+        ray_options: with ``launcher="ray"``, what each worker's actor asks of Ray:
+            ``num_cpus``, ``num_gpus``, ``resources``, ``memory``, ``accelerator_type``,
+            ``runtime_env``, ``scheduling_strategy``, ``label_selector``.
     """
 
     adapter: str
@@ -130,6 +149,8 @@ class PoolConfig:
     token_file: str | None = None
     tls_ca: str | None = None
     insecure_remote: bool = False
+    launcher: Literal["local", "ray"] = "local"
+    ray_options: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.adapter, str) or ":" not in self.adapter:
@@ -262,6 +283,7 @@ def _placement(config: PoolConfig) -> None:
     """Where the workers run: local processes, ``remote_workers``, or Ray actors."""
     from snakepit.adapter._listen import ListenError, is_loopback, parse_listen
 
+    _choice("launcher", config.launcher, LAUNCHERS)
     if not isinstance(config.insecure_remote, bool):
         _bad("insecure_remote", config.insecure_remote, "True or False")
     for option in ("token", "token_file", "tls_ca"):
@@ -300,17 +322,28 @@ def _placement(config: PoolConfig) -> None:
                 "token_file= (the token the workers' --token-file holds)",
                 option="token",
             )
+        if config.launcher != "local":
+            _bad("launcher", config.launcher, "'local' with remote_workers (started by hand)")
     elif config.token is not None or config.token_file is not None or config.tls_ca is not None:
         option = next(o for o in ("token", "token_file", "tls_ca") if getattr(config, o))
         raise InvalidValueError(
             f"invalid Pool option {option}: it is for remote_workers=['host:port', ...]; "
-            "local workers get a fresh token from the pool",
+            "local and Ray-placed workers get a fresh token from the pool",
             option=option,
         )
     for option in ("token_file", "tls_ca"):
         path = getattr(config, option)
         if path is not None and not os.access(path, os.R_OK):
             _bad(option, path, "a readable file")
+    options = config.ray_options
+    if options is not None:
+        if config.launcher != "ray":
+            _bad("ray_options", options, "None unless launcher='ray'")
+        if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+            _bad("ray_options", options, "a dict of actor options")
+        unknown = sorted(set(options) - set(RAY_OPTIONS))
+        if unknown:
+            _bad("ray_options", unknown[0], "one of " + ", ".join(RAY_OPTIONS))
 
 
 def _finite(value: float) -> bool:

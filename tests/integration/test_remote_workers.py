@@ -207,3 +207,21 @@ class TestRefusals:
         pool = snakepit.Pool(adapter=SHOWCASE, remote_workers=addresses, token="tok-4f9a")
         assert pool.config.size == 2 and pool.config.remote_workers == tuple(addresses)
         assert "tok-4f9a" not in repr(pool.config)
+
+
+class TestRayOptions:
+    @pytest.mark.parametrize(
+        ("options", "needle"),
+        [
+            ({"launcher": "kubernetes"}, "launcher"),
+            ({"ray_options": {"num_cpus": 1}}, "launcher='ray'"),
+            ({"launcher": "ray", "ray_options": {"num_cpu": 1}}, "num_cpus"),
+            ({"launcher": "ray", "ray_options": [("num_cpus", 1)]}, "dict"),
+            ({"launcher": "ray", "token": "t"}, "remote_workers"),
+            ({"launcher": "ray", "remote_workers": ["127.0.0.1:1"], "token": "t"}, "by hand"),
+        ],
+    )
+    def test_ray_options_are_checked(self, options: dict[str, object], needle: str) -> None:
+        """What launcher='ray' takes is checked when the pool is built, naming the option."""
+        with pytest.raises(snakepit.InvalidValueError, match=needle):
+            snakepit.Pool(adapter=SHOWCASE, **options)

@@ -47,6 +47,10 @@ class Placements(Protocol):
 def placements_for(config: PoolConfig, pool: str) -> Placements | None:
     if config.remote_workers:
         return RemotePlacements(config)
+    if config.launcher == "ray":
+        from snakepit.pool._ray import RayPlacements
+
+        return RayPlacements(config, pool)
     return None
 
 
