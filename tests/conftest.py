@@ -12,6 +12,7 @@ _MARKERS = {
     "performance": "performance",
     "chaos": "chaos",
     "supertester": "supertester",
+    "ray": "ray",
 }
 _ROOT = Path(__file__).parent
 

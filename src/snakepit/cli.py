@@ -1,4 +1,4 @@
-"""The snakepit command: demo, doctor, status and bench."""
+"""The snakepit command: demo, doctor, status, worker and bench."""
 
 from __future__ import annotations
 
@@ -309,6 +309,94 @@ def _worker_check(adapter: str, python: str) -> bool:
     return _check("worker", True, f"started, answered Ping and stopped in {_ms(took)}")
 
 
+# -- worker: serve one worker for a pool on another machine ---------------------------------------
+
+
+def _worker_command(argv: list[str]) -> int:
+    """``snakepit worker --adapter pkg.mod:Class --listen HOST:PORT --token-file F [TLS]``.
+
+    Checks what an operator can get wrong before anything starts (the address, TLS for
+    anything beyond loopback, the token file), then becomes the worker: it serves until
+    SIGTERM or Ctrl-C and never returns. See docs/scaling.md.
+    """
+    from snakepit.adapter._listen import ListenError, is_loopback, parse_listen
+
+    p = argparse.ArgumentParser(
+        prog="snakepit worker",
+        description="Serve one worker over TCP for a pool on another machine "
+        "(Pool(remote_workers=['host:port'], token_file=..., tls_ca=...)).",
+    )
+    p.add_argument("--adapter", required=True, help="pkg.module:Class of an Adapter subclass")
+    p.add_argument("--listen", required=True, metavar="HOST:PORT", help="address to serve on")
+    p.add_argument("--token-file", required=True, help="file holding the token pools must send")
+    p.add_argument("--tls-cert", help="PEM certificate chain (required beyond loopback)")
+    p.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --listen without TLS (the token then travels in clear)",
+    )
+    p.add_argument("--threads", type=int, default=4, help="threads for synchronous tools")
+    p.add_argument("--max-message-mb", type=int, default=256)
+    p.add_argument("--allow-pickle", action="store_true", help="for pools with pickle")
+    p.add_argument("--worker-id", default=None, help="name in this worker's log lines")
+    p.add_argument("--log-level", default="INFO")
+    args = p.parse_args(argv)
+
+    def refuse(message: str) -> int:
+        print(f"snakepit worker: {message}", file=sys.stderr)
+        return 2
+
+    if ":" not in args.adapter:
+        return refuse(f"--adapter must be 'pkg.module:Class', got {args.adapter!r}")
+    try:
+        host, _port = parse_listen(args.listen)
+    except ListenError as exc:
+        return refuse(str(exc))
+    if bool(args.tls_cert) != bool(args.tls_key):
+        return refuse("--tls-cert and --tls-key go together: give both or neither")
+    if not args.tls_cert and not is_loopback(host) and not args.insecure:
+        return refuse(
+            f"--listen {args.listen} is reachable from other machines, and without TLS the "
+            "token and every call travel in clear: give --tls-cert and --tls-key (and the "
+            "pool tls_ca=), or --insecure if the network is trusted"
+        )
+    for path in filter(None, (args.tls_cert, args.tls_key)):
+        if not os.access(path, os.R_OK):
+            return refuse(f"cannot read {path!r}")
+    try:
+        with open(args.token_file, encoding="utf-8") as f:
+            token = f.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        return refuse(f"cannot read --token-file {args.token_file!r}: {exc}")
+    if not token or any(c.isspace() or not c.isprintable() for c in token):
+        return refuse(
+            f"--token-file {args.token_file!r} must hold one token (printable, no spaces), "
+            "e.g. python -c 'import secrets; print(secrets.token_hex(32))' > FILE"
+        )
+    if args.threads < 1 or args.max_message_mb < 1:
+        return refuse("--threads and --max-message-mb must be >= 1")
+    worker_argv = [
+        "--adapter",
+        args.adapter,
+        "--listen",
+        args.listen,
+        "--threads",
+        str(args.threads),
+        "--max-message-bytes",
+        str(args.max_message_mb * 1024 * 1024),
+        "--log-level",
+        args.log_level,
+        "--no-stdin-watch",
+        *(["--worker-id", args.worker_id] if args.worker_id else []),
+        *(["--tls-cert", args.tls_cert, "--tls-key", args.tls_key] if args.tls_cert else []),
+        *(["--allow-pickle"] if args.allow_pickle else []),
+    ]
+    from snakepit.adapter._main import main as worker_main
+
+    worker_main(worker_argv, watch_parent=False, secrets={"token": token})
+
+
 # -- entry point ---------------------------------------------------------------------------------
 
 
@@ -346,11 +434,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser(
         "bench", help="benchmarks against peer pools (needs the 'bench' extra)", add_help=False
     )
+    sub.add_parser("worker", help="serve one worker for a pool on another machine", add_help=False)
     _add_version_and_status(parser, sub)
     args, rest = parser.parse_known_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
+    if args.command == "worker":
+        return _worker_command(rest)
     if args.command == "bench":
         try:
             from snakepit.benchmarks import main as bench_main

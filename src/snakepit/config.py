@@ -12,7 +12,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -31,6 +31,18 @@ SERIALIZATIONS = ("json", "pickle")
 # separators, no NUL, nothing that could make it "." or "..".
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 NAME_RULE = "1-128 characters from A-Z a-z 0-9 _ . : -, starting with a letter or digit"
+LAUNCHERS = ("local", "ray")
+#: what ``ray_options`` may set on each worker's actor (passed to ``.options()``)
+RAY_OPTIONS = (
+    "num_cpus",
+    "num_gpus",
+    "resources",
+    "memory",
+    "accelerator_type",
+    "runtime_env",
+    "scheduling_strategy",
+    "label_selector",
+)
 
 
 def _default_size() -> int:
@@ -89,6 +101,23 @@ class PoolConfig:
             key namespace) for a Redis shared by several hosts (``pip install
             'pysnakepit[redis]'``), or a ``SessionStore`` object, which the pool uses but
             neither runs nor closes.
+        remote_workers: ``["host:port", ...]``: attach workers that ``snakepit worker``
+            serves on other machines instead of starting local ones, one slot each
+            (``size`` defaults to their number). Needs ``token`` or ``token_file``, and
+            ``tls_ca`` for any address that is not loopback. See ``docs/scaling.md``.
+        token: the token remote workers expect (as in their ``--token-file``).
+        token_file: a file holding that token, read when the pool starts.
+        tls_ca: a PEM file with the CA that signed the remote workers' certificates;
+            the pool then connects over TLS and checks them.
+        insecure_remote: allow non-loopback ``remote_workers`` without TLS (trusted
+            networks only: the token travels in clear).
+        launcher: ``"local"`` (default: processes on this machine) or ``"ray"``: each
+            worker runs in a Ray actor placed by Ray, which starts the worker process on
+            its node; the pool talks to it directly over TCP (``pip install
+            'pysnakepit[ray]'``).
+        ray_options: with ``launcher="ray"``, what each worker's actor asks of Ray:
+            ``num_cpus``, ``num_gpus``, ``resources``, ``memory``, ``accelerator_type``,
+            ``runtime_env``, ``scheduling_strategy``, ``label_selector``.
     """
 
     adapter: str
@@ -126,6 +155,13 @@ class PoolConfig:
     session_ttl: float = 3600.0
     max_sessions: int | None = None
     session_store: str | SessionStore | None = None
+    remote_workers: Sequence[str] | None = None
+    token: str | None = field(default=None, repr=False)
+    token_file: str | None = None
+    tls_ca: str | None = None
+    insecure_remote: bool = False
+    launcher: Literal["local", "ray"] = "local"
+    ray_options: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.adapter, str) or ":" not in self.adapter:
@@ -171,6 +207,7 @@ class PoolConfig:
         ):
             _bad("name", self.name, NAME_RULE)
         _session_store(self.session_store)
+        _placement(self)
 
     @classmethod
     def from_options(cls, config: PoolConfig | None, options: dict[str, Any]) -> PoolConfig:
@@ -184,6 +221,9 @@ class PoolConfig:
                 f"allowed: {', '.join(sorted(known))}",
                 option=unknown[0],
             )
+        remote = options.get("remote_workers")
+        if "size" not in options and isinstance(remote, list | tuple) and remote:
+            options = {**options, "size": len(remote)}  # one slot per remote worker
         if config is None:
             if "adapter" not in options:
                 raise ConfigError(
@@ -260,6 +300,73 @@ def _session_store(value: Any) -> None:
             value,
             "None (in memory), a URL 'redis://host:6379/0', or a SessionStore object",
         )
+
+
+def _placement(config: PoolConfig) -> None:
+    """Where the workers run: local processes, ``remote_workers``, or Ray actors."""
+    from snakepit.adapter._listen import ListenError, is_loopback, parse_listen
+
+    _choice("launcher", config.launcher, LAUNCHERS)
+    if not isinstance(config.insecure_remote, bool):
+        _bad("insecure_remote", config.insecure_remote, "True or False")
+    for option in ("token", "token_file", "tls_ca"):
+        value = getattr(config, option)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            _bad(option, "<hidden>" if option == "token" else value, "a non-empty string or None")
+    if config.token is not None and any(c.isspace() or not c.isprintable() for c in config.token):
+        _bad("token", "<hidden>", "printable, without spaces")
+    remote = config.remote_workers
+    if remote is not None:
+        if isinstance(remote, str) or not isinstance(remote, Sequence) or not remote:
+            _bad("remote_workers", remote, "a non-empty list of 'host:port' strings")
+        for address in remote:
+            try:
+                host, port = parse_listen(address) if isinstance(address, str) else ("", 0)
+            except ListenError:
+                host, port = "", 0
+            if not port:
+                _bad("remote_workers", address, "'host:port' strings with a port 1-65535")
+            if not (config.tls_ca or config.insecure_remote or is_loopback(host)):
+                raise ConfigError(
+                    f"invalid Pool option remote_workers: {brief(address)} is not a loopback "
+                    "address, and without TLS the token and every call travel in clear; give "
+                    "tls_ca='ca.pem' (and the worker --tls-cert/--tls-key), or "
+                    "insecure_remote=True on a trusted network",
+                    option="remote_workers",
+                )
+        if len(set(remote)) != len(remote):
+            _bad("remote_workers", remote, "distinct addresses (one slot each)")
+        object.__setattr__(config, "remote_workers", tuple(remote))
+        if config.size != len(remote):
+            _bad("size", config.size, f"the number of remote_workers ({len(remote)}), or left out")
+        if (config.token is None) == (config.token_file is None):
+            raise ConfigError(
+                "invalid Pool options: remote_workers needs exactly one of token= or "
+                "token_file= (the token the workers' --token-file holds)",
+                option="token",
+            )
+        if config.launcher != "local":
+            _bad("launcher", config.launcher, "'local' with remote_workers (started by hand)")
+    elif config.token is not None or config.token_file is not None or config.tls_ca is not None:
+        option = next(o for o in ("token", "token_file", "tls_ca") if getattr(config, o))
+        raise ConfigError(
+            f"invalid Pool option {option}: it is for remote_workers=['host:port', ...]; "
+            "local and Ray-placed workers get a fresh token from the pool",
+            option=option,
+        )
+    for option in ("token_file", "tls_ca"):
+        path = getattr(config, option)
+        if path is not None and not os.access(path, os.R_OK):
+            _bad(option, path, "a readable file")
+    options = config.ray_options
+    if options is not None:
+        if config.launcher != "ray":
+            _bad("ray_options", options, "None unless launcher='ray'")
+        if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+            _bad("ray_options", options, "a dict of actor options")
+        unknown = sorted(set(options) - set(RAY_OPTIONS))
+        if unknown:
+            _bad("ray_options", unknown[0], "one of " + ", ".join(RAY_OPTIONS))
 
 
 def _finite(value: float) -> bool:

@@ -57,6 +57,7 @@ __all__ = [
     "VariableRedefinedError",
     "VariableValidationError",
     "VersionConflictError",
+    "WorkerAuthenticationError",
     "WorkerBusyError",
     "WorkerCrashedError",
     "WorkerError",
@@ -269,6 +270,14 @@ class WorkerStartupError(WorkerError):
     """
 
 
+class WorkerAuthenticationError(WorkerStartupError):
+    """Raised when a remote worker refused the pool's token: the pool's ``token`` or
+    ``token_file`` does not hold what the worker's ``--token-file`` holds.
+
+    ``details``: ``worker_id``, ``address``.
+    """
+
+
 class BrokenExecutorError(WorkerStartupError, BrokenExecutor):
     """Raised when a ``snakepit.Executor`` cannot run tasks because its workers could not
     start (its ``initializer`` raised, or an option is wrong); create a new Executor.
@@ -381,6 +390,7 @@ _KINDS: dict[str, type[SnakepitError]] = {
         WorkerError,
         WorkerCrashedError,
         WorkerStartupError,
+        WorkerAuthenticationError,
         BrokenExecutorError,
         SessionWorkerUnavailableError,
         PoolClosedError,

@@ -45,6 +45,7 @@ __all__ = [
     "Subscription",
     "VariableUpdated",
     "WorkerExited",
+    "WorkerLost",
     "WorkerReady",
     "WorkerRecycled",
     "WorkerRestarting",
@@ -106,6 +107,18 @@ class WorkerUnhealthy(Event):
     worker_id: str
     pid: int
     reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerLost(Event):
+    """A worker on another machine (``remote_workers``) or a Ray actor stopped answering or
+    died; the pool retries its slot with backoff. ``restartable`` is False for a remote
+    worker: the pool can only reconnect, someone must restart ``snakepit worker`` there."""
+
+    worker_id: str
+    address: str
+    reason: str
+    restartable: bool
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -54,6 +54,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--socket", help="path of the Unix socket to serve on")
     where.add_argument("--tcp", metavar="HOST", help="serve on HOST:<free port> instead")
+    where.add_argument("--listen", metavar="HOST:PORT", help="serve on HOST:PORT (remote use)")
+    p.add_argument("--tls-cert", help="with --listen: serve TLS with this PEM certificate chain")
+    p.add_argument("--tls-key", help="with --listen: the PEM private key of --tls-cert")
     p.add_argument("--worker-id", default=f"worker-{os.getpid()}")
     p.add_argument("--threads", type=int, default=4, help="threads for synchronous tools")
     p.add_argument("--parent-pid", type=int, default=0, help="exit if this process is gone")
@@ -240,6 +243,10 @@ async def _serve(args: argparse.Namespace, secrets: dict[str, str]) -> int:
         if args.socket:
             address = f"unix:{args.socket}"
             server.add_insecure_port(address)
+        elif args.listen:
+            from snakepit.adapter._listen import bind
+
+            address = bind(server, args.listen, tls_cert=args.tls_cert, tls_key=args.tls_key)
         else:
             port = server.add_insecure_port(f"{args.tcp}:0")
             host = f"[{args.tcp}]" if ":" in args.tcp else args.tcp
@@ -249,7 +256,8 @@ async def _serve(args: argparse.Namespace, secrets: dict[str, str]) -> int:
             # Only this user may connect; the host learns the address only after this.
             os.chmod(args.socket, 0o600)
     except Exception:
-        log.error("cannot serve on %s:\n%s", args.socket or args.tcp, traceback.format_exc())
+        where = args.socket or args.tcp or args.listen
+        log.error("cannot serve on %s:\n%s", where, traceback.format_exc())
         return EXIT_BIND
     serving = health_pb2.HealthCheckResponse.SERVING
     await health_servicer.set("", serving)
@@ -294,7 +302,12 @@ def _exit(code: int) -> NoReturn:
     os._exit(code)
 
 
-def main(argv: list[str] | None = None, *, watch_parent: bool = True) -> NoReturn:
+def main(
+    argv: list[str] | None = None,
+    *,
+    watch_parent: bool = True,
+    secrets: dict[str, str] | None = None,
+) -> NoReturn:
     """Run a worker until it is told to stop; never returns.
 
     ``watch_parent=False`` (a worker forked by the fork server) does not tie the worker's
@@ -312,7 +325,8 @@ def main(argv: list[str] | None = None, *, watch_parent: bool = True) -> NoRetur
         format=f"%(levelname)s [{args.worker_id}] %(name)s: %(message)s",
     )
     try:
-        secrets = _read_secrets(args.secrets_stdin)  # first, before anything can fork
+        if secrets is None:  # else the caller (`snakepit worker`) read them itself
+            secrets = _read_secrets(args.secrets_stdin)  # first, before anything can fork
     except (OSError, ValueError) as exc:
         log.error("cannot read the secrets line on stdin: %s", exc)
         _exit(EXIT_BAD_ARGS)

@@ -62,10 +62,12 @@ from snakepit.events import (
     SessionDeleted,
     SessionExpired,
 )
+from snakepit.pool._placement import placements_for
 from snakepit.pool._status import StatusPublisher
 from snakepit.pool._supervisor import Supervisor
 from snakepit.pool._types import PoolStats, WorkerFactory, WorkerInfo, WorkerLike
 from snakepit.pool.scheduler import Dispatch, Queued, Rejected, Scheduler, Ticket
+from snakepit.worker.attached import AttachedWorkerHandle
 from snakepit.worker.forkserver import ForkServer, effective_start_method
 from snakepit.worker.handle import WorkerHandle, WorkerOptions, WorkerState
 from snakepit.worker.registry import ProcessRegistry
@@ -100,6 +102,10 @@ PoolState = Literal["new", "starting", "running", "closing", "closed"]
 def _handle_factory(
     worker_id: str, options: WorkerOptions, *, events: EventBus, clock: Clock, source: str
 ) -> WorkerLike:
+    if options.placement is not None:  # remote or Ray-placed: not our child process
+        return AttachedWorkerHandle(
+            worker_id, options, options.placement(), events=events, clock=clock, source=source
+        )
     return WorkerHandle(worker_id, options, events=events, clock=clock, source=source)
 
 
@@ -183,6 +189,7 @@ class Pool:
         self._closed_event: asyncio.Event | None = None
         self._runtime_dir: Path | None = None
         self._fork_server: ForkServer | None = None
+        self._placements = placements_for(self.config, self.name)
         self._store, self._owns_store = self._make_store()
         self._host_tools = HostToolRegistry(self.name)
         self._bridge: HostBridge | None = None
@@ -251,7 +258,11 @@ class Pool:
             )
             self._supervisor.registry = registry
             await asyncio.to_thread(_sweep_leftovers, registry, self.config.runtime_dir)
-            if effective_start_method(self.config.start_method, self.config.python) == "forkserver":
+            if self._placements is not None:
+                await self._placements.open()
+            elif (
+                effective_start_method(self.config.start_method, self.config.python) == "forkserver"
+            ):
                 self._fork_server = ForkServer(
                     self.config.adapter,
                     python=self.config.python,
@@ -259,15 +270,20 @@ class Pool:
                     startup_timeout=self.config.startup_timeout,
                     label=f"pool {self.name!r}",
                 )
+            # Workers on other nodes reach the bridge over TCP, at this node's address.
+            bridge_host = self._placements.bridge_host() if self._placements else None
             self._bridge = HostBridge(
                 self._store,
                 self._host_tools,
                 name=self.name,
-                transport=self.config.transport,
+                transport="tcp" if bridge_host else self.config.transport,
+                tcp_host=bridge_host or "127.0.0.1",
                 max_message_bytes=self.config.max_message_mb * 1024 * 1024,
                 allow_pickle=self.config.serialization == "pickle",
             )
             await self._bridge.start(self._runtime_dir)
+            if self._placements is not None and bridge_host:
+                self._placements.attach_bridge(self._bridge.worker_env())
             await self._supervisor.start_all()
         except BaseException:
             await self._teardown(grace=0.0)
@@ -329,6 +345,8 @@ class Pool:
             if task is not current:
                 task.cancel()
         await self._supervisor.stop_all(grace)
+        if self._placements is not None:
+            await self._placements.close()
         pending = [t for t in self._tasks if t is not current and not t.done()]
         if pending:
             await asyncio.wait(pending)
@@ -359,7 +377,7 @@ class Pool:
                 )
             raise self._closed_error()
 
-    def _options(self) -> WorkerOptions:
+    def _options(self, slot: int = 0) -> WorkerOptions:
         c = self.config
         assert self._runtime_dir is not None
         return WorkerOptions(
@@ -377,6 +395,7 @@ class Pool:
             extra_env=self._bridge.worker_env() if self._bridge is not None else {},
             launcher=self._fork_server,
             host_token=self._bridge.token if self._bridge is not None else None,
+            placement=self._placements.factory(slot) if self._placements is not None else None,
         )
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:

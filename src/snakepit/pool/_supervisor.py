@@ -88,7 +88,7 @@ class Supervisor:
         events: EventBus,
         scheduler: Scheduler,
         factory: WorkerFactory,
-        options: Callable[[], WorkerOptions],
+        options: Callable[[int], WorkerOptions],
         spawn: Callable[[Coroutine[Any, Any, Any], str], asyncio.Task[Any]],
         resolve: Callable[[Dispatch], None],
         reject: Callable[[Ticket, SnakepitError], None],
@@ -178,7 +178,11 @@ class Supervisor:
         slot.generation += 1
         worker_id = slot.name if slot.generation == 1 else f"{slot.name}-{slot.generation}"
         worker = self._factory(
-            worker_id, self._options(), events=self._events, clock=self._clock, source=self.name
+            worker_id,
+            self._options(slot.index),
+            events=self._events,
+            clock=self._clock,
+            source=self.name,
         )
         self.workers[worker_id] = worker
         self.slot_of[worker_id] = slot

@@ -49,8 +49,9 @@ from snakepit.worker.transport import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import AsyncIterator, Callable, Mapping
 
+    from snakepit.worker.attached import Placement
     from snakepit.worker.launch import Launcher, WorkerProcess
 
 __all__ = ["WorkerHandle", "WorkerOptions", "WorkerState"]
@@ -98,6 +99,8 @@ class WorkerOptions:
     #: how the process is started (None: a fresh interpreter, ``SpawnLauncher``)
     launcher: Launcher | None = None
     host_token: str | None = None
+    #: a worker the host does not spawn (remote, Ray): ``AttachedWorkerHandle`` runs it
+    placement: Callable[[], Placement] | None = None
 
 
 def printable(text: str) -> str:

@@ -200,6 +200,7 @@ class GrpcTransport:
         max_message_bytes: int = 256 * 1024 * 1024,
         token: str | None = None,
         encoding: Encoding = Encoding.JSON,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self.address = address
         self.worker_id = worker_id
@@ -211,7 +212,10 @@ class GrpcTransport:
             ("grpc.enable_retries", 0),
             ("grpc.use_local_subchannel_pool", 1),
         ]
-        self._channel = grpc.aio.insecure_channel(address, options=options)
+        if credentials is not None:  # TLS, for a worker on another machine
+            self._channel = grpc.aio.secure_channel(address, credentials, options=options)
+        else:
+            self._channel = grpc.aio.insecure_channel(address, options=options)
         self._stub = pb_grpc.WorkerServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._metadata = (("snakepit-token", token),) if token else None
         self._closed = False
