@@ -37,8 +37,9 @@ class Placements(Protocol):
         """Where the host bridge must listen (TCP) for these workers; None: they get none."""
         ...
 
-    def attach_bridge(self, env: dict[str, str]) -> None:
-        """The environment that tells a worker where the bridge is and its token."""
+    def attach_bridge(self, env: dict[str, str], token: str | None) -> None:
+        """The environment that tells a worker where the bridge is, and the bridge's token
+        (handed to each worker with its own, never in its environment)."""
         ...
 
     async def close(self) -> None: ...
@@ -96,7 +97,7 @@ class RemotePlacements:
     def bridge_host(self) -> str | None:
         return None  # workers started by hand get no host bridge (docs/scaling.md)
 
-    def attach_bridge(self, env: dict[str, str]) -> None:
+    def attach_bridge(self, env: dict[str, str], token: str | None) -> None:
         return None
 
     async def close(self) -> None:

@@ -283,7 +283,7 @@ class Pool:
             )
             await self._bridge.start(self._runtime_dir)
             if self._placements is not None and bridge_host:
-                self._placements.attach_bridge(self._bridge.worker_env())
+                self._placements.attach_bridge(self._bridge.worker_env(), self._bridge.token)
             await self._supervisor.start_all()
         except BaseException:
             await self._teardown(grace=0.0)

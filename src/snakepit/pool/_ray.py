@@ -45,6 +45,7 @@ class RayPlacements:
         self.actors: dict[str, Any] = {}  # actor id (hex) -> handle, until killed
         self.actor_class: Any = None
         self.worker_env: dict[str, str] = {}
+        self.bridge_token: str | None = None
 
     async def open(self) -> None:
         try:
@@ -65,8 +66,9 @@ class RayPlacements:
 
         return str(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call,unused-ignore]
 
-    def attach_bridge(self, env: dict[str, str]) -> None:
+    def attach_bridge(self, env: dict[str, str], token: str | None) -> None:
         self.worker_env = dict(env)
+        self.bridge_token = token
 
     def factory(self, slot: int) -> Callable[[], Placement]:
         return lambda: RayPlacement(self)
@@ -126,7 +128,7 @@ class RayPlacement:
         )
         try:
             self._actor = owner.actor_class.options(**options).remote(
-                _argv(owner.config, worker_id), env, owner.token
+                _argv(owner.config, worker_id), env, owner.token, owner.bridge_token
             )
         except Exception as exc:  # Ray rejects what ray_options asked (a bad runtime_env...)
             raise WorkerStartupError(

@@ -31,10 +31,12 @@ class WorkerActor:
     """One worker process on this actor's node (an async actor: ``wait`` and ``stop`` run
     concurrently)."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], token: str) -> None:
+    def __init__(
+        self, argv: list[str], env: dict[str, str], token: str, host_token: str | None = None
+    ) -> None:
         self._argv = list(argv)
         self._env = dict(env)
-        self._token = token
+        self._secrets = {"token": token, **({"host_token": host_token} if host_token else {})}
         self._proc: asyncio.subprocess.Process | None = None
         self._forwarder: asyncio.Task[None] | None = None
 
@@ -75,7 +77,7 @@ class WorkerActor:
         assert self._proc.stdin is not None and self._proc.stdout is not None
         # The token goes on the first line of stdin, never in the environment; the pipe
         # stays open as the worker's lifeline (EOF: this actor is gone).
-        self._proc.stdin.write(json.dumps({"token": self._token}).encode() + b"\n")
+        self._proc.stdin.write(json.dumps(self._secrets).encode() + b"\n")
         lines: list[str] = []
         try:
             async with asyncio.timeout(startup_timeout):
