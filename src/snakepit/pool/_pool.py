@@ -1020,7 +1020,7 @@ class Pool:
             description: reported by ``ListHostTools``; default: the docstring's first line.
 
         Raises:
-            ValueError: the name is malformed or already registered.
+            InvalidValueError: the name is malformed or already registered (a ``ValueError``).
             TypeError: ``fn`` is not callable.
         """
         self._host_tools.register(name, fn, description=description)
