@@ -62,7 +62,7 @@ from snakepit.events import (
     SessionDeleted,
     SessionExpired,
 )
-from snakepit.pool._status import StatusPublisher
+from snakepit.pool._status import StatusPublisher, remove_dead_statuses
 from snakepit.pool._supervisor import Supervisor
 from snakepit.pool._types import PoolStats, WorkerFactory, WorkerInfo, WorkerLike
 from snakepit.pool.scheduler import Dispatch, Queued, Rejected, Scheduler, Ticket
@@ -104,9 +104,11 @@ def _handle_factory(
 
 
 def _sweep_leftovers(registry: ProcessRegistry, runtime_base: str | None) -> None:
-    """What dead hosts left: their processes (by the registry), their runtime directories."""
+    """What dead hosts left: their processes (by the registry), their runtime directories
+    and their status files."""
     registry.open()
     sweep_runtime_dirs(runtime_base)
+    remove_dead_statuses()
 
 
 class Pool:
