@@ -30,6 +30,8 @@ SERIALIZATIONS = ("json", "pickle")
 # A pool's name goes into file names (its registry file, its runtime directory): no path
 # separators, no NUL, nothing that could make it "." or "..".
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+MAX_COUNT = 65_536  # workers, threads, concurrency: far beyond any one host
+MAX_MESSAGE_MB = 2047  # gRPC's limit is a 32-bit count of bytes
 NAME_RULE = "1-128 characters from A-Z a-z 0-9 _ . : -, starting with a letter or digit"
 LAUNCHERS = ("local", "ray")
 #: what ``ray_options`` may set on each worker's actor (passed to ``.options()``)
@@ -55,7 +57,7 @@ class PoolConfig:
 
     Attributes:
         adapter: ``"pkg.module:Class"`` of the worker's Adapter subclass.
-        size: number of worker processes.
+        size: number of worker processes (1 to 65536, as are threads and the concurrencies).
         name: the pool's name in events, logs and ``repr`` (default: generated);
             1-128 characters ``[A-Za-z0-9_.:-]``, starting with a letter or digit.
         max_queue: requests that may wait for a worker; one more is ``PoolSaturatedError``.
@@ -85,7 +87,8 @@ class PoolConfig:
             says when ``python`` is another interpreter or the platform cannot fork them.
         transport: ``"unix"`` (default) or ``"tcp"`` (loopback, with a per-pool token).
         serialization: ``"json"`` (default) or ``"pickle"`` (Python-to-Python, opt-in).
-        max_message_mb: the largest message either side accepts.
+        max_message_mb: the largest message either side accepts (1 to 2047: gRPC counts
+            bytes in 32 bits).
         threads: threads per worker for synchronous tools.
         startup_concurrency: workers started at once.
         shutdown_grace: seconds between SIGTERM and SIGKILL when stopping a worker; also
@@ -166,14 +169,16 @@ class PoolConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.adapter, str) or ":" not in self.adapter:
             _bad("adapter", self.adapter, "a string 'pkg.module:Class'")
-        _int("size", self.size, 1)
+        # Upper bounds too: a pool builds its slots eagerly (size=10**5000 never returned), and
+        # gRPC takes the message limit in bytes as a 32-bit int.
+        _int("size", self.size, 1, maximum=MAX_COUNT)
         _int("max_queue", self.max_queue, 0)
         _int("idempotent_retries", self.idempotent_retries, 0)
-        _int("max_concurrency", self.max_concurrency, 1)
+        _int("max_concurrency", self.max_concurrency, 1, maximum=MAX_COUNT)
         _int("max_restarts", self.max_restarts, 0)
-        _int("max_message_mb", self.max_message_mb, 1)
-        _int("threads", self.threads, 1)
-        _int("startup_concurrency", self.startup_concurrency, 1)
+        _int("max_message_mb", self.max_message_mb, 1, maximum=MAX_MESSAGE_MB)
+        _int("threads", self.threads, 1, maximum=MAX_COUNT)
+        _int("startup_concurrency", self.startup_concurrency, 1, maximum=MAX_COUNT)
         _int("max_requests", self.max_requests, 1, optional=True)
         _int("max_sessions", self.max_sessions, 1, optional=True)
         _seconds("queue_timeout", self.queue_timeout, optional=True)
@@ -249,11 +254,19 @@ def _bad(option: str, value: Any, allowed: str) -> None:
     )
 
 
-def _int(option: str, value: Any, minimum: int, *, optional: bool = False) -> None:
+def _int(
+    option: str, value: Any, minimum: int, *, optional: bool = False, maximum: int | None = None
+) -> None:
     if value is None and optional:
         return
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        _bad(option, value, f"an integer >= {minimum}" + (" or None" if optional else ""))
+    if (
+        not isinstance(value, int)
+        or isinstance(value, bool)
+        or value < minimum
+        or (maximum is not None and value > maximum)
+    ):
+        bounds = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        _bad(option, value, f"an integer {bounds}" + (" or None" if optional else ""))
 
 
 def _seconds(

@@ -128,3 +128,57 @@ class TestHostDeath:
                 host.stdin.close()
             if host.stdout:
                 host.stdout.close()
+
+
+# A host that is its own child subreaper: a worker whose template died is re-parented to
+# it and, never waited for, stays a zombie after it dies, as it does for a moment under any
+# init. The host then crashes that worker and reports whether its helpers outlive it.
+ORPHAN_HOST = textwrap.dedent(
+    """
+    import asyncio, ctypes, json, os, signal, sys
+    import psutil
+    import snakepit
+    from snakepit.events import WorkerExited
+
+    ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+    async def main():
+        async with snakepit.Pool(adapter="snakepit.testing.adapters:Helpers", size=1,
+                                 registry_dir=sys.argv[1], heartbeat_interval=None,
+                                 max_restarts=10) as pool:
+            exited = pool.events.subscribe(WorkerExited)
+            helpers = await pool.execute("spawn_helpers")
+            (worker,) = pool.workers()
+            template = psutil.Process(worker.pid).ppid()
+            os.kill(template, signal.SIGKILL)
+            psutil.Process(template).wait(20)
+            try:
+                await pool.execute("die")
+            except snakepit.WorkerCrashedError:
+                pass
+            await asyncio.wait_for(exited.get(), 20)
+            gone, alive = psutil.wait_procs([psutil.Process(p) for p in helpers], timeout=10)
+            for proc in alive:
+                proc.kill()
+            print(json.dumps({"alive": [p.pid for p in alive]}), flush=True)
+
+    asyncio.run(main())
+    """
+)
+
+
+class TestOrphanedWorkerHelpers:
+    def test_helpers_of_a_worker_that_outlived_its_template_die_with_it(
+        self, tmp_path: Path
+    ) -> None:
+        """A worker forked by a template that has since died is reaped by whoever adopted it,
+        not by the host; when it crashes, its helpers are killed all the same, even while it
+        is still a zombie (its pid, taken by it, does not mean the group is empty)."""
+        out = subprocess.run(
+            [sys.executable, "-c", ORPHAN_HOST, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert json.loads(out.stdout.splitlines()[-1]) == {"alive": []}, out.stderr[-2000:]

@@ -62,6 +62,17 @@ class TestBoundedEchoes:
                 assert len(str(err)) < 1000, str(err)[:200]
             assert "ping" in str(missing.value) and "..." in str(missing.value)
 
+    def test_a_malformed_host_tool_name_is_typed_and_echoed_cut_short(self) -> None:
+        """A 1 MiB host tool name is refused with a SnakepitError (still a ValueError), and its
+        message does not carry the name whole; so is a name registered twice."""
+        pool = snakepit.Pool(adapter="snakepit.testing.adapters:Minimal")
+        with pytest.raises(snakepit.InvalidValueError) as bad:
+            pool.register_host_tool("h" * MiB, lambda: None)
+        assert isinstance(bad.value, ValueError) and len(str(bad.value)) < 1000
+        pool.register_host_tool("twice", lambda: None)
+        with pytest.raises(snakepit.InvalidValueError, match="already registered"):
+            pool.register_host_tool("twice", lambda: None)
+
 
 class TestNamesChooseNoPath:
     @pytest.mark.parametrize("name", ["a:b.c-d_e", "9..9", "x" * 128])

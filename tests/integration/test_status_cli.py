@@ -38,18 +38,25 @@ async def test_status_lists_the_running_pool_its_workers_and_current_tool(
     folder = tmp_path / "status"
     monkeypatch.setenv("SNAKEPIT_STATUS_DIR", str(folder))
     env = {**os.environ, "SNAKEPIT_STATUS_DIR": str(folder)}
-    # A pool whose process died without removing its file: skipped, not listed.
     folder.mkdir(mode=0o700)
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
-    (folder / "ghost-1-x.json").write_text(
-        json.dumps(
-            {"format": 1, "pool": "ghost", "pid": int(dead.stdout), "pid_started": 0, "workers": []}
-        )
-    )
-    (folder / "link.json").symlink_to(folder / "ghost-1-x.json")
     async with isolated_pool(size=2, name=f"st{os.getpid()}") as pool:
+        # A pool whose process died without removing its file (after this pool's start,
+        # which removes such files): skipped, not listed.
+        (folder / "ghost-1-x.json").write_text(
+            json.dumps(
+                {
+                    "format": 1,
+                    "pool": "ghost",
+                    "pid": int(dead.stdout),
+                    "pid_started": 0,
+                    "workers": [],
+                }
+            )
+        )
+        (folder / "link.json").symlink_to(folder / "ghost-1-x.json")
         box = pool_mailbox(pool)
         await pool.execute("ping")
         call = asyncio.create_task(pool.execute("hang", timeout=30))
@@ -105,3 +112,33 @@ def test_version_bare_command_and_plain_help_for_every_option(
             assert same_line.strip() or next_line.startswith(" " * 10), (
                 f"{command} {flag} has no help"
             )
+
+
+async def test_a_starting_pool_removes_the_status_files_of_dead_hosts_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host killed before it could remove its status file leaves it behind; the next pool
+    removes it, and leaves a live process's file and what is not a status file alone."""
+    import psutil
+
+    folder = tmp_path / "status"
+    folder.mkdir(mode=0o700)
+    monkeypatch.setenv("SNAKEPIT_STATUS_DIR", str(folder))
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    me = psutil.Process()
+
+    def status(pid: int, started: float) -> str:
+        return json.dumps(
+            {"format": 1, "pool": "p", "pid": pid, "pid_started": started, "workers": []}
+        )
+
+    (folder / "ghost-1-x.json").write_text(status(int(dead.stdout), 0))
+    (folder / "alive-2-y.json").write_text(status(me.pid, me.create_time()))
+    (folder / "other.json").write_text("not a status document")
+    async with isolated_pool(size=1, name=f"sw{os.getpid()}") as pool:
+        left = sorted(p.name for p in folder.iterdir())
+        assert "ghost-1-x.json" not in left
+        assert {"alive-2-y.json", "other.json"} <= set(left)
+        assert any(name.startswith(f"{pool.name}-") for name in left)

@@ -24,8 +24,10 @@ from typing import TYPE_CHECKING, Any
 from snakepit.errors import (
     HostToolError,
     InvalidArgumentsError,
+    InvalidValueError,
     SnakepitError,
     ToolNotFoundError,
+    brief,
 )
 
 if TYPE_CHECKING:
@@ -42,12 +44,14 @@ def validate_tool_name(name: Any) -> str:
     """Return ``name`` when it is a valid tool name: ``[A-Za-z_][A-Za-z0-9_.-]{0,127}``.
 
     Raises:
-        ValueError: it is not a string of that shape.
+        InvalidValueError: it is not a string of that shape (a ``ValueError`` too).
     """
     if not isinstance(name, str) or _NAME.fullmatch(name) is None:
-        raise ValueError(
-            f"invalid host tool name {name!r}: use 1-128 characters [A-Za-z0-9_.-] "
-            "starting with a letter or '_'"
+        # The name is echoed cut short: a 1 MiB name makes no 1 MiB message.
+        raise InvalidValueError(
+            f"invalid host tool name {brief(name)}: use 1-128 characters [A-Za-z0-9_.-] "
+            "starting with a letter or '_'",
+            argument="name",
         )
     return name
 
@@ -79,16 +83,17 @@ class HostToolRegistry:
         """Make ``fn`` callable from worker code as ``name``.
 
         Raises:
-            ValueError: the name is malformed or already registered.
+            InvalidValueError: the name is malformed or already registered (a ``ValueError``).
             TypeError: ``fn`` is not callable or its signature cannot be read.
         """
         validate_tool_name(name)
         if not callable(fn):
             raise TypeError(f"host tool {name!r} must be callable, got {type(fn).__name__}")
         if name in self._tools:
-            raise ValueError(
+            raise InvalidValueError(
                 f"host tool {name!r} is already registered in pool {self.name!r}; "
-                "unregister it first or pick another name"
+                "unregister it first or pick another name",
+                argument="name",
             )
         try:
             signature = inspect.signature(fn)

@@ -63,7 +63,7 @@ from snakepit.events import (
     SessionExpired,
 )
 from snakepit.pool._placement import placements_for
-from snakepit.pool._status import StatusPublisher
+from snakepit.pool._status import StatusPublisher, remove_dead_statuses
 from snakepit.pool._supervisor import Supervisor
 from snakepit.pool._types import PoolStats, WorkerFactory, WorkerInfo, WorkerLike
 from snakepit.pool.scheduler import Dispatch, Queued, Rejected, Scheduler, Ticket
@@ -110,9 +110,11 @@ def _handle_factory(
 
 
 def _sweep_leftovers(registry: ProcessRegistry, runtime_base: str | None) -> None:
-    """What dead hosts left: their processes (by the registry), their runtime directories."""
+    """What dead hosts left: their processes (by the registry), their runtime directories
+    and their status files."""
     registry.open()
     sweep_runtime_dirs(runtime_base)
+    remove_dead_statuses()
 
 
 class Pool:
@@ -1039,7 +1041,7 @@ class Pool:
             description: reported by ``ListHostTools``; default: the docstring's first line.
 
         Raises:
-            ValueError: the name is malformed or already registered.
+            InvalidValueError: the name is malformed or already registered (a ``ValueError``).
             TypeError: ``fn`` is not callable.
         """
         self._host_tools.register(name, fn, description=description)

@@ -198,6 +198,54 @@ def _alive(pid: Any, started: Any) -> bool:
         return False
 
 
+def remove_dead_statuses(folder: Path | None = None) -> list[Path]:
+    """Remove the status files that pools of dead processes left behind (a host killed
+    before it could remove its own); returns what was removed.
+
+    Only regular files of this user in a private directory of this user that are status
+    documents naming a process that is gone are removed; anything else is left alone.
+    """
+    folder = status_dir() if folder is None else folder
+    removed: list[Path] = []
+    if not _private_dir(folder, create=False):
+        return removed
+    for path in sorted(folder.glob("*.json")):
+        doc = _read_status(path)
+        if (
+            doc is None
+            or not isinstance(doc.get("pid"), int)
+            or not isinstance(doc.get("pid_started"), int | float)
+        ):
+            continue
+        if not _alive(doc["pid"], doc["pid_started"]):
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
+def _read_status(path: Path) -> dict[str, Any] | None:
+    """The status document in ``path``: a regular file of this user (no link followed)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+            return None
+        raw = f.read(_MAX_FILE + 1)
+    if len(raw) > _MAX_FILE:
+        return None
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None
+    if isinstance(doc, dict) and doc.get("format") == FORMAT:
+        return doc
+    return None
+
+
 def read_statuses(folder: Path | None = None) -> list[dict[str, Any]]:
     """The status of every live pool of this user, by pool name; dead pools are skipped.
 

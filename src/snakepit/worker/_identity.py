@@ -17,7 +17,14 @@ import os
 
 import psutil
 
-__all__ = ["create_time", "group_members", "pid_in_use", "running", "same_process"]
+__all__ = [
+    "create_time",
+    "group_members",
+    "pid_in_use",
+    "pid_taken_by_a_live_process",
+    "running",
+    "same_process",
+]
 
 TOLERANCE = 0.05  # seconds: psutil's start times are rounded
 
@@ -56,6 +63,18 @@ def pid_in_use(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def pid_taken_by_a_live_process(pid: int) -> bool:
+    """True when a process that has not exited has this pid now. A zombie does not count:
+    a dead process that its parent has not reaped yet still holds its pid, and with it
+    the number of its process group, which no new process can be given meanwhile."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return pid_in_use(pid)
 
 
 def group_members(pgid: int, *, since: float) -> list[int]:

@@ -36,7 +36,7 @@ from snakepit.clock import Clock, SystemClock
 from snakepit.codec import Encoding
 from snakepit.errors import WorkerCrashedError, WorkerStartupError
 from snakepit.events import EventBus, WorkerExited, WorkerReady, WorkerStarting
-from snakepit.worker._identity import pid_in_use
+from snakepit.worker._identity import pid_taken_by_a_live_process
 from snakepit.worker._paths import worker_pythonpath
 from snakepit.worker.launch import PIPE, SPAWN, LaunchError
 from snakepit.worker.transport import (
@@ -601,12 +601,14 @@ class WorkerHandle:
         every helper it started there.
 
         Once the worker is reaped its pid is free for reuse, but not while a member of its
-        group lives: so if a process has that pid now, the group is empty and nothing is sent.
+        group lives: so if a live process has that pid now, the group is empty and nothing is
+        sent. A zombie there is the worker itself, dead but not yet reaped by whoever adopted
+        it (a forked worker whose fork server died): its group is still its own.
         """
         pid = self.pid
         if pid is None:
             return
-        if self._reaped and pid_in_use(pid):
+        if self._reaped and pid_taken_by_a_live_process(pid):
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, sig)

@@ -16,9 +16,12 @@ class TestPoolConfig:
     @pytest.mark.parametrize(
         ("option", "value", "allowed"),
         [
-            ("size", 0, "an integer >= 1"),
-            ("size", 2.5, "an integer >= 1"),
-            ("size", True, "an integer >= 1"),
+            ("size", 0, "an integer from 1 to 65536"),
+            ("size", 2.5, "an integer from 1 to 65536"),
+            ("size", True, "an integer from 1 to 65536"),
+            ("size", 65_537, "an integer from 1 to 65536"),
+            ("threads", 10**6, "an integer from 1 to 65536"),
+            ("max_message_mb", 2048, "an integer from 1 to 2047"),
             ("max_queue", -1, "an integer >= 0"),
             ("queue_timeout", 0, "a finite number > 0 or None"),
             ("timeout", -1.0, "a number > 0, math.inf or None"),
@@ -31,7 +34,7 @@ class TestPoolConfig:
             ("max_requests", 0, "an integer >= 1 or None"),
             ("memory_limit_mb", -5, "a finite number > 0 or None"),
             ("env", {"A": 1}, "a mapping of str to str"),
-            ("max_concurrency", 0, "an integer >= 1"),
+            ("max_concurrency", 0, "an integer from 1 to 65536"),
             ("startup_timeout", None, "a finite number > 0"),
         ],
     )
@@ -44,11 +47,14 @@ class TestPoolConfig:
         assert f"{option}={value!r}" in str(info.value)
         assert allowed in str(info.value)
 
-    @pytest.mark.parametrize("option", ["timeout", "session_ttl", "backoff_max", "python", "size"])
+    @pytest.mark.parametrize(
+        "option", ["timeout", "session_ttl", "backoff_max", "python", "size", "threads"]
+    )
     def test_unprintable_values_are_typed_errors(self, option: str) -> None:
         """10**5000 (no repr, no float) is an InvalidValueError naming the option: a
-        SnakepitError that is still the documented ValueError."""
-        value = 10**5000 if option != "size" else [10**5000]
+        SnakepitError that is still the documented ValueError. (A pool of 10**5000 slots
+        was built eagerly: its constructor never returned.)"""
+        value = 10**5000 if option != "python" else [10**5000]
         with pytest.raises(snakepit.InvalidValueError, match=f"option {option}=") as info:
             snakepit.Pool(adapter=A, **{option: value})
         assert isinstance(info.value, ValueError) and info.value.option == option
