@@ -46,6 +46,7 @@ sre_parse: Any = importlib.import_module("re._parser")
 __all__ = [
     "MATCH_BUDGET",
     "MAX_CACHED",
+    "MAX_MATCHED_LENGTH",
     "MAX_PATTERN",
     "MAX_POSITIONS",
     "PatternTooCostly",
@@ -57,6 +58,9 @@ __all__ = [
 MAX_PATTERN = 1000
 MAX_POSITIONS = 500
 MATCH_BUDGET = 200_000
+#: The longest value a pattern is checked against (~100 ns a character on the host's loop,
+#: so at most ~25 ms); a longer one is refused, not matched.
+MAX_MATCHED_LENGTH = 256 * 1024
 MAX_CACHED = 10_000
 # A new transition costs about as much as this many state tests (a set, a lookup, a row).
 _MISS_COST = 10
@@ -342,8 +346,14 @@ class SafePattern:
         """True when the whole of ``text`` matches.
 
         Raises:
-            PatternTooCostly: matching would build more than ``MATCH_BUDGET`` state tests.
+            PatternTooCostly: matching would build more than ``MATCH_BUDGET`` state tests,
+                or ``text`` is longer than ``MAX_MATCHED_LENGTH``.
         """
+        if len(text) > MAX_MATCHED_LENGTH:
+            raise PatternTooCostly(
+                f"a value of {len(text)} characters is longer than the {MAX_MATCHED_LENGTH} "
+                "a pattern is checked against; keep pattern-checked strings shorter"
+            )
         with self._lock:
             return self._fullmatch(text)
 

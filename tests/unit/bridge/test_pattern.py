@@ -11,6 +11,7 @@ import pytest
 from snakepit.bridge import get_type
 from snakepit.bridge._pattern import (
     MATCH_BUDGET,
+    MAX_MATCHED_LENGTH,
     MAX_PATTERN,
     PatternTooCostly,
     SafePattern,
@@ -120,6 +121,16 @@ class TestBounded:
         with pytest.raises(PatternTooCostly):
             SafePattern(r"(?s).*").fullmatch(distinct)
         assert vtype.validate("v", "ok", checked) == "ok"
+
+    def test_a_value_too_long_to_check_on_the_loop_is_refused_typed(self) -> None:
+        """A value past MAX_MATCHED_LENGTH is refused before any matching: even a linear
+        match of 30 MB would hold the host's loop for seconds."""
+        vtype = get_type("string")
+        checked = vtype.check_constraints({"pattern": "[a-z]*"}, variable="v")
+        with pytest.raises(VariableValidationError, match="longer than") as info:
+            vtype.validate("v", "a" * (MAX_MATCHED_LENGTH + 1), checked)
+        assert info.value.constraint == "pattern"
+        assert vtype.validate("v", "a" * MAX_MATCHED_LENGTH, checked) == "a" * MAX_MATCHED_LENGTH
 
 
 class TestRefused:
