@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
-import hmac
 import importlib
 import inspect
 import json
@@ -35,12 +34,14 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from snakepit._wire.constants import PROTOCOL_VERSION, READY_PREFIX
+from snakepit._wire.token import token_interceptor
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
 __all__ = ["READY_PREFIX", "main"]
 
-READY_PREFIX = "SNAKEPIT_READY "
 EXIT_BAD_ARGS, EXIT_IMPORT, EXIT_SETUP, EXIT_BIND = 2, 3, 4, 5
 _PR_SET_PDEATHSIG = 1
 log = logging.getLogger("snakepit.adapter")
@@ -110,36 +111,13 @@ async def _maybe_await(result: Awaitable[None] | None) -> None:
         await result
 
 
-def _token_check(token: str) -> Any:
-    """A gRPC server interceptor that rejects calls without the pool's token (TCP only)."""
-    import grpc
-
-    class TokenCheck(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-arg,unused-ignore]
-        async def intercept_service(self, continuation: Any, details: Any) -> Any:
-            return await _check(continuation, details)
-
-    async def _check(continuation: Any, details: Any) -> Any:
-        for key, value in details.invocation_metadata or ():
-            if key == "snakepit-token" and hmac.compare_digest(str(value), token):
-                return await continuation(details)
-        if details.method.startswith("/grpc.health.v1.Health/"):
-            return await continuation(details)
-
-        async def deny(request: Any, context: Any) -> Any:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong snakepit-token")
-
-        return grpc.unary_unary_rpc_method_handler(deny)
-
-    return TokenCheck()
-
-
 async def _serve(args: argparse.Namespace) -> int:
     import grpc
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
     from snakepit._proto.snakepit.v1 import worker_pb2_grpc as pb_grpc
     from snakepit.adapter import host_client
-    from snakepit.adapter._service import PROTOCOL_VERSION, WorkerServicer
+    from snakepit.adapter._service import WorkerServicer
 
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -170,7 +148,7 @@ async def _serve(args: argparse.Namespace) -> int:
     host_client.configure_from_environ(
         worker_id=args.worker_id, max_message_bytes=limit, allow_pickle=args.allow_pickle
     )
-    interceptors = [_token_check(token)] if token else []
+    interceptors = [token_interceptor(token)] if token else []
     server = grpc.aio.server(options=options, interceptors=interceptors)
     executor = ThreadPoolExecutor(max_workers=max(1, args.threads), thread_name_prefix="tool")
     servicer = WorkerServicer(

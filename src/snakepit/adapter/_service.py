@@ -11,20 +11,20 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import json
 import logging
 import os
 import sys
 import threading
 import time
-import traceback
 from typing import TYPE_CHECKING, Any
 
 from snakepit._proto.snakepit.v1 import worker_pb2 as pb
 from snakepit._proto.snakepit.v1 import worker_pb2_grpc as pb_grpc
+from snakepit._wire.constants import PROTOCOL_VERSION
+from snakepit._wire.errors import error_info
 from snakepit.adapter.context import SessionContext
 from snakepit.codec import Encoding, decode, encode
-from snakepit.errors import RequestError, SnakepitError, ToolError, ToolNotFoundError
+from snakepit.errors import RequestError, ToolNotFoundError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Generator
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
 __all__ = ["PROTOCOL_VERSION", "WorkerServicer", "error_info"]
 
-PROTOCOL_VERSION = "1"
 log = logging.getLogger("snakepit.adapter")
 
 # Stream chunks the producer thread may run ahead of the gRPC writer.
@@ -45,41 +44,6 @@ _STREAM_WINDOW = 256
 # The most chunks, and bytes, one StreamItem carries.
 _BATCH_CHUNKS = 256
 _BATCH_BYTES = 1 << 20
-
-
-def error_info(exc: BaseException, *, tool: str | None = None) -> pb.ErrorInfo:
-    """The wire form of an exception: snakepit errors keep their kind, others become ToolError."""
-    tb = "".join(traceback.format_exception(exc))
-    if isinstance(exc, SnakepitError):
-        details = {k: v for k, v in exc.details.items() if _jsonable(v)}
-        return pb.ErrorInfo(
-            kind=type(exc).__name__,
-            message=exc.message,
-            # A relayed error (HostToolError) keeps the type and traceback of where it began.
-            remote_type=str(details.pop("remote_type", "")) or type(exc).__name__,
-            traceback=str(details.pop("remote_traceback", "")) or tb,
-            details_json=json.dumps(details),
-        )
-    remote_type = type(exc).__qualname__
-    module = type(exc).__module__
-    if module not in ("builtins", "__main__"):
-        remote_type = f"{module}.{remote_type}"
-    where = f"tool {tool!r} raised" if tool else "the worker raised"
-    return pb.ErrorInfo(
-        kind=ToolError.__name__,
-        message=f"{where} {remote_type}: {exc}",
-        remote_type=remote_type,
-        traceback=tb,
-        details_json=json.dumps({"tool": tool} if tool else {}),
-    )
-
-
-def _jsonable(value: Any) -> bool:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 class WorkerServicer(pb_grpc.WorkerServiceServicer):

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from snakepit._wire.constants import READY_PREFIX as _READY
 from snakepit.clock import Clock, SystemClock
 from snakepit.codec import Encoding
 from snakepit.errors import WorkerCrashedError, WorkerStartupError
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ["WorkerHandle", "WorkerOptions", "WorkerState"]
 
-READY_PREFIX = b"SNAKEPIT_READY "
+READY_PREFIX = _READY.encode()
 _STDERR_TAIL = 40
 _STDERR_CHUNK = 64 * 1024
 _STDERR_LINE_SHOWN = 4000

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -18,8 +17,10 @@ import grpc
 
 from snakepit._proto.snakepit.v1 import worker_pb2 as pb
 from snakepit._proto.snakepit.v1 import worker_pb2_grpc as pb_grpc
+from snakepit._wire.constants import TOKEN_HEADER
+from snakepit._wire.errors import exception_from_info
 from snakepit.codec import Encoding, decode, encode
-from snakepit.errors import ExecutionTimeoutError, RequestError, SnakepitError, from_wire
+from snakepit.errors import ExecutionTimeoutError, RequestError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator, Sequence
@@ -151,13 +152,8 @@ class Transport(Protocol):
     async def close(self, grace: float | None = None) -> None: ...
 
 
-def _error(info: pb.ErrorInfo, worker_id: str) -> SnakepitError:
-    details: dict[str, Any] = json.loads(info.details_json) if info.details_json else {}
-    details.setdefault("worker_id", worker_id)
-    if info.kind in ("ToolError", "HostToolError"):
-        details["remote_type"] = info.remote_type
-        details["remote_traceback"] = info.traceback
-    return from_wire(info.kind, info.message, details)
+def _error(info: pb.ErrorInfo, worker_id: str) -> Exception:
+    return exception_from_info(info, worker_id=worker_id)
 
 
 _TIMEOUT_CODES = (grpc.StatusCode.DEADLINE_EXCEEDED,)
@@ -187,7 +183,7 @@ class GrpcTransport:
         ]
         self._channel = grpc.aio.insecure_channel(address, options=options)
         self._stub = pb_grpc.WorkerServiceStub(self._channel)  # type: ignore[no-untyped-call]
-        self._metadata = (("snakepit-token", token),) if token else None
+        self._metadata = ((TOKEN_HEADER, token),) if token else None
         self._closed = False
 
     def _payload(self, args: dict[str, Any], tool: str) -> pb.Payload:
