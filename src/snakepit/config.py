@@ -17,7 +17,7 @@ from typing import Any, Literal
 __all__ = ["AFFINITY_MODES", "PoolConfig"]
 
 AFFINITY_MODES = ("hint", "strict_queue", "strict_fail_fast")
-TRANSPORTS = ("unix", "tcp")
+TRANSPORTS = ("local", "grpc", "unix", "tcp")
 SERIALIZATIONS = ("json", "pickle")
 
 
@@ -50,7 +50,10 @@ class PoolConfig:
         python: interpreter for the workers (a different virtualenv works).
         env: extra environment variables for the workers.
         cwd: working directory of the workers.
-        transport: ``"unix"`` (default) or ``"tcp"`` (loopback, with a per-pool token).
+        transport: ``"local"`` (default: frames on a socket pair, shared memory for large
+            bytes, no gRPC in the worker), ``"grpc"`` (gRPC on a Unix socket; ``"unix"`` is
+            accepted as another name for it) or ``"tcp"`` (gRPC on loopback, with a per-pool
+            token). Workers in other languages speak gRPC or the framing in FRAMING.md.
         serialization: ``"json"`` (default) or ``"pickle"`` (Python-to-Python, opt-in).
         max_message_mb: the largest message either side accepts.
         threads: threads per worker for synchronous tools.
@@ -84,7 +87,7 @@ class PoolConfig:
     python: str = sys.executable
     env: Mapping[str, str] | None = None
     cwd: str | None = None
-    transport: Literal["unix", "tcp"] = "unix"
+    transport: Literal["local", "grpc", "unix", "tcp"] = "local"
     serialization: Literal["json", "pickle"] = "json"
     max_message_mb: int = 256
     threads: int = 4
@@ -125,6 +128,8 @@ class PoolConfig:
             _bad("backoff_max", self.backoff_max, f">= backoff_initial ({self.backoff_initial})")
         _choice("affinity", self.affinity, AFFINITY_MODES)
         _choice("transport", self.transport, TRANSPORTS)
+        if self.transport == "unix":
+            object.__setattr__(self, "transport", "grpc")
         _choice("serialization", self.serialization, SERIALIZATIONS)
         if not isinstance(self.python, str) or not self.python:
             _bad("python", self.python, "the path of a Python interpreter")

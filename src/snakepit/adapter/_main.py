@@ -1,6 +1,11 @@
 """The worker process: ``python -m snakepit.adapter --adapter pkg.module:Class ...``.
 
-Start-up order: watch the host (stdin EOF and the parent-death signal), import
+With ``--local`` (the default transport) the host passes one end of a socket
+pair as stdin; the worker speaks frames on it (:mod:`snakepit.adapter._local`,
+specified in ``proto/snakepit/v1/FRAMING.md``), announces readiness with a
+``READY`` frame, and exits when it reads EOF there. No gRPC is imported.
+
+With ``--socket``/``--tcp`` (gRPC), the start-up order is: watch the host (stdin EOF and the parent-death signal), import
 and set up the adapter, start the gRPC server on a Unix socket in the given
 private directory (or TCP port 0), then print exactly one ready line on
 stdout::
@@ -53,6 +58,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--adapter", required=True, help="pkg.module:Class of an Adapter subclass")
     where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument(
+        "--local",
+        action="store_true",
+        help="serve the local transport: frames on the socket passed as stdin (fd 0)",
+    )
     where.add_argument("--socket", help="path of the Unix socket to serve on")
     where.add_argument("--tcp", metavar="HOST", help="serve on HOST:<free port> instead")
     p.add_argument("--worker-id", default=f"worker-{os.getpid()}")
@@ -229,4 +239,8 @@ def main(argv: list[str] | None = None) -> NoReturn:
         format=f"%(levelname)s [{args.worker_id}] %(name)s: %(message)s",
     )
     _die_with_parent(args.parent_pid)
+    if args.local:
+        from snakepit.adapter import _local
+
+        _exit(_local.serve(args, _load_adapter, _exit))
     _exit(asyncio.run(_serve(args)))

@@ -10,21 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import functools
 import logging
 import os
-import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 from snakepit._proto.snakepit.v1 import worker_pb2 as pb
 from snakepit._proto.snakepit.v1 import worker_pb2_grpc as pb_grpc
-from snakepit._wire.constants import PROTOCOL_VERSION
 from snakepit._wire.errors import error_info
-from snakepit.adapter.context import SessionContext
-from snakepit.codec import Encoding, decode, encode
-from snakepit.errors import RequestError, ToolNotFoundError
+from snakepit.adapter._core import describe_response, lookup, prepare
+from snakepit.codec import Encoding, encode
+from snakepit.errors import RequestError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Generator
@@ -35,7 +32,7 @@ if TYPE_CHECKING:
     from snakepit.adapter._base import Adapter
     from snakepit.adapter._tools import ToolInfo
 
-__all__ = ["PROTOCOL_VERSION", "WorkerServicer", "error_info"]
+__all__ = ["WorkerServicer", "error_info"]
 
 log = logging.getLogger("snakepit.adapter")
 
@@ -73,33 +70,8 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
     async def Describe(
         self, request: pb.DescribeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.DescribeResponse:
-        tools = [
-            pb.ToolSpec(
-                name=info.name,
-                description=info.description,
-                streaming=info.streaming,
-                uses_context=info.context_param is not None,
-                is_async=info.is_async,
-                params=[
-                    pb.ParamSpec(
-                        name=p.name,
-                        type=p.annotation,
-                        required=p.required,
-                        default_json=p.default_json,
-                        kind=p.kind,
-                    )
-                    for p in info.params
-                ],
-            )
-            for info in self._tools.values()
-        ]
-        return pb.DescribeResponse(
-            adapter=self._adapter_path,
-            pid=os.getpid(),
-            language=f"python {sys.version.split()[0]}",
-            protocol_version=PROTOCOL_VERSION,
-            tools=tools,
-            worker_id=self._worker_id,
+        return describe_response(
+            self._tools, adapter_path=self._adapter_path, worker_id=self._worker_id
         )
 
     async def Ping(
@@ -115,36 +87,19 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
     # -- Execute -----------------------------------------------------------------------------
 
     def _lookup(self, request: pb.ExecuteRequest) -> ToolInfo:
-        info = self._tools.get(request.tool)
-        if info is None:
-            available = sorted(self._tools)
-            raise ToolNotFoundError(
-                f"worker {self._worker_id!r} ({self._adapter_path}) has no tool "
-                f"{request.tool!r}; available: {', '.join(available) or 'none'}",
-                tool=request.tool,
-                available=available,
-                worker_id=self._worker_id,
-            )
-        return info
+        return lookup(
+            self._tools, request.tool, adapter_path=self._adapter_path, worker_id=self._worker_id
+        )
 
     def _prepare(self, info: ToolInfo, request: pb.ExecuteRequest) -> Callable[[], Any]:
         """Decode and bind the arguments: the call, ready to run (big payloads: on a thread)."""
-        args = decode(
-            request.args.document,
-            list(request.args.blobs),
-            encoding=Encoding(request.args.encoding),
+        return prepare(
+            self._adapter,
+            info,
+            request,
+            worker_id=self._worker_id,
             allow_pickle=self._allow_pickle,
-            what=f"arguments of tool {info.name!r}",
         )
-        kwargs = dict(info.bind(args))
-        if info.context_param is not None:
-            kwargs[info.context_param] = SessionContext(
-                session_id=request.session_id or None,
-                request_id=request.request_id,
-                worker_id=self._worker_id,
-                tool=info.name,
-            )
-        return functools.partial(getattr(self._adapter, info.method_name), **kwargs)
 
     def _payload(self, value: Any, what: str, encoding: int) -> pb.Payload:
         enc = (

@@ -319,6 +319,7 @@ class Pool:
             max_message_bytes=c.max_message_mb * 1024 * 1024,
             encoding=Encoding.PICKLE if c.serialization == "pickle" else Encoding.JSON,
             extra_env=self._bridge.worker_env() if self._bridge is not None else {},
+            host=self._bridge.ops if self._bridge is not None else None,
         )
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:

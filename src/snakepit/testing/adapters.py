@@ -12,7 +12,15 @@ from snakepit.adapter import Adapter, tool
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
 
-__all__ = ["FailingSetup", "HangingSetup", "Minimal", "MockAdapter", "Noisy", "Streams"]
+__all__ = [
+    "FailingSetup",
+    "HangingSetup",
+    "Minimal",
+    "MockAdapter",
+    "Noisy",
+    "Probe",
+    "Streams",
+]
 
 
 class Minimal(Adapter):
@@ -114,3 +122,39 @@ class Streams(Adapter):
         """Yield 0..n-1, then raise RuntimeError."""
         yield from range(n)
         raise RuntimeError(f"stream broke after {n} chunks")
+
+
+class Probe(Adapter):
+    """Tools that report on the worker process itself (imports, stdin, stream production)."""
+
+    produced = 0
+
+    @tool
+    def modules(self, prefix: str) -> list[str]:
+        """The imported modules whose names start with ``prefix``."""
+        return sorted(m for m in sys.modules if m == prefix or m.startswith(prefix + "."))
+
+    @tool
+    def stdin_kind(self) -> str:
+        """What the worker's fd 0 is: "socket", "fifo", "chr" (e.g. /dev/null) or "other"."""
+        import os
+        import stat
+
+        mode = os.fstat(0).st_mode
+        if stat.S_ISSOCK(mode):
+            return "socket"
+        if stat.S_ISFIFO(mode):
+            return "fifo"
+        return "chr" if stat.S_ISCHR(mode) else "other"
+
+    @tool
+    def endless(self, size: int = 1) -> Iterator[bytes]:
+        """Yield chunks of ``size`` bytes for ever, counting them in :meth:`produced_count`."""
+        while True:
+            Probe.produced += 1
+            yield b"x" * size
+
+    @tool
+    def produced_count(self) -> int:
+        """How many chunks :meth:`endless` has made so far in this worker."""
+        return Probe.produced

@@ -31,6 +31,7 @@ from snakepit.clock import Clock, SystemClock
 from snakepit.codec import Encoding
 from snakepit.errors import WorkerCrashedError, WorkerStartupError
 from snakepit.events import EventBus, WorkerExited, WorkerReady, WorkerStarting
+from snakepit.worker import local
 from snakepit.worker.transport import (
     DescribeResult,
     GrpcTransport,
@@ -41,7 +42,10 @@ from snakepit.worker.transport import (
 )
 
 if TYPE_CHECKING:
+    import socket
     from collections.abc import AsyncIterator, Mapping
+
+    from snakepit.bridge.ops import HostOps
 
 __all__ = ["WorkerHandle", "WorkerOptions", "WorkerState"]
 
@@ -70,7 +74,7 @@ class WorkerOptions:
     python: str = sys.executable
     env: Mapping[str, str] | None = None
     cwd: str | None = None
-    transport: Literal["unix", "tcp"] = "unix"
+    transport: Literal["local", "grpc", "unix", "tcp"] = "local"
     tcp_host: str = "127.0.0.1"
     startup_timeout: float = 30.0
     threads: int = 4
@@ -79,6 +83,12 @@ class WorkerOptions:
     encoding: Encoding = Encoding.JSON
     log_level: str = "INFO"
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    # Answers a local worker's calls to the host (sessions, variables, host tools).
+    host: HostOps | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def grpc(self) -> bool:
+        return self.transport != "local"
 
 
 def exit_description(code: int | None) -> str:
@@ -175,7 +185,9 @@ class WorkerHandle:
         ]
         if o.encoding is Encoding.PICKLE:
             cmd.append("--allow-pickle")
-        if o.transport == "unix":
+        if o.transport == "local":
+            cmd.append("--local")
+        elif o.transport in ("grpc", "unix"):
             sock = o.runtime_dir / f"{self.id}.sock"
             if len(str(sock)) > _UNIX_PATH_MAX:
                 raise WorkerStartupError(
@@ -218,18 +230,22 @@ class WorkerHandle:
             WorkerStarting(source=self._source, at=self.started_at, worker_id=self.id)
         )
         token = secrets.token_hex(16) if o.transport == "tcp" else None
+        channel: socket.socket | None = None
+        theirs: socket.socket | None = None
+        if o.grpc:
+            stdin: int = asyncio.subprocess.PIPE
+            stdout: int = asyncio.subprocess.PIPE
+        else:
+            channel, theirs = local.socketpair()
+            stdin, stdout = theirs.fileno(), asyncio.subprocess.DEVNULL
         try:
-            self._proc = await asyncio.create_subprocess_exec(
-                *self._command(),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=self._environment(token),
-                cwd=o.cwd,
-                start_new_session=True,
+            self._proc = await self._launch(
+                self._command(), env=self._environment(token), stdin=stdin, stdout=stdout
             )
         except OSError as exc:
             self.state = WorkerState.EXITED
+            if channel is not None:
+                channel.close()
             raise WorkerStartupError(
                 f"worker {self.id!r}: cannot run {o.python!r}: {exc}; check the pool's "
                 "`python` option",
@@ -237,24 +253,43 @@ class WorkerHandle:
                 exit_code=None,
                 stderr_tail="",
             ) from exc
+        finally:
+            if theirs is not None:
+                theirs.close()  # the worker holds it now: its EOF must mean the worker's end
         self.pid = self._proc.pid
         self._exited = asyncio.get_running_loop().create_future()
         stderr_task = self._spawn(self._forward_stderr(), "stderr")
         self._spawn(self._watch_exit(stderr_task), "exit-watch")
         try:
             async with asyncio.timeout(o.startup_timeout):
-                address = await self._read_ready_line()
-                transport = GrpcTransport(
-                    address,
-                    worker_id=self.id,
-                    max_message_bytes=o.max_message_bytes,
-                    token=token,
-                    encoding=o.encoding,
-                )
-                self._transport = transport
-                self.describe_result = await transport.describe(timeout=o.startup_timeout)
+                if channel is not None:
+                    address = f"local:{self.pid}"
+                    transport: Transport = local.LocalTransport(
+                        channel,
+                        worker_id=self.id,
+                        max_message_bytes=o.max_message_bytes,
+                        encoding=o.encoding,
+                        host=o.host,
+                    )
+                    self._transport = transport
+                    self.describe_result = await transport.ready()  # type: ignore[attr-defined]
+                else:
+                    address = await self._read_ready_line()
+                    transport = GrpcTransport(
+                        address,
+                        worker_id=self.id,
+                        max_message_bytes=o.max_message_bytes,
+                        token=token,
+                        encoding=o.encoding,
+                    )
+                    self._transport = transport
+                    self.describe_result = await transport.describe(timeout=o.startup_timeout)
         except BaseException as exc:
             reason = self._startup_reason(exc)
+            if isinstance(exc, TransportError) and self._exited is not None:
+                # The channel closed before the worker was ready: it is exiting; keep its code.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._exited), timeout=1.0)
             await self.kill_and_wait()
             if isinstance(exc, asyncio.CancelledError):
                 raise
@@ -284,6 +319,20 @@ class WorkerHandle:
                 address=address,
                 startup_seconds=self.ready_at - self.started_at,
             )
+        )
+
+    async def _launch(
+        self, argv: list[str], *, env: dict[str, str], stdin: int, stdout: int
+    ) -> asyncio.subprocess.Process:
+        """Start the worker process (its stderr is always a pipe forwarded to logging)."""
+        return await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+            cwd=self.options.cwd,
+            start_new_session=True,
         )
 
     def _startup_reason(self, exc: BaseException) -> str:
@@ -369,7 +418,7 @@ class WorkerHandle:
         self.state = WorkerState.EXITED
         if not self._exited.done():
             self._exited.set_result(code)
-        if self.options.transport == "unix":
+        if self.options.transport in ("grpc", "unix"):
             with contextlib.suppress(OSError):
                 (self.options.runtime_dir / f"{self.id}.sock").unlink()
         if was_ready or self._stop_requested:

@@ -24,7 +24,7 @@ class TestPoolConfig:
             ("timeout", -1.0, "a finite number > 0 or None"),
             ("timeout", float("inf"), "a finite number > 0 or None"),
             ("affinity", "sticky", "one of 'hint', 'strict_queue', 'strict_fail_fast'"),
-            ("transport", "udp", "one of 'unix', 'tcp'"),
+            ("transport", "udp", "one of 'local', 'grpc', 'unix', 'tcp'"),
             ("serialization", "yaml", "one of 'json', 'pickle'"),
             ("max_requests", 0, "an integer >= 1 or None"),
             ("memory_limit_mb", -5, "a finite number > 0 or None"),

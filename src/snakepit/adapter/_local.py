@@ -1,0 +1,880 @@
+"""The worker side of the local transport: frames on the socket the host passed as stdin.
+
+A plain synchronous loop, no event loop and no gRPC on the hot path. The main
+thread reads frames and dispatches them:
+
+* ``PING`` and ``DESCRIBE`` are answered at once by the reader, so heartbeats
+  are answered while synchronous tools run (or hang);
+* a synchronous tool runs on the tool thread pool, where its arguments are
+  decoded, it is called, and its result is encoded and sent;
+* an ``async`` tool runs on an event loop thread started on first use;
+* ``CANCEL`` drops a queued call, cancels an ``async`` one, and stops a stream
+  (a running synchronous tool cannot be interrupted: the host replaces the worker);
+* a stream is sent in batches, at most ``STREAM_CREDITS`` frames ahead of what the
+  host has consumed (``CREDIT``), so a slow consumer bounds the worker's buffer;
+* ``HOST_REPLY`` frames answer the worker's own calls to the host (session
+  variables, host tools, watches), which travel on the same connection.
+
+The channel is moved off fd 0 (which then reads /dev/null), so a subprocess a
+tool starts does not inherit it; the host's death is the channel's EOF.
+The framing is specified in ``proto/snakepit/v1/FRAMING.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import contextvars
+import inspect
+import itertools
+import logging
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from snakepit._proto.snakepit.v1 import host_pb2 as hpb
+from snakepit._proto.snakepit.v1 import worker_pb2 as pb
+from snakepit._wire.constants import (
+    SHM_THRESHOLD,
+    STREAM_BATCH_BYTES,
+    STREAM_BATCH_CHUNKS,
+    STREAM_CREDITS,
+)
+from snakepit._wire.errors import error_info
+from snakepit._wire.framing import (
+    HOST_METHODS,
+    Attachment,
+    Flag,
+    Frame,
+    FrameBuffer,
+    Kind,
+    ProtocolError,
+    pack,
+    pack_attached,
+    split_blobs,
+)
+from snakepit.adapter import host_client
+from snakepit.adapter._core import describe_response, lookup, prepare, result_encoding
+from snakepit.codec import encode
+from snakepit.errors import RequestError, SnakepitError
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Awaitable, Callable, Coroutine, Sequence
+
+    from snakepit.adapter._base import Adapter
+    from snakepit.adapter._tools import ToolInfo
+
+__all__ = ["LocalLink", "LocalWorker", "serve"]
+
+log = logging.getLogger("snakepit.adapter")
+EXIT_IMPORT, EXIT_SETUP = 3, 4
+_RECV = 256 * 1024
+_SOCKET_BUFFER = 4 * 1024 * 1024
+_ANCILLARY = socket.CMSG_SPACE(250 * 4)
+_SERVICE = hpb.DESCRIPTOR.services_by_name["HostService"]
+_RESPONSES: dict[str, Any] = {
+    name: getattr(hpb, _SERVICE.methods_by_name[name].output_type.name) for name in HOST_METHODS
+}
+
+
+class _Stop(Exception):
+    """Raised in the main thread by SIGTERM/SIGINT: stop gracefully."""
+
+
+class _Cancelled(Exception):
+    """Raised in a stream's producer when the host cancelled the stream."""
+
+
+# -- the connection ------------------------------------------------------------------------------
+
+
+class _Conn:
+    """The worker's end of the channel; any thread may send, one frame at a time."""
+
+    def __init__(self, sock: socket.socket, limit: int) -> None:
+        self.sock = sock
+        self.limit = limit
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def send(self, frame: bytes, fds: Sequence[int] = ()) -> None:
+        try:
+            with self._lock:
+                if fds:
+                    # The descriptors travel with the frame's first byte.
+                    sent = socket.send_fds(self.sock, [frame], list(fds))
+                    if sent < len(frame):
+                        self.sock.sendall(memoryview(frame)[sent:])
+                else:
+                    self.sock.sendall(frame)
+        except OSError:
+            self.closed = True  # the host is gone; the reader sees EOF and the worker exits
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def send_message(
+        self,
+        kind: int,
+        call_id: int,
+        message: Any,
+        attachments: list[Attachment] | None = None,
+        flags: int = 0,
+    ) -> None:
+        body = message.SerializeToString()
+        if attachments:
+            frame, fds = pack_attached(kind, call_id, body, attachments, flags)
+            self.send(frame, fds)
+        else:
+            self.send(pack(kind, call_id, body, flags))
+
+
+# -- the host link (worker -> host calls on the same connection) --------------------------------
+
+
+class _Waiter:
+    """Where the answer to one of the worker's host calls lands."""
+
+    __slots__ = ("callback",)
+
+    def __init__(self, callback: Callable[[int, bytes | None], None]) -> None:
+        self.callback = callback  # (flags, body or None when the connection is gone)
+
+
+class LocalLink:
+    """``HostLink`` over the worker's own connection."""
+
+    address = "local"
+
+    def __init__(self, conn: _Conn) -> None:
+        self._conn = conn
+        self._ids = itertools.count(1)
+        self._waiters: dict[int, _Waiter] = {}
+        self._lock = threading.Lock()
+        self._gone = False
+
+    def _start(self, method: str, request: Any, waiter: _Waiter) -> int:
+        call_id = next(self._ids)
+        with self._lock:
+            if self._gone:
+                raise self._unreachable(method, "the connection is closed")
+            self._waiters[call_id] = waiter
+        index = HOST_METHODS.index(method)
+        self._conn.send(pack(Kind.HOST_CALL + index, call_id, request.SerializeToString()))
+        return call_id
+
+    def _forget(self, call_id: int) -> None:
+        with self._lock:
+            self._waiters.pop(call_id, None)
+
+    def _unreachable(self, method: str, reason: str) -> SnakepitError:
+        return SnakepitError(
+            f"cannot reach the snakepit host for {method} ({reason}); the pool may be closing",
+            address=self.address,
+        )
+
+    def deliver(self, call_id: int, flags: int, body: bytes) -> None:
+        """A HOST_REPLY arrived (reader thread)."""
+        with self._lock:
+            waiter = self._waiters.get(call_id)
+            if waiter is not None and flags & Flag.END:
+                del self._waiters[call_id]
+        if waiter is not None:
+            waiter.callback(flags, body)
+
+    def lost(self) -> None:
+        """The connection is gone: every waiting call fails (reader thread)."""
+        with self._lock:
+            self._gone = True
+            waiters, self._waiters = self._waiters, {}
+        for waiter in waiters.values():
+            waiter.callback(Flag.END, None)
+
+    def _parse(self, method: str, body: bytes | None) -> Any:
+        if body is None:
+            raise self._unreachable(method, "the connection closed")
+        return _RESPONSES[method].FromString(body)
+
+    def call(self, method: str, request: Any, timeout: float | None) -> Any:
+        done: concurrent.futures.Future[bytes | None] = concurrent.futures.Future()
+        call_id = self._start(method, request, _Waiter(lambda _f, body: done.set_result(body)))
+        try:
+            body = done.result(timeout)
+        except TimeoutError:
+            self._forget(call_id)
+            raise self._unreachable(method, f"DEADLINE_EXCEEDED after {timeout}s") from None
+        return self._parse(method, body)
+
+    async def acall(self, method: str, request: Any, timeout: float | None) -> Any:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[bytes | None] = loop.create_future()
+
+        def land(_flags: int, body: bytes | None) -> None:
+            loop.call_soon_threadsafe(_set_result, done, body)
+
+        call_id = self._start(method, request, _Waiter(land))
+        try:
+            async with asyncio.timeout(timeout):
+                body = await done
+        except TimeoutError:
+            self._forget(call_id)
+            raise self._unreachable(method, f"DEADLINE_EXCEEDED after {timeout}s") from None
+        except BaseException:
+            self._forget(call_id)
+            raise
+        return self._parse(method, body)
+
+    def watch(self, request: hpb.WatchRequest) -> _Watch:
+        return _Watch(self, request)
+
+    def awatch(self, request: hpb.WatchRequest) -> _AsyncWatch:
+        return _AsyncWatch(self, request)
+
+    def cancel(self, call_id: int) -> None:
+        self._forget(call_id)
+        self._conn.send(pack(Kind.HOST_CANCEL, call_id, b""))
+
+    def close(self) -> None:
+        pass
+
+
+def _set_result(fut: asyncio.Future[Any], value: Any) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+_END = object()
+
+
+class _Watch:
+    def __init__(self, link: LocalLink, request: hpb.WatchRequest) -> None:
+        self._link = link
+        self._items: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._call_id = link._start("WatchVariables", request, _Waiter(self._land))
+        self._done = False
+
+    def _land(self, flags: int, body: bytes | None) -> None:
+        self._items.put(body if body is not None else _END)
+        if flags & Flag.END and body is not None:
+            self._items.put(_END)
+
+    def next_item(self) -> hpb.WatchItem | None:
+        if self._done:
+            return None
+        body = self._items.get()
+        if body is _END:
+            self._done = True
+            return None
+        return hpb.WatchItem.FromString(body)
+
+    def cancel(self) -> None:
+        if not self._done:
+            self._link.cancel(self._call_id)
+        self._items.put(_END)
+
+
+class _AsyncWatch:
+    def __init__(self, link: LocalLink, request: hpb.WatchRequest) -> None:
+        self._link = link
+        self._loop = asyncio.get_running_loop()
+        self._items: asyncio.Queue[Any] = asyncio.Queue()
+        self._call_id = link._start("WatchVariables", request, _Waiter(self._land))
+        self._done = False
+
+    def _land(self, flags: int, body: bytes | None) -> None:
+        put = self._items.put_nowait
+        with _closing_ok():
+            self._loop.call_soon_threadsafe(put, body if body is not None else _END)
+            if flags & Flag.END and body is not None:
+                self._loop.call_soon_threadsafe(put, _END)
+
+    async def read(self) -> hpb.WatchItem | None:
+        if self._done:
+            return None
+        body = await self._items.get()
+        if body is _END:
+            self._done = True
+            return None
+        return hpb.WatchItem.FromString(body)
+
+    def cancel(self) -> None:
+        if not self._done:
+            self._link.cancel(self._call_id)
+        self._items.put_nowait(_END)
+
+
+class _closing_ok:
+    """Ignore the RuntimeError of a loop that closed under us (the worker is going away)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> bool:
+        return isinstance(exc, RuntimeError)
+
+
+# -- streams ---------------------------------------------------------------------------------------
+
+
+class _Sink:
+    """A stream's outgoing side: batches of chunks, sent while the host has credit left.
+
+    Chunks the producer makes while the host is behind collect into the next batch;
+    a full batch waits for credit. So the worker holds at most one batch beyond the
+    ``STREAM_CREDITS`` frames the host has not consumed yet.
+    """
+
+    def __init__(self, conn: _Conn, call_id: int, limit: int) -> None:
+        self._conn = conn
+        self._id = call_id
+        self._cond = threading.Condition()
+        self._credits = STREAM_CREDITS
+        self._batch: list[pb.Payload] = []
+        self._attached: list[Attachment] = []
+        self._bytes = 0
+        # The message must fit the limit (with room for the frame and the message's own fields).
+        self._max = min(STREAM_BATCH_BYTES, limit - 4096)
+        self.cancelled = False
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+    def _flush(self, flags: int = 0, error: pb.ErrorInfo | None = None) -> None:
+        """Send the batch (the condition is held)."""
+        item = pb.StreamItem(chunks=self._batch, error=error)
+        self._conn.send_message(Kind.STREAM_ITEM, self._id, item, self._attached or None, flags)
+        self._batch = []
+        self._attached = []
+        self._bytes = 0
+
+    def _fits(self, size: int) -> bool:
+        return not self._batch or (
+            len(self._batch) < STREAM_BATCH_CHUNKS and self._bytes + size <= self._max
+        )
+
+    def _add(self, payload: pb.Payload, attached: list[Attachment], size: int) -> None:
+        index = len(self._batch)
+        self._batch.append(payload)
+        self._attached.extend(Attachment(index, a.blob, a.data) for a in attached)
+        self._bytes += size
+        if self._credits > 0:
+            self._credits -= 1
+            self._flush()
+
+    def put(self, payload: pb.Payload, attached: list[Attachment], size: int) -> None:
+        """Add a chunk (a producer thread); blocks while the batch is full and no credit is left.
+
+        Raises:
+            _Cancelled: the host cancelled the stream.
+        """
+        with self._cond:
+            while True:
+                if self.cancelled:
+                    raise _Cancelled
+                if self._fits(size):
+                    self._add(payload, attached, size)
+                    return
+                if self._credits > 0:
+                    self._credits -= 1
+                    self._flush()
+                    continue
+                self._cond.wait()
+
+    async def aput(self, payload: pb.Payload, attached: list[Attachment], size: int) -> None:
+        """:meth:`put` for an async generator: waits without blocking the event loop."""
+        loop = asyncio.get_running_loop()
+        while True:
+            with self._cond:
+                if self.cancelled:
+                    raise _Cancelled
+                if self._fits(size):
+                    self._add(payload, attached, size)
+                    return
+                if self._credits > 0:
+                    self._credits -= 1
+                    self._flush()
+                    continue
+                waiter = loop.create_future()
+                self._waiters.append((loop, waiter))
+            await waiter
+
+    def _wake(self) -> None:
+        self._cond.notify_all()
+        waiters, self._waiters = self._waiters, []
+        for loop, fut in waiters:
+            with _closing_ok():
+                loop.call_soon_threadsafe(_set_result, fut, None)
+
+    def credit(self) -> None:
+        """The host consumed one frame (reader thread): send what collected meanwhile."""
+        with self._cond:
+            self._credits += 1
+            if self._batch and not self.cancelled:
+                self._credits -= 1
+                self._flush()
+            self._wake()
+
+    def cancel(self) -> None:
+        with self._cond:
+            self.cancelled = True
+            self._wake()
+
+    def finish(self, error: pb.ErrorInfo | None = None) -> None:
+        """Send what is left, and the end (with the error, if the stream failed)."""
+        with self._cond:
+            if not self.cancelled:
+                self._flush(Flag.END, error)
+
+
+# -- calls -----------------------------------------------------------------------------------------
+
+
+class _Call:
+    __slots__ = ("future", "sink")
+
+    def __init__(self) -> None:
+        self.future: concurrent.futures.Future[Any] | None = None
+        self.sink: _Sink | None = None
+
+    def cancel(self) -> None:
+        if self.sink is not None:
+            self.sink.cancel()
+        if self.future is not None:
+            self.future.cancel()  # a queued job never starts; a coroutine's task is cancelled
+
+
+class _LoopThread:
+    """The event loop for ``async`` tools, started on first use."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+
+                def run() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(ready.set)
+                    loop.run_forever()
+
+                threading.Thread(target=run, name="snakepit-async", daemon=True).start()
+                ready.wait()
+                self._loop = loop
+            return self._loop
+
+    def submit(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coro, self.get())
+
+    def run(self, coro: Coroutine[Any, Any, Any], timeout: float | None) -> Any:
+        return self.submit(coro).result(timeout)
+
+
+class LocalWorker:
+    """Serves one adapter over one connection."""
+
+    def __init__(
+        self,
+        adapter: Adapter,
+        conn: _Conn,
+        *,
+        adapter_path: str,
+        worker_id: str,
+        threads: int,
+        allow_pickle: bool,
+        loop: _LoopThread,
+    ) -> None:
+        self._adapter = adapter
+        self._conn = conn
+        self._adapter_path = adapter_path
+        self._worker_id = worker_id
+        self._allow_pickle = allow_pickle
+        self._tools = type(adapter).tools()
+        self._executor = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="tool")
+        self._loop = loop
+        self._calls: dict[int, _Call] = {}
+        self._started = time.monotonic()
+        self._requests = 0
+        self.link = LocalLink(conn)
+
+    def describe(self) -> pb.DescribeResponse:
+        return describe_response(
+            self._tools, adapter_path=self._adapter_path, worker_id=self._worker_id
+        )
+
+    # -- the reader ------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Read and dispatch frames until the host closes the connection.
+
+        Raises:
+            _Stop: SIGTERM or SIGINT arrived.
+        """
+        sock = self._conn.sock
+        frames = FrameBuffer(self._conn.limit + 1024 * 1024)
+        dispatch = self._dispatch
+        try:
+            while True:
+                try:
+                    data, ancdata, _flags, _addr = sock.recvmsg(
+                        max(_RECV, frames.wanted()), _ANCILLARY
+                    )
+                except (ConnectionResetError, BrokenPipeError):
+                    return
+                if ancdata:
+                    frames.add_fds(_fds_of(ancdata))
+                if not data:
+                    return
+                frames.feed(data)
+                for frame in frames.frames():
+                    dispatch(frame)
+        except ProtocolError as exc:
+            log.error("the host sent a malformed frame (%s); closing the connection", exc)
+        finally:
+            frames.close()
+            self.link.lost()
+
+    def _dispatch(self, frame: Frame) -> None:
+        kind = frame.kind
+        if kind == Kind.EXECUTE or kind == Kind.STREAM:
+            self._start(frame)
+        elif kind == Kind.PING:
+            self._conn.send_message(
+                Kind.REPLY,
+                frame.call_id,
+                pb.PingResponse(
+                    pid=os.getpid(),
+                    requests=self._requests,
+                    active=len(self._calls),
+                    uptime_seconds=time.monotonic() - self._started,
+                ),
+            )
+        elif kind == Kind.CREDIT:
+            call = self._calls.get(frame.call_id)
+            if call is not None and call.sink is not None:
+                call.sink.credit()
+        elif kind == Kind.CANCEL:
+            call = self._calls.get(frame.call_id)
+            if call is not None:
+                call.cancel()
+        elif kind == Kind.HOST_REPLY:
+            self.link.deliver(frame.call_id, frame.flags, frame.body)
+        elif kind == Kind.DESCRIBE:
+            self._conn.send_message(Kind.REPLY, frame.call_id, self.describe())
+        else:
+            log.warning("ignoring a frame of unknown kind %#x from the host", kind)
+
+    # -- one call --------------------------------------------------------------------------------
+
+    def _start(self, frame: Frame) -> None:
+        call_id = frame.call_id
+        streaming = frame.kind == Kind.STREAM
+        self._requests += 1
+        tool: str | None = None
+        try:
+            request = pb.ExecuteRequest.FromString(frame.body)
+            info = lookup(
+                self._tools,
+                request.tool,
+                adapter_path=self._adapter_path,
+                worker_id=self._worker_id,
+            )
+            tool = info.name
+            if info.streaming and not streaming:
+                raise RequestError(
+                    f"tool {tool!r} is a streaming tool (a generator); call it "
+                    f"with stream({tool!r}, ...) instead of execute()",
+                    tool=tool,
+                )
+        except Exception as exc:
+            self._fail(call_id, streaming, error_info(exc, tool=tool))
+            return
+        blobs = None
+        if frame.attachments:
+            blobs = list(request.args.blobs)
+            for a in frame.attachments:
+                if a.payload == 0 and a.blob < len(blobs):
+                    blobs[a.blob] = a.data
+        call = _Call()
+        self._calls[call_id] = call
+        ctx = contextvars.copy_context()
+        if streaming:
+            call.sink = _Sink(self._conn, call_id, self._conn.limit)
+            if info.kind == "async_generator":
+                call.future = self._loop.submit(self._astream(call_id, call, info, request, blobs))
+            elif info.kind == "async":
+                call.future = self._loop.submit(self._aexecute(call_id, info, request, blobs, True))
+            else:
+                call.future = self._executor.submit(
+                    ctx.run, self._stream, call_id, call, info, request, blobs
+                )
+        elif info.kind == "async":
+            call.future = self._loop.submit(self._aexecute(call_id, info, request, blobs, False))
+        else:
+            call.future = self._executor.submit(
+                ctx.run, self._execute, call_id, info, request, blobs
+            )
+        call.future.add_done_callback(lambda _f: self._calls.pop(call_id, None))
+
+    def _fail(self, call_id: int, streaming: bool, info: pb.ErrorInfo) -> None:
+        if streaming:
+            item = pb.StreamItem(error=info)
+            self._conn.send_message(Kind.STREAM_ITEM, call_id, item, flags=Flag.END)
+        else:
+            self._conn.send_message(Kind.REPLY, call_id, pb.ExecuteResponse(error=info))
+
+    def _prepare(
+        self, info: ToolInfo, request: pb.ExecuteRequest, blobs: list[bytes] | None
+    ) -> Callable[[], Any]:
+        return prepare(
+            self._adapter,
+            info,
+            request,
+            worker_id=self._worker_id,
+            allow_pickle=self._allow_pickle,
+            blobs=blobs,
+        )
+
+    def _encode(
+        self, value: Any, what: str, requested: int, payload_index: int
+    ) -> tuple[pb.Payload, list[Attachment], int]:
+        """A value as a Payload whose large blobs travel in shared memory; its size.
+
+        Raises:
+            SerializationError: the value cannot be carried.
+            RequestError: it is larger than the message limit.
+        """
+        encoding = result_encoding(requested, self._allow_pickle)
+        document, blobs = encode(value, what=what, encoding=encoding)
+        size = len(document) + sum(len(b) for b in blobs)
+        if size > self._conn.limit - 4096:
+            raise RequestError(
+                f"the {what} on worker {self._worker_id!r} is {size / 2**20:.1f} MiB, more than "
+                f"the pool's max_message_mb={self._conn.limit // 2**20}; raise max_message_mb "
+                "or return less",
+                worker_id=self._worker_id,
+                size=size,
+            )
+        attached: list[Attachment] = []
+        kept = split_blobs(blobs, payload_index, SHM_THRESHOLD, attached) if blobs else blobs
+        payload = pb.Payload(document=document, blobs=kept, encoding=encoding.value)  # type: ignore[arg-type]
+        return payload, attached, size
+
+    def _reply(self, call_id: int, info: ToolInfo, value: Any, requested: int) -> None:
+        try:
+            payload, attached, _ = self._encode(
+                value, f"result of tool {info.name!r}", requested, 0
+            )
+        except Exception as exc:
+            self._fail(call_id, False, error_info(exc, tool=info.name))
+            return
+        response = pb.ExecuteResponse(result=payload)
+        self._conn.send_message(Kind.REPLY, call_id, response, attached or None)
+
+    def _execute(
+        self, call_id: int, info: ToolInfo, request: pb.ExecuteRequest, blobs: list[bytes] | None
+    ) -> None:
+        try:
+            value = self._prepare(info, request, blobs)()
+        except Exception as exc:
+            self._fail(call_id, False, error_info(exc, tool=info.name))
+            return
+        self._reply(call_id, info, value, request.args.encoding)
+
+    async def _aexecute(
+        self,
+        call_id: int,
+        info: ToolInfo,
+        request: pb.ExecuteRequest,
+        blobs: list[bytes] | None,
+        as_stream: bool,
+    ) -> None:
+        try:
+            value = await self._prepare(info, request, blobs)()
+            if as_stream:
+                call = self._calls.get(call_id)
+                what = f"chunk of tool {info.name!r}"
+                payload, attached, size = self._encode(value, what, request.args.encoding, 0)
+                if call is not None and call.sink is not None:
+                    await call.sink.aput(payload, attached, size)
+                    call.sink.finish()
+                return
+        except asyncio.CancelledError:
+            return  # the host cancelled it and forgot the call: nothing to answer
+        except Exception as exc:
+            self._fail(call_id, as_stream, error_info(exc, tool=info.name))
+            return
+        self._reply(call_id, info, value, request.args.encoding)
+
+    def _stream(
+        self,
+        call_id: int,
+        call: _Call,
+        info: ToolInfo,
+        request: pb.ExecuteRequest,
+        blobs: list[bytes] | None,
+    ) -> None:
+        sink = call.sink
+        assert sink is not None
+        what = f"chunk of tool {info.name!r}"
+        requested = request.args.encoding
+        error = None
+        try:
+            made = self._prepare(info, request, blobs)()
+            if not info.streaming:  # a plain tool called as a stream answers with one chunk
+                sink.put(*self._encode(made, what, requested, 0))
+            else:
+                try:
+                    for chunk in made:
+                        sink.put(*self._encode(chunk, what, requested, 0))
+                finally:
+                    made.close()
+        except _Cancelled:
+            return
+        except Exception as exc:
+            error = error_info(exc, tool=info.name)
+        sink.finish(error)
+
+    async def _astream(
+        self,
+        call_id: int,
+        call: _Call,
+        info: ToolInfo,
+        request: pb.ExecuteRequest,
+        blobs: list[bytes] | None,
+    ) -> None:
+        sink = call.sink
+        assert sink is not None
+        what = f"chunk of tool {info.name!r}"
+        requested = request.args.encoding
+        error = None
+        try:
+            agen = self._prepare(info, request, blobs)()
+            try:
+                async for chunk in agen:
+                    await sink.aput(*self._encode(chunk, what, requested, 0))
+            finally:
+                await agen.aclose()
+        except (_Cancelled, asyncio.CancelledError):
+            return
+        except Exception as exc:
+            error = error_info(exc, tool=info.name)
+        sink.finish(error)
+
+    # -- stop ------------------------------------------------------------------------------------
+
+    def drain(self, timeout: float) -> None:
+        """Wait (bounded) for the calls in flight to end by themselves."""
+        pending = [c.future for c in list(self._calls.values()) if c.future is not None]
+        if pending:
+            concurrent.futures.wait(pending, timeout=timeout)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _fds_of(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
+    import array
+
+    fds: list[int] = []
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            arr = array.array("i")
+            arr.frombytes(data[: len(data) - (len(data) % arr.itemsize)])
+            fds.extend(arr)
+    return fds
+
+
+# -- the process -----------------------------------------------------------------------------------
+
+
+def _maybe_run(result: Awaitable[None] | None, loop: _LoopThread, timeout: float | None) -> None:
+    if inspect.isawaitable(result):
+
+        async def wait() -> None:
+            await result
+
+        loop.run(wait(), timeout)
+
+
+_open_channels: list[socket.socket] = []
+
+
+def _raise_stop(signum: int, frame: Any) -> None:
+    raise _Stop
+
+
+def serve(
+    args: argparse.Namespace,
+    load_adapter: Callable[[str], Any],
+    exit_now: Callable[[int], Any],
+) -> int:
+    """Run the local worker on the channel at fd 0; the exit code.
+
+    ``exit_now`` leaves the process at once (used when the host is gone and a tool hangs).
+    """
+    os.dup2(2, 1)  # a stray print() lands in the forwarded log, never on the channel
+    channel = os.dup(0)  # non-inheritable: a tool's subprocess does not get the channel
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    sock = socket.socket(fileno=channel)
+    _open_channels.append(sock)  # open until the process ends: its EOF tells the host we exited
+    for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        with contextlib.suppress(OSError):  # refused by a strict kernel limit: keep the default
+            sock.setsockopt(socket.SOL_SOCKET, option, _SOCKET_BUFFER)
+    conn = _Conn(sock, args.max_message_bytes)
+    loop = _LoopThread()
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    worker: LocalWorker | None = None
+    adapter: Any = None
+    try:
+        try:
+            adapter = load_adapter(args.adapter)
+        except Exception:
+            log.error("cannot load adapter %s:\n%s", args.adapter, traceback.format_exc())
+            return EXIT_IMPORT
+        try:
+            _maybe_run(adapter.setup(), loop, None)
+        except Exception:
+            log.error("setup() of %s failed:\n%s", args.adapter, traceback.format_exc())
+            return EXIT_SETUP
+        worker = LocalWorker(
+            adapter,
+            conn,
+            adapter_path=args.adapter,
+            worker_id=args.worker_id,
+            threads=args.threads,
+            allow_pickle=args.allow_pickle,
+            loop=loop,
+        )
+        host_client.configure(
+            host_client.HostClient(
+                worker_id=args.worker_id, allow_pickle=args.allow_pickle, link=worker.link
+            )
+        )
+        conn.send_message(Kind.READY, 0, worker.describe())
+        worker.run()
+        log.warning("the host closed the connection: the host is gone; exiting")
+        # A tool stuck in native code would block a graceful stop: give it a bound, then leave.
+        threading.Timer(3.0, exit_now, args=(0,)).start()
+    except _Stop:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once is enough; the host escalates
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        log.info("worker %s stopping", args.worker_id)
+        if worker is not None:
+            worker.drain(1.0)
+    if adapter is not None:
+        try:
+            _maybe_run(adapter.teardown(), loop, 5.0)
+        except Exception:
+            log.warning("teardown() of %s failed:\n%s", args.adapter, traceback.format_exc())
+    return 0
