@@ -23,6 +23,7 @@ The framing is specified in ``proto/snakepit/v1/FRAMING.md``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import contextvars
@@ -36,8 +37,7 @@ import socket
 import threading
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from snakepit._proto.snakepit.v1 import host_pb2 as hpb
 from snakepit._proto.snakepit.v1 import worker_pb2 as pb
@@ -436,17 +436,151 @@ class _Sink:
 
 
 class _Call:
-    __slots__ = ("future", "sink")
+    __slots__ = ("cancelled", "future", "sink")
 
     def __init__(self) -> None:
-        self.future: concurrent.futures.Future[Any] | None = None
+        self.future: concurrent.futures.Future[Any] | None = None  # an async tool's
         self.sink: _Sink | None = None
+        self.cancelled = False  # a queued sync job that is cancelled never starts
 
     def cancel(self) -> None:
+        self.cancelled = True
         if self.sink is not None:
             self.sink.cancel()
         if self.future is not None:
-            self.future.cancel()  # a queued job never starts; a coroutine's task is cancelled
+            self.future.cancel()  # the coroutine's task is cancelled
+
+
+class _Job(NamedTuple):
+    call_id: int
+    call: _Call
+    run: Callable[[], None]
+
+
+class _Crew:
+    """The threads that read the channel and run synchronous tools: leader/followers.
+
+    One thread at a time (the leader) reads frames. When it gets a synchronous call it
+    runs the call itself, with no hop to another thread, keeping the reading duty
+    *lazily*: a follower waiting with a short timeout takes the duty over if the call
+    is still running at its next tick (``_TICK``), so ``PING`` is still answered while
+    a tool runs or hangs, and a short call costs no thread wake-up at all. The ticking
+    stops a second after the last call. At most ``limit`` threads run calls at once,
+    and the crew has one thread more than that, so a reader is always available.
+    """
+
+    _TICK = 0.005
+    _KEEP_TICKING = 1.0
+
+    def __init__(self, limit: int, read: Callable[[], list[_Job] | None]) -> None:
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)
+        self._idle = threading.Condition(lock)
+        self._jobs: collections.deque[_Job] = collections.deque()
+        self._leading = False  # a thread holds the reading duty (reading, or lazily)
+        self._lazy = False  # ... and is running a call instead of reading
+        self._lazy_seq = 0
+        self._last_lazy = 0.0
+        self._timed = 0  # followers in a timed wait
+        self._running = 0
+        self._limit = limit
+        self._read = read
+        self._done = False
+
+    def serve(self, threads: int) -> None:
+        """Run the crew on this thread and ``threads`` more; return when the channel closes."""
+        for i in range(threads):
+            threading.Thread(target=self._follow, name=f"tool-{i}", daemon=True).start()
+        self._follow()
+
+    def _wait(self) -> bool:
+        """Wait as a follower (the condition is held); True when this thread took the
+        reading duty over from a leader whose call outlived a tick."""
+        now = time.monotonic()
+        if not (self._lazy or now - self._last_lazy < self._KEEP_TICKING):
+            self._cond.wait()
+            return False
+        seen = self._lazy_seq
+        self._timed += 1
+        try:
+            self._cond.wait(self._TICK)
+        finally:
+            self._timed -= 1
+        if self._lazy and self._lazy_seq == seen and not self._done:
+            self._lazy = False  # the leader's call outlived a tick: read in its place
+            return True
+        return False
+
+    def _follow(self) -> None:
+        cond = self._cond
+        lead = False
+        while True:
+            job: _Job | None = None
+            lazy_seq = 0  # the lazy turn this thread's call runs in, if any
+            if not lead:
+                with cond:
+                    while True:
+                        if self._done:
+                            return
+                        if self._jobs and self._running < self._limit:
+                            job = self._jobs.popleft()
+                            self._running += 1
+                            break
+                        if not self._leading:
+                            self._leading = lead = True
+                            break
+                        if self._wait():
+                            lead = True
+                            break
+            if job is None:
+                try:
+                    jobs = self._read()
+                except BaseException:
+                    jobs = None
+                with cond:
+                    if jobs is None:
+                        self._done = True
+                        self._leading = False
+                        cond.notify_all()
+                        return
+                    if not jobs or self._running >= self._limit:
+                        self._jobs.extend(jobs)
+                        if jobs:
+                            cond.notify(len(jobs))
+                        continue  # keep reading
+                    job = jobs[0]
+                    self._running += 1
+                    if len(jobs) > 1:
+                        self._jobs.extend(jobs[1:])
+                        cond.notify(len(jobs))  # takers for the others, and a new reader
+                        self._leading = lead = False
+                    else:
+                        self._lazy = True
+                        self._lazy_seq += 1
+                        lazy_seq = self._lazy_seq
+                        self._last_lazy = time.monotonic()
+                        lead = False
+                        if not self._timed:
+                            cond.notify()  # a follower to tick while this call runs
+            try:
+                if not job.call.cancelled:
+                    job.run()
+            finally:
+                with cond:
+                    self._running -= 1
+                    if lazy_seq and self._lazy and self._lazy_seq == lazy_seq:
+                        self._lazy = False
+                        lead = True  # nobody took the reading duty over: resume it
+                    if self._jobs and self._running < self._limit:
+                        cond.notify()
+                    if not self._running:
+                        self._idle.notify_all()
+
+    def drain(self, timeout: float) -> None:
+        """Wait (bounded) until no call runs; queued ones are dropped."""
+        with self._cond:
+            self._jobs.clear()
+            self._idle.wait_for(lambda: not self._running, timeout)
 
 
 class _LoopThread:
@@ -499,7 +633,7 @@ class LocalWorker:
         self._worker_id = worker_id
         self._allow_pickle = allow_pickle
         self._tools = type(adapter).tools()
-        self._executor = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="tool")
+        self._crew: _Crew | None = None
         self._loop = loop
         self._calls: dict[int, _Call] = {}
         self._started = time.monotonic()
@@ -513,41 +647,50 @@ class LocalWorker:
 
     # -- the reader ------------------------------------------------------------------------------
 
-    def run(self) -> None:
-        """Read and dispatch frames until the host closes the connection.
-
-        Raises:
-            _Stop: SIGTERM or SIGINT arrived.
-        """
-        sock = self._conn.sock
-        frames = FrameBuffer(self._conn.limit + 1024 * 1024)
-        dispatch = self._dispatch
+    def run(self, threads: int) -> None:
+        """Read and dispatch frames until the host closes the connection (or a signal shut
+        the reading side); sync tools run on ``threads`` threads at most."""
+        self._frames = FrameBuffer(self._conn.limit + 1024 * 1024)
+        self._crew = _Crew(max(1, threads), self._read)
         try:
-            while True:
-                try:
-                    data, ancdata, _flags, _addr = sock.recvmsg(
-                        max(_RECV, frames.wanted()), _ANCILLARY
-                    )
-                except (ConnectionResetError, BrokenPipeError):
-                    return
-                if ancdata:
-                    frames.add_fds(_fds_of(ancdata))
-                if not data:
-                    return
-                frames.feed(data)
-                for frame in frames.frames():
-                    dispatch(frame)
-        except ProtocolError as exc:
-            log.error("the host sent a malformed frame (%s); closing the connection", exc)
+            self._crew.serve(max(1, threads))
         finally:
-            frames.close()
+            self._frames.close()
             self.link.lost()
 
-    def _dispatch(self, frame: Frame) -> None:
+    def _read(self) -> list[_Job] | None:
+        """Read until at least one frame is whole and dispatch the frames; the sync calls
+        among them are returned to be run (None: the channel closed)."""
+        frames = self._frames
+        sock = self._conn.sock
+        jobs: list[_Job] = []
+        while True:
+            try:
+                data, ancdata, _flags, _addr = sock.recvmsg(max(_RECV, frames.wanted()), _ANCILLARY)
+            except OSError:
+                return None
+            if ancdata:
+                frames.add_fds(_fds_of(ancdata))
+            if not data:
+                return None
+            frames.feed(data)
+            try:
+                ready = frames.frames()
+            except ProtocolError as exc:
+                log.error("the host sent a malformed frame (%s); closing the connection", exc)
+                return None
+            for frame in ready:
+                job = self._dispatch(frame)
+                if job is not None:
+                    jobs.append(job)
+            if ready:
+                return jobs
+
+    def _dispatch(self, frame: Frame) -> _Job | None:
         kind = frame.kind
         if kind == Kind.EXECUTE or kind == Kind.STREAM:
-            self._start(frame)
-        elif kind == Kind.PING:
+            return self._start(frame)
+        if kind == Kind.PING:
             self._conn.send_message(
                 Kind.REPLY,
                 frame.call_id,
@@ -572,10 +715,11 @@ class LocalWorker:
             self._conn.send_message(Kind.REPLY, frame.call_id, self.describe())
         else:
             log.warning("ignoring a frame of unknown kind %#x from the host", kind)
+        return None
 
     # -- one call --------------------------------------------------------------------------------
 
-    def _start(self, frame: Frame) -> None:
+    def _start(self, frame: Frame) -> _Job | None:
         call_id = frame.call_id
         streaming = frame.kind == Kind.STREAM
         self._requests += 1
@@ -597,7 +741,7 @@ class LocalWorker:
                 )
         except Exception as exc:
             self._fail(call_id, streaming, error_info(exc, tool=tool))
-            return
+            return None
         blobs = None
         if frame.attachments:
             blobs = list(request.args.blobs)
@@ -606,24 +750,26 @@ class LocalWorker:
                     blobs[a.blob] = a.data
         call = _Call()
         self._calls[call_id] = call
-        ctx = contextvars.copy_context()
         if streaming:
             call.sink = _Sink(self._conn, call_id, self._conn.limit)
-            if info.kind == "async_generator":
-                call.future = self._loop.submit(self._astream(call_id, call, info, request, blobs))
-            elif info.kind == "async":
-                call.future = self._loop.submit(self._aexecute(call_id, info, request, blobs, True))
-            else:
-                call.future = self._executor.submit(
-                    ctx.run, self._stream, call_id, call, info, request, blobs
-                )
+        if info.kind == "async_generator":
+            coro = self._astream(call_id, call, info, request, blobs)
         elif info.kind == "async":
-            call.future = self._loop.submit(self._aexecute(call_id, info, request, blobs, False))
+            coro = self._aexecute(call_id, info, request, blobs, streaming)
         else:
-            call.future = self._executor.submit(
-                ctx.run, self._execute, call_id, info, request, blobs
-            )
+            ctx = contextvars.copy_context()
+            target = self._stream if streaming else self._execute
+
+            def run() -> None:
+                try:
+                    ctx.run(target, call_id, call, info, request, blobs)
+                finally:
+                    self._calls.pop(call_id, None)
+
+            return _Job(call_id, call, run)
+        call.future = self._loop.submit(coro)
         call.future.add_done_callback(lambda _f: self._calls.pop(call_id, None))
+        return None
 
     def _fail(self, call_id: int, streaming: bool, info: pb.ErrorInfo) -> None:
         if streaming:
@@ -681,7 +827,12 @@ class LocalWorker:
         self._conn.send_message(Kind.REPLY, call_id, response, attached or None)
 
     def _execute(
-        self, call_id: int, info: ToolInfo, request: pb.ExecuteRequest, blobs: list[bytes] | None
+        self,
+        call_id: int,
+        call: _Call,
+        info: ToolInfo,
+        request: pb.ExecuteRequest,
+        blobs: list[bytes] | None,
     ) -> None:
         try:
             value = self._prepare(info, request, blobs)()
@@ -777,7 +928,9 @@ class LocalWorker:
         pending = [c.future for c in list(self._calls.values()) if c.future is not None]
         if pending:
             concurrent.futures.wait(pending, timeout=timeout)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        crew = self._crew
+        if crew is not None:
+            crew.drain(timeout)
 
 
 def _fds_of(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
@@ -807,8 +960,23 @@ def _maybe_run(result: Awaitable[None] | None, loop: _LoopThread, timeout: float
 _open_channels: list[socket.socket] = []
 
 
-def _raise_stop(signum: int, frame: Any) -> None:
-    raise _Stop
+class _Signals:
+    """SIGTERM/SIGINT: during start-up, interrupt it; once serving, stop reading (the crew
+    sees the channel end) and let the main thread stop gracefully."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.serving = False
+        self.stopping = False
+        signal.signal(signal.SIGTERM, self.handle)
+        signal.signal(signal.SIGINT, self.handle)
+
+    def handle(self, signum: int, frame: Any) -> None:
+        self.stopping = True
+        if not self.serving:
+            raise _Stop
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RD)
 
 
 def serve(
@@ -832,8 +1000,7 @@ def serve(
             sock.setsockopt(socket.SOL_SOCKET, option, _SOCKET_BUFFER)
     conn = _Conn(sock, args.max_message_bytes)
     loop = _LoopThread()
-    signal.signal(signal.SIGTERM, _raise_stop)
-    signal.signal(signal.SIGINT, _raise_stop)
+    signals = _Signals(sock)
     worker: LocalWorker | None = None
     adapter: Any = None
     try:
@@ -862,16 +1029,18 @@ def serve(
             )
         )
         conn.send_message(Kind.READY, 0, worker.describe())
-        worker.run()
-        log.warning("the host closed the connection: the host is gone; exiting")
-        # A tool stuck in native code would block a graceful stop: give it a bound, then leave.
-        threading.Timer(3.0, exit_now, args=(0,)).start()
-    except _Stop:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once is enough; the host escalates
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        log.info("worker %s stopping", args.worker_id)
-        if worker is not None:
+        signals.serving = True
+        if not signals.stopping:
+            worker.run(args.threads)
+        if not signals.stopping:
+            log.warning("the host closed the connection: the host is gone; exiting")
+            # A tool stuck in native code would block a graceful stop: bound it, then leave.
+            threading.Timer(3.0, exit_now, args=(0,)).start()
+        else:
+            log.info("worker %s stopping", args.worker_id)
             worker.drain(1.0)
+    except _Stop:
+        log.info("worker %s stopping before it served", args.worker_id)
     if adapter is not None:
         try:
             _maybe_run(adapter.teardown(), loop, 5.0)

@@ -521,7 +521,7 @@ class Pool:
             self._failed(ticket, None, exc)
             raise
         self._supervisor.dispatched(worker)
-        if self.events.active:
+        if self.events.wants(RequestDispatched):
             now = self._clock.monotonic()
             self.events.publish(
                 RequestDispatched(
@@ -576,7 +576,7 @@ class Pool:
         if ticket.session_id is not None:
             await self._pin(ticket.session_id, worker.id)
         self._counters["completed"] += 1
-        if self.events.active:
+        if self.events.wants(RequestCompleted):
             now = self._clock.monotonic()
             self.events.publish(
                 RequestCompleted(

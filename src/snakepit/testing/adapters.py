@@ -155,6 +155,17 @@ class Probe(Adapter):
             yield b"x" * size
 
     @tool
+    def hold(self, value: bytes) -> int:
+        """Receive ``value`` and never return (a call to kill mid-way)."""
+        threading.Event().wait()
+        return len(value)  # pragma: no cover - never reached
+
+    @tool
+    def echo(self, value: bytes) -> bytes:
+        """Return ``value``."""
+        return value
+
+    @tool
     def produced_count(self) -> int:
         """How many chunks :meth:`endless` has made so far in this worker."""
         return Probe.produced
