@@ -651,6 +651,8 @@ class LocalWorker:
         """Read and dispatch frames until the host closes the connection (or a signal shut
         the reading side); sync tools run on ``threads`` threads at most."""
         self._frames = FrameBuffer(self._conn.limit + 1024 * 1024)
+        # One buffer for every read: recvmsg(n) would allocate (and map) n bytes per call.
+        self._recv_buf = bytearray(_RECV)
         self._crew = _Crew(max(1, threads), self._read)
         try:
             self._crew.serve(max(1, threads))
@@ -665,15 +667,18 @@ class LocalWorker:
         sock = self._conn.sock
         jobs: list[_Job] = []
         while True:
+            buf = self._recv_buf
+            if frames.wanted() > len(buf):  # a large frame: read the rest of it at once
+                buf = bytearray(frames.wanted())
             try:
-                data, ancdata, _flags, _addr = sock.recvmsg(max(_RECV, frames.wanted()), _ANCILLARY)
+                n, ancdata, _flags, _addr = sock.recvmsg_into([buf], _ANCILLARY)
             except OSError:
                 return None
             if ancdata:
                 frames.add_fds(_fds_of(ancdata))
-            if not data:
+            if not n:
                 return None
-            frames.feed(data)
+            frames.feed(memoryview(buf)[:n])
             try:
                 ready = frames.frames()
             except ProtocolError as exc:

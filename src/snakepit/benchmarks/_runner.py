@@ -175,6 +175,14 @@ class Runner:
 
             self._guard("start" if not spawn else "start/spn", subject, [key], body)
 
+        def many() -> str:
+            cell = self._cell("start.many", subject)
+            for _ in range(cfg.many_reps):
+                cell.samples.append(subject.start_many(cfg.many_workers))
+            return summary(("", cell, "ms"))
+
+        self._guard("start/many", subject, ["start.many"], many)
+
     def crash(self, subject: Subject) -> None:
         cfg = self.config
         keys = ["crash.recovery", "crash.recreate", "crash.failed"]

@@ -64,6 +64,7 @@ log = logging.getLogger("snakepit.worker")
 _RECV = 256 * 1024
 _SOCKET_BUFFER = 4 * 1024 * 1024
 _ANCILLARY = socket.CMSG_SPACE(250 * 4)
+_DEADLINE_SLACK = 0.005
 
 
 def describe_result(r: pb.DescribeResponse) -> DescribeResult:
@@ -127,10 +128,15 @@ class LocalTransport:
         self._host = host
         self._loop = asyncio.get_running_loop()
         self._frames = FrameBuffer(max_message_bytes + 1024 * 1024)
+        # One buffer for every read: recvmsg(n) would allocate (and map) n bytes per call.
+        self._recv_buf = bytearray(_RECV)
         self._ids = itertools.count(1)
         self._replies: dict[int, asyncio.Future[Frame]] = {}
         self._streams: dict[int, _StreamState] = {}
         self._host_calls: dict[int, asyncio.Task[Any]] = {}
+        self._deadlines: dict[int, tuple[float, asyncio.Future[Frame]]] = {}
+        self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_at = 0.0
         self._out: list[bytes] = []
         self._out_fds: list[tuple[int, list[int]]] = []  # (index in _out, fds sent with it)
         self._flush_scheduled = False
@@ -149,10 +155,12 @@ class LocalTransport:
     # -- the socket ----------------------------------------------------------------------------
 
     def _on_readable(self) -> None:
+        buf = self._recv_buf
+        wanted = self._frames.wanted()
+        if wanted > len(buf):  # a large frame: read the rest of it at once
+            buf = bytearray(wanted)
         try:
-            data, ancdata, _flags, _addr = self._sock.recvmsg(
-                max(_RECV, self._frames.wanted()), _ANCILLARY
-            )
+            n, ancdata, _flags, _addr = self._sock.recvmsg_into([buf], _ANCILLARY)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
@@ -160,10 +168,10 @@ class LocalTransport:
             return
         if ancdata:
             self._frames.add_fds(_fds_of(ancdata))
-        if not data:
+        if not n:
             self._connection_lost("the worker closed the channel")
             return
-        self._frames.feed(data)
+        self._frames.feed(memoryview(buf)[:n])
         try:
             frames = self._frames.frames()
         except ProtocolError as exc:
@@ -295,6 +303,10 @@ class LocalTransport:
         calls, self._host_calls = self._host_calls, {}
         for task in calls.values():
             task.cancel()
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        self._deadlines.clear()
         self._frames.close()
         for _, fds in self._out_fds:
             for fd in fds:
@@ -420,15 +432,46 @@ class LocalTransport:
     async def _wait(
         self, call_id: int, fut: asyncio.Future[Frame], timeout: float | None, what: str
     ) -> Frame:
+        if timeout is not None:
+            self._arm(call_id, fut, timeout)
         try:
-            if timeout is None:
-                return await fut
-            async with asyncio.timeout(timeout):
-                return await fut
+            return await fut
         except BaseException:
             if self._replies.pop(call_id, None) is not None:
                 self._write(pack(Kind.CANCEL, call_id, b""))
             raise
+        finally:
+            if timeout is not None:
+                self._deadlines.pop(call_id, None)
+
+    def _arm(self, call_id: int, fut: asyncio.Future[Frame], timeout: float) -> None:
+        """Fail ``fut`` with TimeoutError once ``timeout`` has passed. One timer serves every
+        call (most end long before their deadline: a timer each would cost more than the
+        call); it fires at most ``_DEADLINE_SLACK`` late."""
+        when = self._loop.time() + timeout
+        self._deadlines[call_id] = (when, fut)
+        if self._sweep is None or when < self._sweep_at:
+            self._schedule_sweep(when)
+
+    def _schedule_sweep(self, when: float) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+        self._sweep_at = when + _DEADLINE_SLACK
+        self._sweep = self._loop.call_at(self._sweep_at, self._expire_due)
+
+    def _expire_due(self) -> None:
+        self._sweep = None
+        now = self._loop.time()
+        earliest = None
+        for call_id, (when, fut) in list(self._deadlines.items()):
+            if when <= now:
+                del self._deadlines[call_id]
+                if not fut.done():
+                    fut.set_exception(TimeoutError())
+            elif earliest is None or when < earliest:
+                earliest = when
+        if earliest is not None:
+            self._schedule_sweep(earliest)
 
     async def describe(self, *, timeout: float | None) -> DescribeResult:
         frame = await self._unary(Kind.DESCRIBE, b"", timeout, "Describe")
