@@ -327,7 +327,7 @@ class _closing_ok:
 class _Sink:
     """A stream's outgoing side: batches of chunks, sent while the host has credit left.
 
-    Chunks the producer makes while the host is behind collect into the next batch;
+    Chunks the producer makes while a frame is in flight collect into the next batch;
     a full batch waits for credit. So the worker holds at most one batch beyond the
     ``STREAM_CREDITS`` frames the host has not consumed yet.
     """
@@ -361,9 +361,14 @@ class _Sink:
     def _add(self, payload: pb.Payload, attached: list[Attachment], size: int) -> None:
         index = len(self._batch)
         self._batch.append(payload)
-        self._attached.extend(Attachment(index, a.blob, a.data) for a in attached)
+        if attached:
+            self._attached.extend(Attachment(index, a.blob, a.data) for a in attached)
         self._bytes += size
-        if self._credits > 0:
+        # A full batch goes while there is credit; a partial one only when nothing is in
+        # flight (Nagle's rule): chunks made meanwhile join it, so fast producers send
+        # big batches and a slow producer's chunk still leaves at once.
+        full = len(self._batch) >= STREAM_BATCH_CHUNKS or self._bytes >= self._max
+        if self._credits > 0 and (full or self._credits == STREAM_CREDITS):
             self._credits -= 1
             self._flush()
 
@@ -806,7 +811,7 @@ class LocalWorker:
         """
         encoding = result_encoding(requested, self._allow_pickle)
         document, blobs = encode(value, what=what, encoding=encoding)
-        size = len(document) + sum(len(b) for b in blobs)
+        size = len(document) + sum(len(b) for b in blobs) if blobs else len(document)
         if size > self._conn.limit - 4096:
             raise RequestError(
                 f"the {what} on worker {self._worker_id!r} is {size / 2**20:.1f} MiB, more than "

@@ -210,12 +210,30 @@ class LocalTransport:
             log.warning("worker %s sent a frame of unknown kind %#x; ignored", self.worker_id, kind)
 
     def _write(self, frame: bytes, fds: list[int] | None = None) -> None:
-        """Queue a frame; everything queued in this turn of the loop goes out in one send."""
+        """Send a frame: at once when it is alone, else queued with the others of this turn
+        of the loop, which go out in one send."""
         if self._lost is not None or self._closed:
             if fds:
                 for fd in fds:
                     os.close(fd)
             return
+        if (
+            not fds
+            and not self._out
+            and not self._writing
+            and len(self._replies) + len(self._streams) <= 1
+        ):
+            # Nothing else is in flight to share a send with: save the loop a turn.
+            try:
+                sent = self._sock.send(frame)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self._connection_lost(f"cannot write to the worker: {exc}")
+                return
+            if sent == len(frame):
+                return
+            frame = frame[sent:]
         if fds:
             self._out_fds.append((len(self._out), fds))
         self._out.append(frame)
@@ -488,9 +506,15 @@ class LocalTransport:
     ) -> Any:
         self._check_open(tool)
         call_id = next(self._ids)
-        self._request(Kind.EXECUTE, call_id, tool, args, session_id, request_id)
+        # Registered before the frame is written: a write that finds the worker gone fails
+        # every registered call at once, and this one must be among them.
         fut: asyncio.Future[Frame] = self._loop.create_future()
         self._replies[call_id] = fut
+        try:
+            self._request(Kind.EXECUTE, call_id, tool, args, session_id, request_id)
+        except BaseException:
+            self._replies.pop(call_id, None)
+            raise
         try:
             frame = await self._wait(call_id, fut, timeout, tool)
         except TimeoutError:
