@@ -13,10 +13,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-import grpc
-
 from snakepit._proto.snakepit.v1 import worker_pb2 as pb
-from snakepit._proto.snakepit.v1 import worker_pb2_grpc as pb_grpc
 from snakepit._wire.constants import TOKEN_HEADER
 from snakepit._wire.errors import exception_from_info
 from snakepit.codec import Encoding, decode, encode
@@ -24,6 +21,8 @@ from snakepit.errors import ExecutionTimeoutError, RequestError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator, Sequence
+
+    import grpc
 
 __all__ = [
     "DescribeResult",
@@ -156,9 +155,6 @@ def _error(info: pb.ErrorInfo, worker_id: str) -> Exception:
     return exception_from_info(info, worker_id=worker_id)
 
 
-_TIMEOUT_CODES = (grpc.StatusCode.DEADLINE_EXCEEDED,)
-
-
 class GrpcTransport:
     """``Transport`` over a gRPC channel (Unix socket by default, or loopback TCP with a token)."""
 
@@ -181,6 +177,12 @@ class GrpcTransport:
             ("grpc.enable_retries", 0),
             ("grpc.use_local_subchannel_pool", 1),
         ]
+        # gRPC is imported only by pools that use it (a local pool's host never loads it).
+        import grpc
+
+        from snakepit._proto.snakepit.v1 import worker_pb2_grpc as pb_grpc
+
+        self._grpc = grpc
         self._channel = grpc.aio.insecure_channel(address, options=options)
         self._stub = pb_grpc.WorkerServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._metadata = ((TOKEN_HEADER, token),) if token else None
@@ -208,6 +210,7 @@ class GrpcTransport:
         )
 
     def _translate(self, exc: grpc.aio.AioRpcError, tool: str, timeout: float | None) -> Exception:
+        grpc = self._grpc
         if exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED:
             return RequestError(
                 f"a message of tool {tool!r} on worker {self.worker_id!r} exceeded the pool's "
@@ -216,7 +219,7 @@ class GrpcTransport:
                 tool=tool,
                 worker_id=self.worker_id,
             )
-        if exc.code() in _TIMEOUT_CODES:
+        if exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
             return ExecutionTimeoutError(
                 f"tool {tool!r} on worker {self.worker_id!r} ran past its deadline of "
                 f"{timeout}s; the worker will be replaced",
@@ -240,7 +243,7 @@ class GrpcTransport:
             )
         try:
             yield
-        except grpc.aio.AioRpcError as exc:
+        except self._grpc.aio.AioRpcError as exc:
             raise self._translate(exc, what, timeout) from exc
         except asyncio.CancelledError:
             task = asyncio.current_task()
