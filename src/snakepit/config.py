@@ -24,7 +24,7 @@ from snakepit.errors import ConfigError, brief
 __all__ = ["AFFINITY_MODES", "NAME_RULE", "PoolConfig"]
 
 AFFINITY_MODES = ("hint", "strict_queue", "strict_fail_fast")
-TRANSPORTS = ("unix", "tcp")
+TRANSPORTS = ("local", "grpc", "unix", "tcp")
 START_METHODS = ("forkserver", "spawn")
 SERIALIZATIONS = ("json", "pickle")
 # A pool's name goes into file names (its registry file, its runtime directory): no path
@@ -85,7 +85,10 @@ class PoolConfig:
             that imported the adapter's module once; ``setup()`` runs in each) or
             ``"spawn"`` (a fresh interpreter each). Workers are spawned whatever this
             says when ``python`` is another interpreter or the platform cannot fork them.
-        transport: ``"unix"`` (default) or ``"tcp"`` (loopback, with a per-pool token).
+        transport: ``"local"`` (default: frames on a socket pair, shared memory for large
+            bytes, no gRPC in the worker), ``"grpc"`` (gRPC on a Unix socket; ``"unix"`` is
+            accepted as another name for it) or ``"tcp"`` (gRPC on loopback, with a per-pool
+            token). Workers in other languages speak gRPC or the framing in FRAMING.md.
         serialization: ``"json"`` (default) or ``"pickle"`` (Python-to-Python, opt-in).
         max_message_mb: the largest message either side accepts (1 to 2047: gRPC counts
             bytes in 32 bits).
@@ -146,7 +149,7 @@ class PoolConfig:
     env: Mapping[str, str] | None = None
     cwd: str | None = None
     start_method: Literal["forkserver", "spawn"] = "forkserver"
-    transport: Literal["unix", "tcp"] = "unix"
+    transport: Literal["local", "grpc", "unix", "tcp"] = "local"
     serialization: Literal["json", "pickle"] = "json"
     max_message_mb: int = 256
     threads: int = 4
@@ -199,6 +202,8 @@ class PoolConfig:
         _choice("affinity", self.affinity, AFFINITY_MODES)
         _choice("transport", self.transport, TRANSPORTS)
         _choice("start_method", self.start_method, START_METHODS)
+        if self.transport == "unix":
+            object.__setattr__(self, "transport", "grpc")
         _choice("serialization", self.serialization, SERIALIZATIONS)
         if not isinstance(self.python, str) or not self.python:
             _bad("python", self.python, "the path of a Python interpreter")

@@ -256,6 +256,13 @@ def matches(event: Event, filter: EventFilter) -> bool:
     return bool(filter(event))
 
 
+def _may_match(kind: type[Event], filter: EventFilter) -> bool:
+    if filter is None or not isinstance(filter, type | tuple):
+        return True
+    classes = filter if isinstance(filter, tuple) else (filter,)
+    return any(issubclass(kind, c) or issubclass(c, kind) for c in classes)
+
+
 class Subscription:
     """A bounded, ordered buffer of the events that pass a filter; an async iterator.
 
@@ -356,11 +363,23 @@ class EventBus:
         self._listeners: list[tuple[Callable[[Event], None], EventFilter]] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._wanted: dict[type[Event], bool] = {}
 
     @property
     def active(self) -> bool:
         """True when anyone listens; a hot path may skip building events when nobody does."""
         return bool(self._subs or self._listeners)
+
+    def wants(self, kind: type[Event]) -> bool:
+        """True when a listener or subscription may take events of class ``kind`` (a filter
+        that is a predicate may take anything); a hot path skips building the others."""
+        wanted = self._wanted.get(kind)
+        if wanted is None:
+            with self._lock:
+                filters = [f for _, f in self._listeners] + [s._filter for s in self._subs]
+            wanted = any(_may_match(kind, f) for f in filters)
+            self._wanted[kind] = wanted
+        return wanted
 
     def publish(self, event: Event) -> None:
         """Deliver ``event`` to every listener and subscription whose filter it passes.
@@ -393,6 +412,7 @@ class EventBus:
                 sub._closed = True
             else:
                 self._subs.append(sub)
+                self._wanted = {}
         return sub
 
     def add_listener(
@@ -402,11 +422,13 @@ class EventBus:
         entry = (callback, filter)
         with self._lock:
             self._listeners.append(entry)
+            self._wanted = {}
 
         def remove() -> None:
             with self._lock:
                 if entry in self._listeners:
                     self._listeners.remove(entry)
+                    self._wanted = {}
 
         return remove
 
@@ -414,6 +436,7 @@ class EventBus:
         with self._lock:
             if sub in self._subs:
                 self._subs.remove(sub)
+                self._wanted = {}
 
     def close(self) -> None:
         """End every subscription (after it drains); later subscriptions start closed."""

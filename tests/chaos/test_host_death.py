@@ -25,7 +25,8 @@ HOST = textwrap.dedent(
 
     async def main():
         async with snakepit.Pool(adapter="snakepit.examples.showcase:Showcase", size=3,
-                                 registry_dir=sys.argv[1], heartbeat_interval=None) as pool:
+                                 registry_dir=sys.argv[1], transport=sys.argv[2],
+                                 heartbeat_interval=None) as pool:
             print(json.dumps([w.pid for w in pool.workers()]), flush=True)
             await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 
@@ -35,10 +36,12 @@ HOST = textwrap.dedent(
 
 
 class TestHostDeath:
-    def test_sigkilled_host_leaves_no_worker_alive(self, tmp_path: Path) -> None:
+    def test_sigkilled_host_leaves_no_worker_alive(
+        self, tmp_path: Path, both_transports: str
+    ) -> None:
         """A host that opens a pool of 3 and is SIGKILLed leaves no worker process behind."""
         host = subprocess.Popen(
-            [sys.executable, "-c", HOST, str(tmp_path)],
+            [sys.executable, "-c", HOST, str(tmp_path), both_transports],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

@@ -28,6 +28,7 @@ async def execute_with_retry(pool: snakepit.Pool, attempts: int = 4) -> object:
     raise last
 
 
+@pytest.mark.usefixtures("both_transports")
 class TestNetworkFailure:
     async def test_broken_channel_is_detected_and_the_worker_replaced(self) -> None:
         """When the channel to a live worker breaks, its call fails typed, the process is killed

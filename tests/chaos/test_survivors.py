@@ -101,6 +101,7 @@ HOST = textwrap.dedent(
 
     async def main():
         async with snakepit.Pool(adapter=sys.argv[2], size=1, registry_dir=sys.argv[1],
+                                 transport="grpc",
                                  heartbeat_interval=None) as pool:
             helpers = []
             for hold_pipes in (False, True):

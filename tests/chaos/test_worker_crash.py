@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import random
 
+import pytest
+
 import snakepit
 from snakepit.events import RequestCompleted
 from snakepit.testing.chaos import supervised
@@ -14,6 +16,7 @@ from supertester import kill_children, wait_for_children
 BOUND = 30.0
 
 
+@pytest.mark.usefixtures("both_transports")
 class TestCrashStorm:
     async def test_calls_end_typed_while_workers_are_killed(self) -> None:
         """200 calls at concurrency 16 on a pool of 8 while random workers are SIGKILLed:

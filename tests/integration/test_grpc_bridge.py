@@ -9,6 +9,7 @@ from snakepit.testing import assert_grpc_server_ready
 from snakepit.testing.pools import isolated_pool
 
 
+@pytest.mark.usefixtures("both_transports")
 class TestPayloads:
     @pytest.mark.parametrize("size", [0, 1024, 1 << 20, 16 << 20])
     async def test_bytes_round_trip_at_every_size(self, size: int) -> None:
@@ -34,8 +35,8 @@ class TestPayloads:
 
 class TestContract:
     async def test_every_worker_serves_the_health_service(self) -> None:
-        """Each worker of a pool answers the standard gRPC health check with SERVING."""
-        async with isolated_pool(size=2) as pool:
+        """Each gRPC worker of a pool answers the standard gRPC health check with SERVING."""
+        async with isolated_pool(size=2, transport="grpc") as pool:
             for worker in pool.workers():
                 assert worker.address is not None
                 await assert_grpc_server_ready(worker.address)

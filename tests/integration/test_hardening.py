@@ -24,8 +24,8 @@ def _mode(path: str | Path) -> int:
 class TestPrivateChannels:
     async def test_worker_and_bridge_sockets_are_private(self) -> None:
         """Every Unix socket of a pool (each worker's, the host bridge's) is 0600, in a 0700
-        directory."""
-        async with isolated_pool(size=2) as pool:
+        directory (gRPC workers: local ones have no socket on disk)."""
+        async with isolated_pool(size=2, transport="grpc") as pool:
             sockets = [w.address.removeprefix("unix:") for w in pool.workers() if w.address]
             assert len(sockets) == 2
             runtime_dir = Path(sockets[0]).parent

@@ -31,6 +31,7 @@ async def wait_queued(box: object, count: int = 1) -> None:
         await box.assert_receive(RequestQueued, BOUND)  # type: ignore[attr-defined]
 
 
+@pytest.mark.usefixtures("both_transports")
 class TestDispatch:
     async def test_hundred_concurrent_calls_use_every_worker(self) -> None:
         """100 concurrent calls on a pool of 4 all succeed and are spread over all 4 workers."""
@@ -84,6 +85,7 @@ class TestDispatch:
             assert pool.stats().errors == 1
 
 
+@pytest.mark.usefixtures("both_transports")
 class TestBackpressure:
     async def test_full_queue_is_saturated_at_once(self) -> None:
         """With the worker busy and max_queue calls waiting, one more is PoolSaturatedError at once."""
@@ -162,6 +164,7 @@ class TestBackpressure:
             await box.refute_receive(WorkerExited, within=0.05)
 
 
+@pytest.mark.usefixtures("both_transports")
 class TestTimeoutsAndCrashes:
     async def test_execution_timeout_kills_and_replaces_the_worker(self) -> None:
         """A call past its deadline fails with ExecutionTimeoutError and its worker is replaced."""

@@ -19,6 +19,7 @@ async def next_update(watch: object) -> tuple[int, object]:
     return update.version, update.value
 
 
+@pytest.mark.usefixtures("both_transports")
 class TestSessionWorkflow:
     async def test_concurrent_sets_from_the_host_lose_no_version(self) -> None:
         """Ten concurrent host-side sets: the final value is one of them and the version is 1 + 10."""
@@ -93,6 +94,7 @@ class TestSessionWorkflow:
                 ]
 
 
+@pytest.mark.usefixtures("both_transports")
 class TestHostTools:
     async def test_worker_code_calls_sync_and_async_host_tools(self) -> None:
         """call_host and acall_host run host callables and return their values to the caller."""
@@ -143,6 +145,7 @@ class TestHostTools:
                 pool.register_host_tool("bad name", lambda: 1)
 
 
+@pytest.mark.usefixtures("both_transports")
 class TestVariableErrors:
     async def test_variable_errors_from_worker_code_reach_the_caller_typed(self) -> None:
         """A bad write, a missing variable and a call outside a session keep their error types."""

@@ -13,6 +13,7 @@ from snakepit.testing.pools import isolated_pool
 STREAMS = "snakepit.testing.adapters:Streams"
 
 
+@pytest.mark.usefixtures("both_transports")
 class TestStreaming:
     async def test_chunks_arrive_in_order_and_the_stream_ends(self) -> None:
         """A generator's chunks arrive exactly and in order, then the stream ends."""

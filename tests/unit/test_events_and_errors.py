@@ -166,3 +166,22 @@ class TestErrors:
             "ToolNotFoundError", "SerializationError",
         ]  # fmt: skip
         assert all(name in snakepit.__all__ for name in required)
+
+
+class TestEventsNobodyWants:
+    def test_wants_follows_the_filters_of_listeners_and_subscriptions(self) -> None:
+        """A bus wants an event class only while a listener or subscription may take it, so
+        the pool skips building per-call events that nobody listens to."""
+        from snakepit.events import EventBus, RequestCompleted, SessionExpired
+
+        bus = EventBus("t")
+        remove = bus.add_listener(lambda e: None, (SessionExpired,))
+        assert not bus.wants(RequestCompleted) and bus.wants(SessionExpired)
+        with bus.subscribe(RequestCompleted):
+            assert bus.wants(RequestCompleted)
+        assert not bus.wants(RequestCompleted)
+        remove_any = bus.add_listener(lambda e: None, lambda e: False)  # a predicate: maybe
+        assert bus.wants(RequestCompleted)
+        remove_any()
+        remove()
+        assert not bus.wants(SessionExpired)

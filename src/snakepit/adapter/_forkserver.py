@@ -283,6 +283,7 @@ def main(argv: list[str] | None = None) -> NoReturn:
     module_name = args.adapter.partition(":")[0]
     try:
         import snakepit.adapter
+        import snakepit.adapter._local
         import snakepit.adapter._main
 
         importlib.import_module(module_name)

@@ -1,6 +1,11 @@
 """The worker process: ``python -m snakepit.adapter --adapter pkg.module:Class ...``.
 
-Start-up order: watch the host (stdin EOF and the parent-death signal), import
+With ``--local`` (the default transport) the host passes one end of a socket
+pair as stdin; the worker speaks frames on it (:mod:`snakepit.adapter._local`,
+specified in ``proto/snakepit/v1/FRAMING.md``), announces readiness with a
+``READY`` frame, and exits when it reads EOF there. No gRPC is imported.
+
+With ``--socket``/``--tcp`` (gRPC), the start-up order is: watch the host (stdin EOF and the parent-death signal), import
 and set up the adapter, start the gRPC server on a Unix socket in the given
 private directory (or TCP port 0), then print exactly one ready line on
 stdout::
@@ -22,7 +27,6 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
-import hmac
 import importlib
 import inspect
 import json
@@ -35,12 +39,14 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from snakepit._wire.constants import PROTOCOL_VERSION, READY_PREFIX
+from snakepit._wire.token import token_interceptor
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
 __all__ = ["READY_PREFIX", "main"]
 
-READY_PREFIX = "SNAKEPIT_READY "
 EXIT_BAD_ARGS, EXIT_IMPORT, EXIT_SETUP, EXIT_BIND = 2, 3, 4, 5
 _PR_SET_PDEATHSIG = 1
 log = logging.getLogger("snakepit.adapter")
@@ -52,6 +58,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--adapter", required=True, help="pkg.module:Class of an Adapter subclass")
     where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument(
+        "--local",
+        action="store_true",
+        help="serve the local transport: frames on the socket passed as stdin (fd 0)",
+    )
     where.add_argument("--socket", help="path of the Unix socket to serve on")
     where.add_argument("--tcp", metavar="HOST", help="serve on HOST:<free port> instead")
     where.add_argument("--listen", metavar="HOST:PORT", help="serve on HOST:PORT (remote use)")
@@ -156,36 +167,13 @@ async def _maybe_await(result: Awaitable[None] | None) -> None:
         await result
 
 
-def _token_check(token: str) -> Any:
-    """A gRPC server interceptor that rejects calls without the pool's token (TCP only)."""
-    import grpc
-
-    class TokenCheck(grpc.aio.ServerInterceptor):  # type: ignore[misc,type-arg,unused-ignore]
-        async def intercept_service(self, continuation: Any, details: Any) -> Any:
-            return await _check(continuation, details)
-
-    async def _check(continuation: Any, details: Any) -> Any:
-        for key, value in details.invocation_metadata or ():
-            if key == "snakepit-token" and hmac.compare_digest(str(value), token):
-                return await continuation(details)
-        if details.method.startswith("/grpc.health.v1.Health/"):
-            return await continuation(details)
-
-        async def deny(request: Any, context: Any) -> Any:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong snakepit-token")
-
-        return grpc.unary_unary_rpc_method_handler(deny)
-
-    return TokenCheck()
-
-
 async def _serve(args: argparse.Namespace, secrets: dict[str, str]) -> int:
     import grpc
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
     from snakepit._proto.snakepit.v1 import worker_pb2_grpc as pb_grpc
     from snakepit.adapter import host_client
-    from snakepit.adapter._service import PROTOCOL_VERSION, WorkerServicer
+    from snakepit.adapter._service import WorkerServicer
 
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -225,7 +213,7 @@ async def _serve(args: argparse.Namespace, secrets: dict[str, str]) -> int:
         allow_pickle=args.allow_pickle,
         token=secrets.get("host_token", ""),
     )
-    interceptors = [_token_check(token)] if token else []
+    interceptors = [token_interceptor(token)] if token else []
     server = grpc.aio.server(options=options, interceptors=interceptors)
     executor = ThreadPoolExecutor(max_workers=max(1, args.threads), thread_name_prefix="tool")
     servicer = WorkerServicer(
@@ -332,4 +320,8 @@ def main(
         _exit(EXIT_BAD_ARGS)
     if watch_parent:
         _die_with_parent(args.parent_pid)
+    if args.local:
+        from snakepit.adapter import _local
+
+        _exit(_local.serve(args, _load_adapter, _exit))
     _exit(asyncio.run(_serve(args, secrets)))

@@ -11,21 +11,19 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import json
 import logging
 import math
 import os
-import sys
 import threading
 import time
-import traceback
 from typing import TYPE_CHECKING, Any
 
 from snakepit._proto.snakepit.v1 import worker_pb2 as pb
 from snakepit._proto.snakepit.v1 import worker_pb2_grpc as pb_grpc
-from snakepit.adapter.context import SessionContext
-from snakepit.codec import Encoding, decode, encode
-from snakepit.errors import RequestError, SnakepitError, ToolError, ToolNotFoundError
+from snakepit._wire.errors import error_info
+from snakepit.adapter._core import describe_response, lookup, prepare
+from snakepit.codec import Encoding, encode
+from snakepit.errors import RequestError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Generator
@@ -36,9 +34,8 @@ if TYPE_CHECKING:
     from snakepit.adapter._base import Adapter
     from snakepit.adapter._tools import ToolInfo
 
-__all__ = ["PROTOCOL_VERSION", "WorkerServicer", "error_info"]
+__all__ = ["WorkerServicer", "error_info"]
 
-PROTOCOL_VERSION = "1"
 log = logging.getLogger("snakepit.adapter")
 
 # Stream chunks the producer thread may run ahead of the gRPC writer.
@@ -50,39 +47,6 @@ _BATCH_BYTES = 1 << 20
 _HEADROOM = 4096
 # What a chunk adds to a StreamItem beyond its own size: a tag and a length prefix.
 _CHUNK_FRAMING = 6
-
-
-def error_info(exc: BaseException, *, tool: str | None = None) -> pb.ErrorInfo:
-    """The wire form of an exception: snakepit errors keep their kind, others become ToolError."""
-    tb = "".join(traceback.format_exception(exc))
-    if isinstance(exc, SnakepitError):
-        details = {k: v for k, v in exc.details.items() if _jsonable(v)}
-        return pb.ErrorInfo(
-            kind=type(exc).__name__,
-            message=exc.message,
-            # A relayed error (HostToolError) keeps the type and traceback of where it began.
-            remote_type=str(details.pop("remote_type", "")) or type(exc).__name__,
-            traceback=str(details.pop("remote_traceback", "")) or tb,
-            details_json=json.dumps(details),
-        )
-    remote_type = type(exc).__qualname__
-    module = type(exc).__module__
-    if module not in ("builtins", "__main__"):
-        remote_type = f"{module}.{remote_type}"
-    where = f"tool {tool!r} raised" if tool else "the worker raised"
-    message = f"{where} {remote_type}: {exc}"
-    if isinstance(exc, SystemExit):
-        message = (
-            f"{where} SystemExit({exc.code!r}) (sys.exit() in a tool ends the call with "
-            "this error; the worker keeps serving)"
-        )
-    return pb.ErrorInfo(
-        kind=ToolError.__name__,
-        message=message,
-        remote_type=remote_type,
-        traceback=tb,
-        details_json=json.dumps({"tool": tool} if tool else {}),
-    )
 
 
 def _outcome(job: Callable[[], Any]) -> tuple[bool, Any]:
@@ -99,14 +63,6 @@ def _cancelled(exc: BaseException) -> bool:
     """``exc`` is the cancellation of this handler (its call went away), not the tool's."""
     task = asyncio.current_task()
     return isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling() > 0
-
-
-def _jsonable(value: Any) -> bool:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 class WorkerServicer(pb_grpc.WorkerServiceServicer):
@@ -145,34 +101,8 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
     async def Describe(
         self, request: pb.DescribeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.DescribeResponse:
-        tools = [
-            pb.ToolSpec(
-                name=info.name,
-                description=info.description,
-                streaming=info.streaming,
-                uses_context=info.context_param is not None,
-                is_async=info.is_async,
-                idempotent=info.idempotent,
-                params=[
-                    pb.ParamSpec(
-                        name=p.name,
-                        type=p.annotation,
-                        required=p.required,
-                        default_json=p.default_json,
-                        kind=p.kind,
-                    )
-                    for p in info.params
-                ],
-            )
-            for info in self._tools.values()
-        ]
-        return pb.DescribeResponse(
-            adapter=self._adapter_path,
-            pid=os.getpid(),
-            language=f"python {sys.version.split()[0]}",
-            protocol_version=PROTOCOL_VERSION,
-            tools=tools,
-            worker_id=self._worker_id,
+        return describe_response(
+            self._tools, adapter_path=self._adapter_path, worker_id=self._worker_id
         )
 
     async def Ping(
@@ -222,36 +152,19 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):
     # -- Execute -----------------------------------------------------------------------------
 
     def _lookup(self, request: pb.ExecuteRequest) -> ToolInfo:
-        info = self._tools.get(request.tool)
-        if info is None:
-            available = sorted(self._tools)
-            raise ToolNotFoundError(
-                f"worker {self._worker_id!r} ({self._adapter_path}) has no tool "
-                f"{request.tool!r}; available: {', '.join(available) or 'none'}",
-                tool=request.tool,
-                available=available,
-                worker_id=self._worker_id,
-            )
-        return info
+        return lookup(
+            self._tools, request.tool, adapter_path=self._adapter_path, worker_id=self._worker_id
+        )
 
     def _prepare(self, info: ToolInfo, request: pb.ExecuteRequest) -> Callable[[], Any]:
         """Decode and bind the arguments: the call, ready to run (big payloads: on a thread)."""
-        args = decode(
-            request.args.document,
-            list(request.args.blobs),
-            encoding=Encoding(request.args.encoding),
+        return prepare(
+            self._adapter,
+            info,
+            request,
+            worker_id=self._worker_id,
             allow_pickle=self._allow_pickle,
-            what=f"arguments of tool {info.name!r}",
         )
-        kwargs = dict(info.bind(args))
-        if info.context_param is not None:
-            kwargs[info.context_param] = SessionContext(
-                session_id=request.session_id or None,
-                request_id=request.request_id,
-                worker_id=self._worker_id,
-                tool=info.name,
-            )
-        return functools.partial(getattr(self._adapter, info.method_name), **kwargs)
 
     def _payload(self, value: Any, what: str, encoding: int) -> pb.Payload:
         enc = (

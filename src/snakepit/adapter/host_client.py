@@ -1,14 +1,17 @@
 """The worker's client of the host bridge: session variables and host tools from worker code.
 
-A worker process learns the host's address from ``SNAKEPIT_HOST_ADDRESS`` at
-start (and, over TCP, the token from the pool on an inherited pipe). Tools
-reach it through their :class:`~snakepit.adapter.SessionContext`:
+Tools reach the host through their :class:`~snakepit.adapter.SessionContext`:
 
 * synchronous tools (they run on threads) use the blocking API,
-  ``ctx.variables["x"]``, ``ctx.variables.set(...)``, ``ctx.call_host_tool(...)``,
-  over one sync gRPC channel per process, created on first use;
+  ``ctx.variables["x"]``, ``ctx.variables.set(...)``, ``ctx.call_host_tool(...)``;
 * ``async`` tools use the ``a``-prefixed coroutines, ``await ctx.variables.aget("x")``,
-  ``await ctx.acall_host_tool(...)``, over a ``grpc.aio`` channel on the worker's loop.
+  ``await ctx.acall_host_tool(...)``.
+
+The calls travel over a *link*: on the local transport, frames on the worker's
+own connection to the host (:mod:`snakepit.adapter._local`); on gRPC, a channel
+to the host bridge whose address the worker learns from ``SNAKEPIT_HOST_ADDRESS``
+at start (over TCP, with the token the pool hands over on the worker's stdin, never
+in its environment). gRPC is imported only by the gRPC link.
 
 Errors come back typed (``VariableValidationError``, ``VersionConflictError``,
 ``HostToolError``...), rebuilt from the ``ErrorInfo`` the host sent. This
@@ -20,34 +23,30 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeAlias, TypeVar
-
-import grpc
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeAlias, TypeVar
 
 from snakepit._proto.snakepit.v1 import host_pb2 as hpb
-from snakepit._proto.snakepit.v1 import host_pb2_grpc
 from snakepit._proto.snakepit.v1 import worker_pb2 as pb
 from snakepit._variables import BatchResult, Variable
-from snakepit.codec import Encoding, decode, encode
-from snakepit.errors import (
-    SessionNotFoundError,
-    SnakepitError,
-    VariableError,
-    details_from_json,
-    from_wire,
-)
+from snakepit._wire.constants import DEFAULT_MAX_MESSAGE, ENV_ADDRESS, ENV_TOKEN, TOKEN_HEADER
+from snakepit._wire.errors import exception_from_info as error_from_wire
+from snakepit._wire.payload import from_payload, to_payload
+from snakepit.codec import Encoding
+from snakepit.errors import SessionNotFoundError, SnakepitError, VariableError
 from snakepit.events import VariableUpdated
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
 __all__ = [
     "ENV_ADDRESS",
     "ENV_TOKEN",
     "AsyncHostWatch",
     "HostClient",
+    "HostLink",
     "HostWatch",
     "SessionVariables",
+    "configure",
     "configure_from_environ",
     "default_client",
     "error_from_wire",
@@ -55,9 +54,7 @@ __all__ = [
     "to_payload",
 ]
 
-ENV_ADDRESS = "SNAKEPIT_HOST_ADDRESS"
-ENV_TOKEN = "SNAKEPIT_HOST_TOKEN"
-_DEFAULT_MAX_MESSAGE = 256 * 1024 * 1024
+_DEFAULT_MAX_MESSAGE = DEFAULT_MAX_MESSAGE
 
 T = TypeVar("T")
 # ``SessionVariables.list`` shadows the builtin inside that class.
@@ -65,43 +62,7 @@ _Variables: TypeAlias = "list[Variable]"
 _Names: TypeAlias = "list[str]"
 
 
-# -- the wire forms both sides share ----------------------------------------------------------
-
-
-def to_payload(value: Any, what: str, encoding: Encoding = Encoding.JSON) -> pb.Payload:
-    """Encode ``value`` as a ``Payload``.
-
-    Raises:
-        SerializationError: the value cannot be carried (named by ``what`` and its path).
-    """
-    document, blobs = encode(value, what=what, encoding=encoding)
-    return pb.Payload(document=document, blobs=blobs, encoding=encoding.value)  # type: ignore[arg-type]
-
-
-def from_payload(payload: pb.Payload, what: str, *, allow_pickle: bool = False) -> Any:
-    """Decode a ``Payload`` (an empty one is None).
-
-    Raises:
-        SerializationError: malformed, or pickled while pickle is not allowed.
-    """
-    return decode(
-        payload.document,
-        list(payload.blobs),
-        encoding=Encoding(payload.encoding),
-        allow_pickle=allow_pickle,
-        what=what,
-    )
-
-
-def error_from_wire(info: pb.ErrorInfo) -> Exception:
-    """The exception an ``ErrorInfo`` describes (``ValueError`` kinds stay ``ValueError``)."""
-    if info.kind == "ValueError":
-        return ValueError(info.message)
-    details = details_from_json(info.details_json)
-    if info.kind in ("ToolError", "HostToolError"):
-        details["remote_type"] = info.remote_type
-        details["remote_traceback"] = info.traceback
-    return from_wire(info.kind, info.message, details)
+# -- the wire forms --------------------------------------------------------------------------
 
 
 def _variable(info: hpb.VariableInfo) -> Variable:
@@ -130,6 +91,175 @@ def _update(item: hpb.VariableUpdate) -> VariableUpdated:
     )
 
 
+# -- links: how the calls travel --------------------------------------------------------------
+
+
+class WatchCall(Protocol):
+    """A running watch on a link (blocking reads)."""
+
+    def next_item(self) -> hpb.WatchItem | None:
+        """The next item, None when the stream ended. Raises SnakepitError when it broke."""
+
+    def cancel(self) -> None: ...
+
+
+class AsyncWatchCall(Protocol):
+    """A running watch on a link (async reads)."""
+
+    async def read(self) -> hpb.WatchItem | None:
+        """The next item, None when the stream ended. Raises SnakepitError when it broke."""
+
+    def cancel(self) -> None: ...
+
+
+class HostLink(Protocol):
+    """How a worker's calls reach the host: a unary call (blocking or async) and a watch.
+
+    Every method raises ``SnakepitError`` when the host cannot be reached.
+    """
+
+    address: str
+
+    def call(self, method: str, request: Any, timeout: float | None) -> Any: ...
+
+    async def acall(self, method: str, request: Any, timeout: float | None) -> Any: ...
+
+    def watch(self, request: hpb.WatchRequest) -> WatchCall: ...
+
+    def awatch(self, request: hpb.WatchRequest) -> AsyncWatchCall: ...
+
+    def close(self) -> None: ...
+
+
+class _GrpcLink:
+    """A gRPC channel to the host bridge: one sync channel shared by every tool thread, one
+    ``grpc.aio`` channel on the worker's loop, both created on first use."""
+
+    def __init__(self, address: str, *, token: str, max_message_bytes: int) -> None:
+        self.address = address
+        self._metadata = ((TOKEN_HEADER, token),) if token else None
+        self._options = [
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.enable_retries", 0),
+        ]
+        self._lock = threading.Lock()
+        self._channel: Any = None
+        self._stub: Any = None
+        self._aio_channel: Any = None
+        self._aio_stub: Any = None
+        self._aio_loop: asyncio.AbstractEventLoop | None = None
+
+    def _check_address(self) -> None:
+        if not self.address:
+            raise SnakepitError(
+                f"this worker has no host bridge ({ENV_ADDRESS} is not set): session variables "
+                "and host tools work only in workers started by a snakepit Pool"
+            )
+
+    def _sync_stub(self) -> Any:
+        self._check_address()
+        with self._lock:
+            if self._stub is None:
+                import grpc
+
+                from snakepit._proto.snakepit.v1 import host_pb2_grpc
+
+                self._channel = grpc.insecure_channel(self.address, options=self._options)
+                self._stub = host_pb2_grpc.HostServiceStub(self._channel)  # type: ignore[no-untyped-call]
+            return self._stub
+
+    def _async_stub(self) -> Any:
+        self._check_address()
+        loop = asyncio.get_running_loop()
+        if self._aio_stub is None or self._aio_loop is not loop:
+            import grpc
+
+            from snakepit._proto.snakepit.v1 import host_pb2_grpc
+
+            self._aio_channel = grpc.aio.insecure_channel(self.address, options=self._options)
+            self._aio_stub = host_pb2_grpc.HostServiceStub(self._aio_channel)  # type: ignore[no-untyped-call]
+            self._aio_loop = loop
+        return self._aio_stub
+
+    def unreachable(self, method: str, exc: Exception) -> SnakepitError:
+        code = getattr(exc, "code", None)
+        details = getattr(exc, "details", None)
+        reason = f"{code().name} {details()}" if callable(code) and callable(details) else exc
+        return SnakepitError(
+            f"cannot reach the snakepit host at {self.address!r} for {method} ({reason}); "
+            "the pool may be closing",
+            address=self.address,
+        )
+
+    def call(self, method: str, request: Any, timeout: float | None) -> Any:
+        import grpc
+
+        stub = self._sync_stub()
+        try:
+            return getattr(stub, method)(request, metadata=self._metadata, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise self.unreachable(method, exc) from exc
+
+    async def acall(self, method: str, request: Any, timeout: float | None) -> Any:
+        import grpc
+
+        stub = self._async_stub()
+        try:
+            return await getattr(stub, method)(request, metadata=self._metadata, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise self.unreachable(method, exc) from exc
+
+    def watch(self, request: hpb.WatchRequest) -> WatchCall:
+        return _GrpcWatch(self, self._sync_stub().WatchVariables(request, metadata=self._metadata))
+
+    def awatch(self, request: hpb.WatchRequest) -> AsyncWatchCall:
+        call = self._async_stub().WatchVariables(request, metadata=self._metadata)
+        return _GrpcAsyncWatch(self, call)
+
+    def close(self) -> None:
+        with self._lock:
+            channel, self._channel, self._stub = self._channel, None, None
+        if channel is not None:
+            channel.close()
+
+
+class _GrpcWatch:
+    def __init__(self, link: _GrpcLink, call: Any) -> None:
+        self._link = link
+        self._call = call
+
+    def next_item(self) -> hpb.WatchItem | None:
+        import grpc
+
+        try:
+            item: hpb.WatchItem | None = next(self._call, None)
+        except grpc.RpcError as exc:
+            raise self._link.unreachable("WatchVariables", exc) from exc
+        return item
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+
+class _GrpcAsyncWatch:
+    def __init__(self, link: _GrpcLink, call: Any) -> None:
+        self._link = link
+        self._call = call
+
+    async def read(self) -> hpb.WatchItem | None:
+        import grpc
+
+        try:
+            item = await self._call.read()
+        except grpc.RpcError as exc:
+            raise self._link.unreachable("WatchVariables", exc) from exc
+        return None if item is grpc.aio.EOF else item  # type: ignore[attr-defined]
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+
 # -- the client --------------------------------------------------------------------------------
 
 
@@ -142,11 +272,9 @@ class _Op(NamedTuple, Generic[T]):
 
 
 class HostClient:
-    """The channel from a worker process to its host's ``HostService``.
+    """A worker process's client of its host.
 
-    One per worker process (see :func:`default_client`); the sync channel is
-    created on first use and shared by every tool thread, the async one is
-    created on first use on the worker's event loop.
+    One per worker process (see :func:`default_client`).
 
     Args:
         address: the host bridge's gRPC address (``unix:/...`` or ``host:port``); "" for none.
@@ -154,78 +282,36 @@ class HostClient:
         worker_id: this worker's id, sent with host tool calls.
         max_message_bytes: the largest message either way.
         allow_pickle: the pool opted into pickle; host tool values travel pickled.
+        link: how calls travel (default: a gRPC channel to ``address``).
     """
 
     def __init__(
         self,
-        address: str,
+        address: str = "",
         *,
         token: str = "",
         worker_id: str = "",
         max_message_bytes: int = _DEFAULT_MAX_MESSAGE,
         allow_pickle: bool = False,
+        link: HostLink | None = None,
     ) -> None:
-        self.address = address
+        self.link: HostLink = link or _GrpcLink(
+            address, token=token, max_message_bytes=max_message_bytes
+        )
+        self.address = self.link.address
         self.worker_id = worker_id
         self.allow_pickle = allow_pickle
         self.encoding = Encoding.PICKLE if allow_pickle else Encoding.JSON
-        self._metadata = (("snakepit-token", token),) if token else None
-        self._options = [
-            ("grpc.max_send_message_length", max_message_bytes),
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.enable_retries", 0),
-        ]
-        self._lock = threading.Lock()
-        self._channel: grpc.Channel | None = None
-        self._stub: Any = None
-        self._aio_channel: Any = None
-        self._aio_stub: Any = None
-        self._aio_loop: asyncio.AbstractEventLoop | None = None
 
-    # -- channels ----------------------------------------------------------------------------
-
-    def _check_address(self) -> None:
-        if not self.address:
-            raise SnakepitError(
-                f"this worker has no host bridge ({ENV_ADDRESS} is not set): session variables "
-                "and host tools work only in workers started by a snakepit Pool"
-            )
-
-    def _sync_stub(self, what: str) -> Any:
+    def _not_on_loop(self, what: str) -> None:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            pass
-        else:
-            raise RuntimeError(
-                f"{what} would block the worker's event loop: this is an async tool, so use the "
-                "async variant (await ctx.variables.aget(...), aset(...), "
-                "await ctx.acall_host_tool(...))"
-            )
-        self._check_address()
-        with self._lock:
-            if self._stub is None:
-                self._channel = grpc.insecure_channel(self.address, options=self._options)
-                self._stub = host_pb2_grpc.HostServiceStub(self._channel)  # type: ignore[no-untyped-call]
-            return self._stub
-
-    def _async_stub(self) -> Any:
-        self._check_address()
-        loop = asyncio.get_running_loop()
-        if self._aio_stub is None or self._aio_loop is not loop:
-            self._aio_channel = grpc.aio.insecure_channel(self.address, options=self._options)
-            self._aio_stub = host_pb2_grpc.HostServiceStub(self._aio_channel)  # type: ignore[no-untyped-call]
-            self._aio_loop = loop
-        return self._aio_stub
-
-    def _unreachable(self, method: str, exc: Exception) -> SnakepitError:
-        code = getattr(exc, "code", None)
-        details = getattr(exc, "details", None)
-        reason = f"{code().name} {details()}" if callable(code) and callable(details) else exc
-        return SnakepitError(
-            f"cannot reach the snakepit host at {self.address!r} for {method} ({reason}); "
-            "the pool may be closing",
-            address=self.address,
+            return
+        raise RuntimeError(
+            f"{what} would block the worker's event loop: this is an async tool, so use the "
+            "async variant (await ctx.variables.aget(...), aset(...), "
+            "await ctx.acall_host_tool(...))"
         )
 
     # -- calls -------------------------------------------------------------------------------
@@ -238,38 +324,23 @@ class HostClient:
                 could not be reached.
             RuntimeError: called on the worker's event loop (use :meth:`arun`).
         """
-        stub = self._sync_stub(op.method)
-        try:
-            response = getattr(stub, op.method)(
-                op.request, metadata=self._metadata, timeout=timeout
-            )
-        except grpc.RpcError as exc:
-            raise self._unreachable(op.method, exc) from exc
-        return op.parse(response)
+        self._not_on_loop(op.method)
+        return op.parse(self.link.call(op.method, op.request, timeout))
 
     async def arun(self, op: _Op[T], *, timeout: float | None = None) -> T:
         """Make a unary call from an async tool. Raises as :meth:`run`."""
-        stub = self._async_stub()
-        try:
-            response = await getattr(stub, op.method)(
-                op.request, metadata=self._metadata, timeout=timeout
-            )
-        except grpc.RpcError as exc:
-            raise self._unreachable(op.method, exc) from exc
-        return op.parse(response)
+        return op.parse(await self.link.acall(op.method, op.request, timeout))
 
     def open_watch(self, request: hpb.WatchRequest) -> HostWatch:
         """Start a watch stream and return once it is live (blocking)."""
-        stub = self._sync_stub("watch")
-        call = stub.WatchVariables(request, metadata=self._metadata)
-        watch = HostWatch(self, call, request.session_id)
+        self._not_on_loop("watch")
+        watch = HostWatch(self, self.link.watch(request), request.session_id)
         watch._started()
         return watch
 
     async def aopen_watch(self, request: hpb.WatchRequest) -> AsyncHostWatch:
         """Start a watch stream from an async tool and return once it is live."""
-        call = self._async_stub().WatchVariables(request, metadata=self._metadata)
-        watch = AsyncHostWatch(self, call, request.session_id)
+        watch = AsyncHostWatch(self, self.link.awatch(request), request.session_id)
         await watch._started()
         return watch
 
@@ -309,11 +380,8 @@ class HostClient:
         return _Op("Heartbeat", hpb.SessionRequest(session_id=session_id), parse)
 
     def close(self) -> None:
-        """Close the sync channel (the async one closes with its loop). Idempotent."""
-        with self._lock:
-            channel, self._channel, self._stub = self._channel, None, None
-        if channel is not None:
-            channel.close()
+        """Close the link's blocking channel (the async one closes with its loop). Idempotent."""
+        self.link.close()
 
     def __repr__(self) -> str:
         return f"<HostClient {self.address or '(no host)'}>"
@@ -337,33 +405,30 @@ class HostWatch:
     or after :meth:`close`. Use it as a context manager to close it.
     """
 
-    def __init__(self, client: HostClient, call: Any, session_id: str) -> None:
+    def __init__(self, client: HostClient, call: WatchCall, session_id: str) -> None:
         self.session_id = session_id
         self.ended_reason: str | None = None
         self._client = client
         self._call = call
 
     def _started(self) -> None:
-        try:
-            item = next(self._call, None)
-        except grpc.RpcError as exc:
-            raise self._client._unreachable("WatchVariables", exc) from exc
-        _first_item(item, self.session_id)
+        _first_item(self._call.next_item(), self.session_id)
 
-    def __iter__(self) -> Iterator[VariableUpdated]:
+    def __iter__(self) -> HostWatch:
         return self
 
     def __next__(self) -> VariableUpdated:
         if self.ended_reason is not None:
             raise StopIteration
         try:
-            item = next(self._call, None)
-        except grpc.RpcError as exc:
+            item = self._call.next_item()
+        except SnakepitError:
             if self.ended_reason is not None:  # closed by us
                 raise StopIteration from None
-            raise self._client._unreachable("WatchVariables", exc) from exc
+            raise
         if item is None or item.HasField("ended"):
-            self.ended_reason = item.ended.reason if item is not None else "stream ended"
+            if self.ended_reason is None:
+                self.ended_reason = item.ended.reason if item is not None else "stream ended"
             raise StopIteration
         if item.HasField("error"):
             self.ended_reason = "error"
@@ -389,7 +454,7 @@ class AsyncHostWatch:
     Behaves as :class:`HostWatch`; use ``async with`` or :meth:`close` to stop it.
     """
 
-    def __init__(self, client: HostClient, call: Any, session_id: str) -> None:
+    def __init__(self, client: HostClient, call: AsyncWatchCall, session_id: str) -> None:
         self.session_id = session_id
         self.ended_reason: str | None = None
         self._client = client
@@ -397,12 +462,11 @@ class AsyncHostWatch:
 
     async def _read(self) -> Any:
         try:
-            item = await self._call.read()
-        except grpc.RpcError as exc:
+            return await self._call.read()
+        except SnakepitError:
             if self.ended_reason is not None:
                 return None
-            raise self._client._unreachable("WatchVariables", exc) from exc
-        return None if item is grpc.aio.EOF else item  # type: ignore[attr-defined]
+            raise
 
     async def _started(self) -> None:
         _first_item(await self._read(), self.session_id)
@@ -797,6 +861,14 @@ def configure_from_environ(
         max_message_bytes=max_message_bytes,
         allow_pickle=allow_pickle,
     )
+    with _default_lock:
+        _default = client
+    return client
+
+
+def configure(client: HostClient) -> HostClient:
+    """Make ``client`` this process's client (the local worker main passes its own link)."""
+    global _default
     with _default_lock:
         _default = client
     return client

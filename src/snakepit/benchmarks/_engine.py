@@ -30,7 +30,7 @@ _MEMORY = ("worker_rss", "worker_uss", "host_rss", "total_rss")
 
 
 def _command(name: str) -> list[str]:
-    if name == "snakepit":
+    if name.startswith("snakepit"):
         return [sys.executable, "-m", "snakepit.benchmarks._child"]
     return [sys.executable, str(_PEER_MAIN)]
 
@@ -84,7 +84,7 @@ class Engine:
                 self.main(name)
         for name in self.names:
             self.memory(name)
-        if "snakepit" in self.names:
+        if any(name.startswith("snakepit") for name in self.names):
             self.below_the_pool()
         return self.table
 
@@ -116,8 +116,8 @@ class Engine:
         f = self.floor
         self.progress.end(
             f"pipe {f['pipe_pickle']['p50'] * 1e6:.0f} µs  grpc.aio {f['grpc_aio']['p50'] * 1e6:.0f}"
-            f" µs  worker execute {f['worker_execute_ping']['p50'] * 1e6:.0f} µs"
-            f"  cold start {f['worker_cold_start']['p50'] * 1e3:.0f} ms"
+            f" µs  local execute {f['local']['worker_execute_ping']['p50'] * 1e6:.0f} µs"
+            f"  grpc execute {f['grpc']['worker_execute_ping']['p50'] * 1e6:.0f} µs"
         )
 
     def main(self, name: str) -> None:

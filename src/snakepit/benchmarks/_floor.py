@@ -26,7 +26,7 @@ import tempfile
 import time
 from concurrent import futures
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 ADAPTER = "snakepit.examples.showcase:Showcase"
 _METHOD = "/floor.Echo/Call"
@@ -143,11 +143,15 @@ def grpc_floor(calls: int) -> dict[str, dict[str, float]]:
     return {"grpc_sync": _summary(sync), "grpc_aio": _summary(asynchronous)}
 
 
-async def worker_floor(starts: int, calls: int) -> dict[str, Any]:
+async def worker_floor(
+    starts: int, calls: int, transport: Literal["local", "grpc"]
+) -> dict[str, Any]:
     from snakepit.worker import WorkerHandle, WorkerOptions
 
     with tempfile.TemporaryDirectory(prefix="snakepit-floor-") as runtime:
-        options = WorkerOptions(adapter=ADAPTER, runtime_dir=Path(runtime), log_level="WARNING")
+        options = WorkerOptions(
+            adapter=ADAPTER, runtime_dir=Path(runtime), log_level="WARNING", transport=transport
+        )
         cold: list[float] = []
         for i in range(starts):
             handle = WorkerHandle(f"cold{i}", options)
@@ -190,7 +194,8 @@ def measure(calls: int, starts: int) -> dict[str, Any]:
     result: dict[str, Any] = {"calls": calls, "starts": starts}
     result["pipe_pickle"] = pipe_floor(calls)
     result.update(grpc_floor(calls))
-    result.update(asyncio.run(worker_floor(starts, calls)))
+    result["local"] = asyncio.run(worker_floor(starts, calls, "local"))
+    result["grpc"] = asyncio.run(worker_floor(starts, calls, "grpc"))
     return result
 
 

@@ -13,7 +13,8 @@ BASELINE = "ProcessPoolExecutor"
 
 #: Column order of the table.
 SUBJECTS = (
-    "snakepit",
+    "snakepit-local",
+    "snakepit-grpc",
     "ProcessPoolExecutor",
     "multiprocessing.Pool",
     "pebble.ProcessPool",
@@ -36,8 +37,6 @@ class Config:
     rounds: int
     reps: int
     workers: int
-    #: the large pool of the "many workers answered" start figure
-    many_workers: int
     latency_calls: int
     throughput_calls: int
     concurrency: tuple[int, ...]
@@ -51,6 +50,9 @@ class Config:
     #: below the pool (``_floor``): round trips per transport, cold starts of one worker
     floor_calls: int
     floor_starts: int
+    #: the "many workers" start: pools of this size until every worker is ready
+    many_workers: int = 100
+    many_reps: int = 1
 
     @classmethod
     def full(cls) -> Config:
@@ -148,7 +150,7 @@ def metrics(config: Config) -> list[Metric]:
     rows += [
         Metric("start.default", f"pool start, {config.workers} workers answered", "ms", "lower"),
         Metric("start.spawn", "pool start, `spawn` start method", "ms", "lower"),
-        Metric("start.many", f"pool start, {config.many_workers} workers answered", "ms", "lower"),
+        Metric("start.many", f"pool start, {config.many_workers} workers ready", "ms", "lower"),
         Metric("crash.recovery", "crash: back to full size by itself", "ms", "lower"),
         Metric("crash.recreate", "crash: recreated by hand, full size", "ms", "lower"),
         Metric(

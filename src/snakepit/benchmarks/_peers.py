@@ -96,7 +96,16 @@ class _FuturesExecutor(_Executor):
         future.add_done_callback(lambda f: done(f.exception() is None))
 
     def close(self) -> None:
-        if self._cancel:
+        broken = bool(getattr(self._ex, "_broken", False))
+        if broken:
+            # A broken ProcessPoolExecutor's feeder thread may be stuck writing to a dead
+            # worker's pipe, and shutdown(wait=True) would wait for it for ever: shut down
+            # without waiting and kill what is left, as a caller recreating it would.
+            self._ex.shutdown(wait=False, cancel_futures=True)
+            for proc in list((getattr(self._ex, "_processes", None) or {}).values()):
+                proc.kill()
+                proc.join(_WAIT)
+        elif self._cancel:
             self._ex.shutdown(wait=True, cancel_futures=True)
         else:  # loky's shutdown has no cancel_futures
             self._ex.shutdown(wait=True)

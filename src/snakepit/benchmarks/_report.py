@@ -110,7 +110,7 @@ def _floor_table(floor: dict[str, Any]) -> list[str]:
     def us(entry: dict[str, float]) -> str:
         return f"{number(entry['p50'] * 1e6)} | {number(entry['p99'] * 1e6)}"
 
-    cold = floor["worker_cold_start"]
+    local, grpc = floor["local"], floor["grpc"]
     return [
         f"Below the pool: one host and one child process, a tiny payload, {calls} calls each "
         "(`python -m snakepit.benchmarks._floor`).",
@@ -120,13 +120,20 @@ def _floor_table(floor: dict[str, Any]) -> list[str]:
         f"| `multiprocessing.Pipe`, pickled dict | {us(floor['pipe_pickle'])} |",
         f"| bare gRPC unary call, sync client, Unix socket | {us(floor['grpc_sync'])} |",
         f"| bare gRPC unary call, `grpc.aio` client, Unix socket | {us(floor['grpc_aio'])} |",
-        f"| snakepit worker, `Ping` RPC (`WorkerHandle.ping`) | {us(floor['worker_ping_rpc'])} |",
-        f'| snakepit worker, `execute("ping")` (`WorkerHandle`) |'
-        f" {us(floor['worker_execute_ping'])} |",
+        f"| snakepit local worker, `Ping` (`WorkerHandle.ping`) | {us(local['worker_ping_rpc'])} |",
+        f'| snakepit local worker, `execute("ping")` (`WorkerHandle`) |'
+        f" {us(local['worker_execute_ping'])} |",
+        f"| snakepit gRPC worker, `Ping` RPC (`WorkerHandle.ping`) | {us(grpc['worker_ping_rpc'])} |",
+        f'| snakepit gRPC worker, `execute("ping")` (`WorkerHandle`) |'
+        f" {us(grpc['worker_execute_ping'])} |",
         "",
-        f"One snakepit worker's cold start (spawn to ready, median of {starts}): "
-        f"{number(cold['p50'] * 1e3)} ms (min {number(cold['min'] * 1e3)}, "
-        f"max {number(cold['max'] * 1e3)}).",
+        *(
+            f"One snakepit {name} worker's cold start (spawn to ready, median of {starts}): "
+            f"{number(f['worker_cold_start']['p50'] * 1e3)} ms "
+            f"(min {number(f['worker_cold_start']['min'] * 1e3)}, "
+            f"max {number(f['worker_cold_start']['max'] * 1e3)})."
+            for name, f in (("local", local), ("gRPC", grpc))
+        ),
     ]
 
 

@@ -177,11 +177,11 @@ class Runner:
 
         def many() -> str:
             cell = self._cell("start.many", subject)
-            for _ in range(cfg.start_reps):
-                cell.samples.append(subject.start(cfg.many_workers, False))
+            for _ in range(cfg.many_reps):
+                cell.samples.append(subject.start_many(cfg.many_workers))
             return summary(("", cell, "ms"))
 
-        self._guard(f"start/{cfg.many_workers}", subject, ["start.many"], many)
+        self._guard("start/many", subject, ["start.many"], many)
 
     def crash(self, subject: Subject) -> None:
         cfg = self.config

@@ -38,8 +38,8 @@ def _pool_class() -> Any:
     return pool
 
 
-def _new_pool(workers: int, **options: Any) -> Any:
-    return _pool_class()(adapter=ADAPTER, size=workers, **options)
+def _new_pool(workers: int, transport: str, **options: Any) -> Any:
+    return _pool_class()(adapter=ADAPTER, size=workers, transport=transport, **options)
 
 
 async def _round(pool: Any, n: int) -> list[object]:
@@ -65,9 +65,10 @@ async def _distinct(pool: Any, n: int, exclude: int | None = None) -> set[int]:
 
 
 class _SnakepitSession(Session):
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, transport: str) -> None:
         self._runner = asyncio.Runner()
         self._pool: Any = None
+        self._transport = transport
         try:
             self._pool = self._runner.run(self._open(workers))
         except BaseException:
@@ -75,7 +76,7 @@ class _SnakepitSession(Session):
             raise
 
     async def _open(self, workers: int) -> Any:
-        pool = _new_pool(workers)
+        pool = _new_pool(workers, self._transport)
         entered = await pool.__aenter__()
         try:
             await _distinct(entered, workers)
@@ -151,15 +152,24 @@ class _SnakepitSession(Session):
 
 
 class SnakepitSubject(Subject):
-    name = "snakepit"
+    """snakepit over one transport: ``"local"`` (frames on a socket pair) or ``"grpc"``."""
+
     distribution = "pysnakepit"
-    start_method = "fork server + gRPC"
+
+    def __init__(self, transport: str) -> None:
+        self.transport = transport
+        self.name = f"snakepit-{transport}"
+        self.start_method = (
+            "fork server, local frames + shared memory"
+            if transport == "local"
+            else "fork server + gRPC (Unix socket)"
+        )
 
     def check(self) -> None:
         _pool_class()
 
     def session(self, workers: int) -> Session:
-        return _SnakepitSession(workers)
+        return _SnakepitSession(workers, self.transport)
 
     def start(self, workers: int, spawn: bool) -> float:
         return asyncio.run(self._start(workers, "spawn" if spawn else "forkserver"))
@@ -167,15 +177,29 @@ class SnakepitSubject(Subject):
     async def _start(self, workers: int, method: str) -> float:
         t0 = time.perf_counter()
         # As many starts at once as workers: the figure is how fast a pool can fill.
-        async with _new_pool(workers, start_method=method, startup_concurrency=workers) as pool:
+        async with _new_pool(
+            workers, self.transport, start_method=method, startup_concurrency=workers
+        ) as pool:
             await _distinct(pool, workers)
+            return time.perf_counter() - t0
+
+    def start_many(self, workers: int) -> float:
+        return asyncio.run(self._start_many(workers))
+
+    async def _start_many(self, workers: int) -> float:
+        # Pool.start returns once every worker is ready; start them all at once.
+        t0 = time.perf_counter()
+        pool = _new_pool(
+            workers, self.transport, startup_concurrency=workers, startup_timeout=120.0
+        )
+        async with pool:
             return time.perf_counter() - t0
 
     def memory(self, workers: int, spawn: bool = False) -> dict[str, float]:
         return asyncio.run(self._memory(workers, "spawn" if spawn else "forkserver"))
 
     async def _memory(self, workers: int, method: str) -> dict[str, float]:
-        async with _new_pool(workers, start_method=method) as pool:
+        async with _new_pool(workers, self.transport, start_method=method) as pool:
             pids = await _distinct(pool, workers)
             return measure_memory(pids)
 
@@ -184,7 +208,7 @@ class SnakepitSubject(Subject):
 
     async def _crash(self, workers: int) -> CrashOutcome:
         events = importlib.import_module("snakepit.events")
-        async with _new_pool(workers) as pool:
+        async with _new_pool(workers, self.transport) as pool:
             await _distinct(pool, workers)
             dispatched = pool.events.subscribe(
                 lambda e: isinstance(e, events.RequestDispatched) and e.tool == "hang"

@@ -98,6 +98,10 @@ class Subject(ABC):
     def start(self, workers: int, spawn: bool) -> float:
         """Seconds from nothing to ``workers`` distinct workers having answered a call."""
 
+    def start_many(self, workers: int) -> float:
+        """Seconds from nothing to a pool of ``workers`` workers, every one ready."""
+        raise NotSupported("not measured")
+
     @abstractmethod
     def crash(self, workers: int) -> CrashOutcome:
         """SIGKILL a worker running a long task and see what the pool does."""

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 def all_subjects() -> list[Subject]:
     return [
-        SnakepitSubject(),
+        SnakepitSubject("local"),
+        SnakepitSubject("grpc"),
         ProcessPoolExecutorSubject(),
         MultiprocessingPoolSubject(),
         PebbleSubject(),

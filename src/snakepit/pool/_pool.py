@@ -398,6 +398,7 @@ class Pool:
             launcher=self._fork_server,
             host_token=self._bridge.token if self._bridge is not None else None,
             placement=self._placements.factory(slot) if self._placements is not None else None,
+            host=self._bridge.ops if self._bridge is not None else None,
         )
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
@@ -652,7 +653,7 @@ class Pool:
             # What the queue left of the timeout (never zero: gRPC reads 0 as "no deadline").
             deadline = max(deadline - (self._clock.monotonic() - began), 1e-3)
         self._supervisor.dispatched(worker)
-        if self.events.active:
+        if self.events.wants(RequestDispatched):
             now = self._clock.monotonic()
             self.events.publish(
                 RequestDispatched(
@@ -723,7 +724,7 @@ class Pool:
         if ticket.session_id is not None:
             await self._pin(ticket.session_id, worker.id)
         self._counters["completed"] += 1
-        if self.events.active:
+        if self.events.wants(RequestCompleted):
             now = self._clock.monotonic()
             self.events.publish(
                 RequestCompleted(

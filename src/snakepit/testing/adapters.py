@@ -23,6 +23,7 @@ __all__ = [
     "Minimal",
     "MockAdapter",
     "Noisy",
+    "Probe",
     "RaisesBaseExceptions",
     "Streams",
     "WireValues",
@@ -293,3 +294,50 @@ class RaisesBaseExceptions(Adapter):
     @tool
     def pid(self) -> int:
         return os.getpid()
+
+
+class Probe(Adapter):
+    """Tools that report on the worker process itself (imports, stdin, stream production)."""
+
+    produced = 0
+
+    @tool
+    def modules(self, prefix: str) -> list[str]:
+        """The imported modules whose names start with ``prefix``."""
+        return sorted(m for m in sys.modules if m == prefix or m.startswith(prefix + "."))
+
+    @tool
+    def stdin_kind(self) -> str:
+        """What the worker's fd 0 is: "socket", "fifo", "chr" (e.g. /dev/null) or "other"."""
+        import os
+        import stat
+
+        mode = os.fstat(0).st_mode
+        if stat.S_ISSOCK(mode):
+            return "socket"
+        if stat.S_ISFIFO(mode):
+            return "fifo"
+        return "chr" if stat.S_ISCHR(mode) else "other"
+
+    @tool
+    def endless(self, size: int = 1) -> Iterator[bytes]:
+        """Yield chunks of ``size`` bytes for ever, counting them in :meth:`produced_count`."""
+        while True:
+            Probe.produced += 1
+            yield b"x" * size
+
+    @tool
+    def hold(self, value: bytes) -> int:
+        """Receive ``value`` and never return (a call to kill mid-way)."""
+        threading.Event().wait()
+        return len(value)  # pragma: no cover - never reached
+
+    @tool
+    def echo(self, value: bytes) -> bytes:
+        """Return ``value``."""
+        return value
+
+    @tool
+    def produced_count(self) -> int:
+        """How many chunks :meth:`endless` has made so far in this worker."""
+        return Probe.produced

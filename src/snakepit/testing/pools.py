@@ -15,6 +15,7 @@ import psutil
 
 from snakepit.events import WorkerReady
 from snakepit.pool import Pool
+from snakepit.testing import servers
 from snakepit.testing.servers import SHOWCASE
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ def _test_defaults(options: dict[str, Any]) -> dict[str, Any]:
     options.setdefault("drain_timeout", 2.0)
     options.setdefault("startup_timeout", 20.0)
     options.setdefault("name", f"t{os.getpid()}-{next(_names)}")
+    if servers.default_transport is not None:
+        options.setdefault("transport", servers.default_transport)
     return options
 
 

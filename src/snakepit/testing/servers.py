@@ -15,9 +15,12 @@ if TYPE_CHECKING:
 
     from snakepit.events import EventBus
 
-__all__ = ["SHOWCASE", "with_python_server"]
+__all__ = ["SHOWCASE", "default_transport", "with_python_server"]
 
 SHOWCASE = "snakepit.examples.showcase:Showcase"
+# The transport test workers and pools use when a test does not name one; a fixture
+# parametrised over transports sets it (None: the library's default).
+default_transport: str | None = None
 _ids = itertools.count(1)
 
 
@@ -33,6 +36,8 @@ async def with_python_server(
     Raises:
         WorkerStartupError: the worker did not become ready.
     """
+    if default_transport is not None:
+        options.setdefault("transport", default_transport)
     runtime = make_runtime_dir("srv")
     handle = WorkerHandle(
         f"srv{os.getpid()}-{next(_ids)}",

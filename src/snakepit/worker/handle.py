@@ -32,13 +32,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from snakepit._wire.constants import READY_PREFIX as _READY
 from snakepit.clock import Clock, SystemClock
 from snakepit.codec import Encoding
 from snakepit.errors import WorkerCrashedError, WorkerStartupError
 from snakepit.events import EventBus, WorkerExited, WorkerReady, WorkerStarting
+from snakepit.worker import local
 from snakepit.worker._identity import pid_taken_by_a_live_process
 from snakepit.worker._paths import worker_pythonpath
-from snakepit.worker.launch import PIPE, SPAWN, LaunchError
+from snakepit.worker.launch import DEVNULL, PIPE, SPAWN, LaunchError
 from snakepit.worker.transport import (
     DescribeResult,
     GrpcTransport,
@@ -49,14 +51,16 @@ from snakepit.worker.transport import (
 )
 
 if TYPE_CHECKING:
+    import socket
     from collections.abc import AsyncIterator, Callable, Mapping
 
+    from snakepit.bridge.ops import HostOps
     from snakepit.worker.attached import Placement
     from snakepit.worker.launch import Launcher, WorkerProcess
 
 __all__ = ["WorkerHandle", "WorkerOptions", "WorkerState"]
 
-READY_PREFIX = b"SNAKEPIT_READY "
+READY_PREFIX = _READY.encode()
 _STDERR_TAIL = 40
 _STDERR_CHUNK = 64 * 1024
 _STDERR_LINE_SHOWN = 4000
@@ -87,7 +91,7 @@ class WorkerOptions:
     python: str = sys.executable
     env: Mapping[str, str] | None = None
     cwd: str | None = None
-    transport: Literal["unix", "tcp"] = "unix"
+    transport: Literal["local", "grpc", "unix", "tcp"] = "local"
     tcp_host: str = "127.0.0.1"
     startup_timeout: float = 30.0
     threads: int = 4
@@ -101,6 +105,12 @@ class WorkerOptions:
     host_token: str | None = None
     #: a worker the host does not spawn (remote, Ray): ``AttachedWorkerHandle`` runs it
     placement: Callable[[], Placement] | None = None
+    # Answers a local worker's calls to the host (sessions, variables, host tools).
+    host: HostOps | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def grpc(self) -> bool:
+        return self.transport != "local"
 
 
 def printable(text: str) -> str:
@@ -216,8 +226,11 @@ class WorkerHandle:
         ]
         if o.encoding is Encoding.PICKLE:
             cmd.append("--allow-pickle")
+        if o.transport == "local":
+            cmd.append("--local")  # its channel is its stdin; it needs no token
+            return cmd
         cmd.append("--secrets-stdin")
-        if o.transport == "unix":
+        if o.transport in ("grpc", "unix"):
             sock = o.runtime_dir / f"{self.id}.sock"
             if len(str(sock)) > _UNIX_PATH_MAX:
                 raise WorkerStartupError(
@@ -260,27 +273,39 @@ class WorkerHandle:
         self._stdin = write_fd
         return read_fd
 
-    async def _launch(self, token: str | None) -> None:
-        """Start the process in a session of its own (its pid is its process group)."""
+    async def _launch(self, token: str | None, channel: socket.socket | None) -> None:
+        """Start the process in a session of its own (its pid is its process group).
+
+        A local worker's stdin is its end of the ``channel`` (its lifeline and its
+        transport; it needs no token). A gRPC worker's stdin is a pipe whose first line
+        carries its tokens.
+        """
         o = self.options
-        handed = {
-            key: value for key, value in (("token", token), ("host_token", o.host_token)) if value
-        }
-        stdin = self._stdin_pipe(handed)
+        stdin: int | socket.socket
+        if channel is not None:
+            stdin, stdout = channel, DEVNULL
+        else:
+            handed = {
+                key: value
+                for key, value in (("token", token), ("host_token", o.host_token))
+                if value
+            }
+            stdin, stdout = self._stdin_pipe(handed), PIPE
         try:
             self._proc = await (o.launcher or SPAWN).launch(
                 self._command(),
                 env=self._environment(),
                 cwd=o.cwd,
                 stdin=stdin,
-                stdout=PIPE,
+                stdout=stdout,
                 stderr=PIPE,
             )
         except BaseException:
             self._close_stdin()
             raise
         finally:
-            os.close(stdin)
+            if isinstance(stdin, int):
+                os.close(stdin)
 
     def _close_stdin(self) -> None:
         if self._stdin is not None:
@@ -300,10 +325,20 @@ class WorkerHandle:
             WorkerStarting(source=self._source, at=self.started_at, worker_id=self.id)
         )
         token = secrets.token_hex(16) if o.transport == "tcp" else None
+        channel: socket.socket | None = None
+        theirs: socket.socket | None = None
+        if not o.grpc:
+            channel, theirs = local.socketpair()
         try:
-            await self._launch(token)
+            await self._launch(token, theirs)
+        except asyncio.CancelledError:
+            if channel is not None:
+                channel.close()
+            raise
         except LaunchError as exc:
             self.state = WorkerState.EXITED
+            if channel is not None:
+                channel.close()
             raise WorkerStartupError(
                 f"worker {self.id!r} ({printable(o.adapter)}) failed to start: "
                 f"{printable_lines(str(exc))}"
@@ -318,6 +353,8 @@ class WorkerHandle:
             ) from exc
         except OSError as exc:
             self.state = WorkerState.EXITED
+            if channel is not None:
+                channel.close()
             raise WorkerStartupError(
                 f"worker {self.id!r}: cannot run {o.python!r}: {exc}; check the pool's "
                 "`python` option",
@@ -325,6 +362,9 @@ class WorkerHandle:
                 exit_code=None,
                 stderr_tail="",
             ) from exc
+        finally:
+            if theirs is not None:
+                theirs.close()  # the worker holds it now: its EOF must mean the worker's end
         assert self._proc is not None
         self.pid = self._proc.pid
         self._exited = asyncio.get_running_loop().create_future()
@@ -332,18 +372,36 @@ class WorkerHandle:
         self._spawn(self._watch_exit(stderr_task), "exit-watch")
         try:
             async with asyncio.timeout(o.startup_timeout):
-                address = await self._read_ready_line()
-                transport = GrpcTransport(
-                    address,
-                    worker_id=self.id,
-                    max_message_bytes=o.max_message_bytes,
-                    token=token,
-                    encoding=o.encoding,
-                )
-                self._transport = transport
-                self.describe_result = await transport.describe(timeout=o.startup_timeout)
+                if channel is not None:
+                    address = f"local:{self.pid}"
+                    transport: Transport = local.LocalTransport(
+                        channel,
+                        worker_id=self.id,
+                        max_message_bytes=o.max_message_bytes,
+                        encoding=o.encoding,
+                        host=o.host,
+                    )
+                    self._transport = transport
+                    self.describe_result = await transport.ready()  # type: ignore[attr-defined]
+                else:
+                    address = await self._read_ready_line()
+                    transport = GrpcTransport(
+                        address,
+                        worker_id=self.id,
+                        max_message_bytes=o.max_message_bytes,
+                        token=token,
+                        encoding=o.encoding,
+                    )
+                    self._transport = transport
+                    self.describe_result = await transport.describe(timeout=o.startup_timeout)
         except BaseException as exc:
+            if self._transport is None and channel is not None:
+                channel.close()  # no transport took it over
             reason = self._startup_reason(exc)
+            if isinstance(exc, TransportError) and self._exited is not None:
+                # The channel closed before the worker was ready: it is exiting; keep its code.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._exited), timeout=1.0)
             await self.kill_and_wait()
             if isinstance(exc, asyncio.CancelledError):
                 raise
@@ -474,7 +532,7 @@ class WorkerHandle:
         self.state = WorkerState.EXITED
         if not self._exited.done():
             self._exited.set_result(code)
-        if self.options.transport == "unix":
+        if self.options.transport in ("grpc", "unix"):
             with contextlib.suppress(OSError):
                 (self.options.runtime_dir / f"{self.id}.sock").unlink()
         if was_ready or self._stop_requested:

@@ -13,22 +13,16 @@ import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-import grpc
-
 from snakepit._proto.snakepit.v1 import worker_pb2 as pb
-from snakepit._proto.snakepit.v1 import worker_pb2_grpc as pb_grpc
+from snakepit._wire.constants import TOKEN_HEADER
+from snakepit._wire.errors import exception_from_info
 from snakepit.codec import Encoding, decode, encode
-from snakepit.errors import (
-    ExecutionTimeoutError,
-    RequestError,
-    SnakepitError,
-    brief,
-    details_from_json,
-    from_wire,
-)
+from snakepit.errors import ExecutionTimeoutError, RequestError, brief
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator, Sequence
+
+    import grpc
 
 __all__ = [
     "MAX_DEADLINE",
@@ -39,6 +33,7 @@ __all__ = [
     "ToolSpec",
     "Transport",
     "TransportError",
+    "describe_result",
 ]
 
 
@@ -177,16 +172,25 @@ class Transport(Protocol):
     async def close(self, grace: float | None = None) -> None: ...
 
 
-def _error(info: pb.ErrorInfo, worker_id: str) -> SnakepitError:
-    details = details_from_json(info.details_json)
-    details.setdefault("worker_id", worker_id)
-    if info.kind in ("ToolError", "HostToolError"):
-        details["remote_type"] = info.remote_type
-        details["remote_traceback"] = info.traceback
-    return from_wire(info.kind, info.message, details)
+def _error(info: pb.ErrorInfo, worker_id: str) -> Exception:
+    return exception_from_info(info, worker_id=worker_id)
 
 
-_TIMEOUT_CODES = (grpc.StatusCode.DEADLINE_EXCEEDED,)
+def describe_result(r: pb.DescribeResponse) -> DescribeResult:
+    """The host's view of a ``DescribeResponse`` (whichever transport brought it)."""
+    tools = {
+        t.name: ToolSpec(
+            name=t.name,
+            description=t.description,
+            params=tuple(ParamSpec(p.name, p.type, p.required, p.default_json) for p in t.params),
+            streaming=t.streaming,
+            uses_context=t.uses_context,
+            is_async=t.is_async,
+            idempotent=t.idempotent,
+        )
+        for t in r.tools
+    }
+    return DescribeResult(r.adapter, r.pid, r.language, r.protocol_version, tools)
 
 
 class GrpcTransport:
@@ -212,12 +216,18 @@ class GrpcTransport:
             ("grpc.enable_retries", 0),
             ("grpc.use_local_subchannel_pool", 1),
         ]
+        # gRPC is imported only by pools that use it (a local pool's host never loads it).
+        import grpc
+
+        from snakepit._proto.snakepit.v1 import worker_pb2_grpc as pb_grpc
+
+        self._grpc = grpc
         if credentials is not None:  # TLS, for a worker on another machine
             self._channel = grpc.aio.secure_channel(address, credentials, options=options)
         else:
             self._channel = grpc.aio.insecure_channel(address, options=options)
         self._stub = pb_grpc.WorkerServiceStub(self._channel)  # type: ignore[no-untyped-call]
-        self._metadata = (("snakepit-token", token),) if token else None
+        self._metadata = ((TOKEN_HEADER, token),) if token else None
         self._closed = False
 
     def _payload(self, args: dict[str, Any], tool: str) -> pb.Payload:
@@ -242,6 +252,7 @@ class GrpcTransport:
         )
 
     def _translate(self, exc: grpc.aio.AioRpcError, tool: str, timeout: float | None) -> Exception:
+        grpc = self._grpc
         if exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED:
             return RequestError(
                 f"a message of tool {tool!r} on worker {self.worker_id!r} exceeded the pool's "
@@ -250,7 +261,7 @@ class GrpcTransport:
                 tool=tool,
                 worker_id=self.worker_id,
             )
-        if exc.code() in _TIMEOUT_CODES:
+        if exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
             return ExecutionTimeoutError(
                 f"tool {tool!r} on worker {self.worker_id!r} ran past its deadline of "
                 f"{timeout}s; the worker will be replaced",
@@ -274,7 +285,7 @@ class GrpcTransport:
             )
         try:
             yield
-        except grpc.aio.AioRpcError as exc:
+        except self._grpc.aio.AioRpcError as exc:
             raise self._translate(exc, what, timeout) from exc
         except asyncio.CancelledError:
             task = asyncio.current_task()
@@ -299,21 +310,7 @@ class GrpcTransport:
             r = await self._stub.Describe(
                 pb.DescribeRequest(), timeout=grpc_timeout(timeout), metadata=self._metadata
             )
-        tools = {
-            t.name: ToolSpec(
-                name=t.name,
-                description=t.description,
-                params=tuple(
-                    ParamSpec(p.name, p.type, p.required, p.default_json) for p in t.params
-                ),
-                streaming=t.streaming,
-                uses_context=t.uses_context,
-                is_async=t.is_async,
-                idempotent=t.idempotent,
-            )
-            for t in r.tools
-        }
-        return DescribeResult(r.adapter, r.pid, r.language, r.protocol_version, tools)
+        return describe_result(r)
 
     async def execute(
         self,

@@ -1,4 +1,4 @@
-"""One real worker process over real gRPC: tools, errors, streaming, crashes, hangs, shutdown."""
+"""One real worker process over each transport: tools, errors, streaming, crashes, hangs, shutdown."""
 
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ def _process_or_none(pid: int) -> psutil.Process | None:
         return None
 
 
+@pytest.mark.usefixtures("both_transports")
 class TestShowcaseTools:
     async def test_every_showcase_tool_answers(self) -> None:
         """A started worker answers each plain showcase tool with the documented value."""
@@ -69,6 +70,7 @@ class TestShowcaseTools:
             assert w.tools["add"].description == "Return ``a + b``."
 
 
+@pytest.mark.usefixtures("both_transports")
 class TestErrors:
     async def test_tool_error_carries_remote_type_and_traceback(self) -> None:
         """A tool that raises comes back as ToolError with the remote type, message and traceback."""
@@ -130,6 +132,7 @@ class TestErrors:
             assert info.value.worker_id == w.id
 
 
+@pytest.mark.usefixtures("both_transports")
 class TestStreaming:
     async def test_stream_yields_chunks_in_order(self) -> None:
         """A generator tool's chunks arrive in order, then the stream ends."""
@@ -149,6 +152,7 @@ class TestStreaming:
                 [c async for c in w.stream("count", {})]
 
 
+@pytest.mark.usefixtures("both_transports")
 class TestCrashAndHang:
     async def test_crash_is_an_exit_event_with_the_code(self) -> None:
         """crash(code) fails the call with WorkerCrashedError and publishes WorkerExited with the code."""
@@ -196,10 +200,10 @@ class TestCrashAndHang:
 
 class TestLifecycle:
     async def test_ready_event_names_pid_and_address(self) -> None:
-        """Start publishes WorkerReady with the pid and a Unix socket address."""
+        """Start publishes WorkerReady with the pid and a Unix socket address (gRPC)."""
         bus = EventBus("t")
         with bus.subscribe(WorkerReady) as ready:
-            async with with_python_server(events=bus) as w:
+            async with with_python_server(events=bus, transport="grpc") as w:
                 event = ready.get_nowait()
                 assert isinstance(event, WorkerReady)
                 assert (event.pid, event.address) == (w.pid, w.address)
@@ -207,7 +211,7 @@ class TestLifecycle:
 
     async def test_closing_stdin_makes_the_worker_exit(self) -> None:
         """When the host's end of the worker's stdin closes (host died), the worker exits."""
-        async with with_python_server() as w:
+        async with with_python_server(transport="grpc") as w:
             assert w._stdin is not None
             w._close_stdin()
             code = await asyncio.wait_for(w.wait_exited(), BOUND)
@@ -225,7 +229,7 @@ class TestLifecycle:
 
     async def test_health_service_reports_serving(self) -> None:
         """A standard gRPC health client sees SERVING for the server and for WorkerService."""
-        async with with_python_server() as w:
+        async with with_python_server(transport="grpc") as w:
             assert w.address is not None
             async with grpc.aio.insecure_channel(w.address) as channel:
                 stub = health_pb2_grpc.HealthStub(channel)
@@ -249,6 +253,7 @@ class TestLifecycle:
                 assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
+@pytest.mark.usefixtures("both_transports")
 class TestStartupFailures:
     async def test_setup_failure_is_a_startup_error_with_stderr(self) -> None:
         """An adapter whose setup() raises fails start with its exit code and stderr tail."""

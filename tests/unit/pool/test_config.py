@@ -28,7 +28,7 @@ class TestPoolConfig:
             ("timeout", float("nan"), "a number > 0, math.inf or None"),
             ("queue_timeout", float("inf"), "a finite number > 0 or None"),
             ("affinity", "sticky", "one of 'hint', 'strict_queue', 'strict_fail_fast'"),
-            ("transport", "udp", "one of 'unix', 'tcp'"),
+            ("transport", "udp", "one of 'local', 'grpc', 'unix', 'tcp'"),
             ("start_method", "fork", "one of 'forkserver', 'spawn'"),
             ("serialization", "yaml", "one of 'json', 'pickle'"),
             ("max_requests", 0, "an integer >= 1 or None"),

@@ -1,0 +1,625 @@
+"""``Transport`` over the local channel: frames on a Unix socket pair, no gRPC.
+
+The worker holds the other end as its stdin. This side is driven by the event
+loop (``add_reader``/``add_writer`` on the raw socket, because shared-memory
+blobs arrive as descriptors that asyncio's stream transports cannot carry):
+call ids multiplex concurrent calls, frames written in one turn of the loop go
+out in one ``send``, and the worker's own calls to the host (``HOST_CALL``) are
+answered by the pool's :class:`~snakepit.bridge.ops.HostOps`, the same code
+that serves gRPC workers. The framing is specified in
+``proto/snakepit/v1/FRAMING.md``.
+
+Deadlines are kept here: past one, the call fails with
+``ExecutionTimeoutError`` (the pool replaces the worker) and the worker is
+told to cancel it. The worker's death is the socket's EOF: every call in
+flight fails with ``TransportError``, which the handle reports as a crash.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import collections
+import contextlib
+import itertools
+import logging
+import os
+import socket
+from typing import TYPE_CHECKING, Any
+
+from snakepit._proto.snakepit.v1 import worker_pb2 as pb
+from snakepit._wire.constants import SHM_THRESHOLD
+from snakepit._wire.errors import exception_from_info
+from snakepit._wire.framing import (
+    HOST_METHODS,
+    Attachment,
+    Flag,
+    Frame,
+    FrameBuffer,
+    Kind,
+    ProtocolError,
+    pack,
+    pack_attached,
+    split_blobs,
+)
+from snakepit._wire.payload import from_payload
+from snakepit.codec import Encoding, encode
+from snakepit.errors import ExecutionTimeoutError, RequestError
+from snakepit.worker.transport import (
+    DescribeResult,
+    PingResult,
+    TransportError,
+    describe_result,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+
+    from snakepit.bridge.ops import HostOps
+
+__all__ = ["LocalTransport", "socketpair"]
+
+log = logging.getLogger("snakepit.worker")
+_RECV = 256 * 1024
+_SOCKET_BUFFER = 4 * 1024 * 1024
+_ANCILLARY = socket.CMSG_SPACE(250 * 4)
+_DEADLINE_SLACK = 0.005
+
+
+class _StreamState:
+    """Frames of one stream not consumed yet, and the consumer waiting for them."""
+
+    __slots__ = ("items", "waiter")
+
+    def __init__(self) -> None:
+        self.items: collections.deque[Frame | BaseException] = collections.deque()
+        self.waiter: asyncio.Future[None] | None = None
+
+    def push(self, item: Frame | BaseException) -> None:
+        self.items.append(item)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class LocalTransport:
+    """``Transport`` for one local worker.
+
+    Args:
+        sock: the host's end of the socket pair (the worker has the other as stdin).
+        worker_id: for errors.
+        max_message_bytes: the largest message either way.
+        encoding: how arguments are encoded (JSON, or pickle when the pool opted in).
+        host: answers the worker's calls to the host (None: they fail).
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        worker_id: str,
+        max_message_bytes: int,
+        encoding: Encoding = Encoding.JSON,
+        host: HostOps | None = None,
+    ) -> None:
+        self.worker_id = worker_id
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._limit = max_message_bytes
+        self._encoding = encoding
+        self._allow_pickle = encoding is Encoding.PICKLE
+        self._host = host
+        self._loop = asyncio.get_running_loop()
+        self._frames = FrameBuffer(max_message_bytes + 1024 * 1024)
+        # One buffer for every read: recvmsg(n) would allocate (and map) n bytes per call.
+        self._recv_buf = bytearray(_RECV)
+        self._ids = itertools.count(1)
+        self._replies: dict[int, asyncio.Future[Frame]] = {}
+        self._streams: dict[int, _StreamState] = {}
+        self._host_calls: dict[int, asyncio.Task[Any]] = {}
+        self._deadlines: dict[int, tuple[float, asyncio.Future[Frame]]] = {}
+        self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_at = 0.0
+        self._out: list[bytes] = []
+        self._out_fds: list[tuple[int, list[int]]] = []  # (index in _out, fds sent with it)
+        self._flush_scheduled = False
+        self._writing = False
+        self._pending_send = b""
+        self._ready: asyncio.Future[DescribeResult] = self._loop.create_future()
+        self._closed = False
+        self._lost: TransportError | None = None
+        self._closed_event = asyncio.Event()
+        sock.setblocking(False)
+        for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, option, _SOCKET_BUFFER)
+        self._loop.add_reader(self._fd, self._on_readable)
+
+    # -- the socket ----------------------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        buf = self._recv_buf
+        wanted = self._frames.wanted()
+        if wanted > len(buf):  # a large frame: read the rest of it at once
+            buf = bytearray(wanted)
+        try:
+            n, ancdata, _flags, _addr = self._sock.recvmsg_into([buf], _ANCILLARY)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._connection_lost(f"the channel failed: {exc}")
+            return
+        if ancdata:
+            self._frames.add_fds(_fds_of(ancdata))
+        if not n:
+            self._connection_lost("the worker closed the channel")
+            return
+        self._frames.feed(memoryview(buf)[:n])
+        try:
+            frames = self._frames.frames()
+        except ProtocolError as exc:
+            self._connection_lost(f"the worker sent a malformed frame: {exc}")
+            return
+        for frame in frames:
+            self._on_frame(frame)
+
+    def _on_frame(self, frame: Frame) -> None:
+        kind = frame.kind
+        if kind == Kind.REPLY:
+            fut = self._replies.pop(frame.call_id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(frame)
+        elif kind == Kind.STREAM_ITEM:
+            state = self._streams.get(frame.call_id)
+            if state is not None:
+                state.push(frame)
+        elif kind >= Kind.HOST_CALL:
+            self._host_call(frame)
+        elif kind == Kind.HOST_CANCEL:
+            task = self._host_calls.pop(frame.call_id, None)
+            if task is not None:
+                task.cancel()
+        elif kind == Kind.READY:
+            if not self._ready.done():
+                try:
+                    self._ready.set_result(
+                        describe_result(pb.DescribeResponse.FromString(frame.body))
+                    )
+                except Exception as exc:
+                    self._ready.set_exception(
+                        TransportError(f"worker {self.worker_id!r} sent a malformed READY: {exc}")
+                    )
+        else:
+            log.warning("worker %s sent a frame of unknown kind %#x; ignored", self.worker_id, kind)
+
+    def _write(self, frame: bytes, fds: list[int] | None = None) -> None:
+        """Send a frame: at once when it is alone, else queued with the others of this turn
+        of the loop, which go out in one send."""
+        if self._lost is not None or self._closed:
+            if fds:
+                for fd in fds:
+                    os.close(fd)
+            return
+        if (
+            not fds
+            and not self._out
+            and not self._writing
+            and len(self._replies) + len(self._streams) <= 1
+        ):
+            # Nothing else is in flight to share a send with: save the loop a turn.
+            try:
+                sent = self._sock.send(frame)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self._connection_lost(f"cannot write to the worker: {exc}")
+                return
+            if sent == len(frame):
+                return
+            frame = frame[sent:]
+        if fds:
+            self._out_fds.append((len(self._out), fds))
+        self._out.append(frame)
+        if not self._flush_scheduled and not self._writing:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._writing or self._lost is not None:
+            return
+        out, self._out = self._out, []
+        marks, self._out_fds = self._out_fds, []
+        # Frames with descriptors go out on their own sendmsg (the fds ride on its first byte).
+        start = 0
+        chunks: list[tuple[bytes, list[int]]] = []
+        for index, fds in marks:
+            if index > start:
+                chunks.append((b"".join(out[start:index]), []))
+            chunks.append((out[index], fds))
+            start = index + 1
+        if start < len(out):
+            chunks.append((b"".join(out[start:]) if len(out) - start > 1 else out[start], []))
+        self._send_chunks(collections.deque(chunks))
+
+    def _send_chunks(self, chunks: collections.deque[tuple[bytes, list[int]]]) -> None:
+        while chunks:
+            data, fds = chunks[0]
+            try:
+                if fds:
+                    sent = self._sock.sendmsg(
+                        [data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+                    )
+                    for fd in fds:
+                        os.close(fd)
+                    fds.clear()
+                else:
+                    sent = self._sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                for _, left in chunks:
+                    for fd in left:
+                        os.close(fd)
+                self._connection_lost(f"cannot write to the worker: {exc}")
+                return
+            if sent < len(data):
+                chunks[0] = (data[sent:], fds)
+                self._writing = True
+                self._loop.add_writer(self._fd, self._on_writable, chunks)
+                return
+            chunks.popleft()
+        self._writing = False
+
+    def _on_writable(self, chunks: collections.deque[tuple[bytes, list[int]]]) -> None:
+        self._loop.remove_writer(self._fd)
+        self._writing = False
+        self._send_chunks(chunks)
+        if not self._writing and self._out:
+            self._flush()
+
+    def _connection_lost(self, reason: str) -> None:
+        if self._lost is not None:
+            return
+        self._lost = TransportError(
+            f"channel to worker {self.worker_id!r} broke: {reason}", code="EOF"
+        )
+        self._shutdown(self._lost)
+
+    def _shutdown(self, error: TransportError) -> None:
+        with contextlib.suppress(Exception):
+            self._loop.remove_reader(self._fd)
+        with contextlib.suppress(Exception):
+            self._loop.remove_writer(self._fd)
+        if not self._ready.done():
+            self._ready.set_exception(error)
+            self._ready.exception()  # retrieved: a worker that never got ready is reported apart
+        replies, self._replies = self._replies, {}
+        for fut in replies.values():
+            if not fut.done():
+                fut.set_exception(error)
+        streams, self._streams = self._streams, {}
+        for state in streams.values():
+            state.push(error)
+        calls, self._host_calls = self._host_calls, {}
+        for task in calls.values():
+            task.cancel()
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        self._deadlines.clear()
+        self._frames.close()
+        for _, fds in self._out_fds:
+            for fd in fds:
+                os.close(fd)
+        self._out_fds = []
+        self._out = []
+        self._sock.close()
+        self._closed_event.set()
+
+    # -- worker -> host calls ------------------------------------------------------------------
+
+    def _host_call(self, frame: Frame) -> None:
+        index = frame.kind - Kind.HOST_CALL
+        call_id = frame.call_id
+        if self._host is None or index >= len(HOST_METHODS):
+            log.warning("worker %s called an unknown host method %d", self.worker_id, index)
+            self._write(pack(Kind.HOST_REPLY, call_id, b"", Flag.END))
+            return
+        method = HOST_METHODS[index]
+        coro = (
+            self._host_watch(call_id, frame.body)
+            if method == "WatchVariables"
+            else self._host_unary(call_id, method, frame.body)
+        )
+        task = self._loop.create_task(coro, name=f"{self.worker_id}:host:{method}")
+        self._host_calls[call_id] = task
+        task.add_done_callback(lambda _t: self._host_calls.pop(call_id, None))
+
+    async def _host_unary(self, call_id: int, method: str, body: bytes) -> None:
+        assert self._host is not None
+        try:
+            answer = await self._host.call(method, body)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("worker %s: host call %s failed", self.worker_id, method)
+            answer = b""
+        self._write(pack(Kind.HOST_REPLY, call_id, answer, Flag.END))
+
+    async def _host_watch(self, call_id: int, body: bytes) -> None:
+        assert self._host is not None
+        try:
+            items = self._host.watch(body)
+            async for item in items:
+                self._write(pack(Kind.HOST_REPLY, call_id, item.SerializeToString()))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("worker %s: a watch failed", self.worker_id)
+        self._write(pack(Kind.HOST_REPLY, call_id, b"", Flag.END))
+
+    # -- calls ---------------------------------------------------------------------------------
+
+    def _check_open(self, what: str) -> None:
+        if self._closed:
+            raise TransportError(
+                f"channel to worker {self.worker_id!r} is closed ({what})", code="CLOSED"
+            )
+        if self._lost is not None:
+            raise self._lost
+
+    async def ready(self) -> DescribeResult:
+        """Wait for the worker's READY frame: its identity and tool specs.
+
+        Raises:
+            TransportError: the worker closed the channel first, or sent a malformed frame.
+        """
+        return await asyncio.shield(self._ready)
+
+    def _request(
+        self,
+        kind: int,
+        call_id: int,
+        tool: str,
+        args: dict[str, Any],
+        session_id: str | None,
+        request_id: int,
+    ) -> None:
+        document, blobs = encode(args, what=f"args of tool {tool!r}", encoding=self._encoding)
+        size = len(document) + sum(len(b) for b in blobs)
+        if size > self._limit - 4096:
+            raise RequestError(
+                f"arguments of tool {tool!r} are {size / 2**20:.1f} MiB, more than the pool's "
+                f"max_message_mb={self._limit // 2**20}; raise max_message_mb or send less",
+                tool=tool,
+                size=size,
+            )
+        attached: list[Attachment] = []
+        kept = split_blobs(blobs, 0, SHM_THRESHOLD, attached) if blobs else blobs
+        request = pb.ExecuteRequest(
+            tool=tool,
+            args=pb.Payload(document=document, blobs=kept, encoding=self._encoding.value),  # type: ignore[arg-type]
+            session_id=session_id or "",
+            request_id=request_id,
+        )
+        body = request.SerializeToString()
+        if attached:
+            frame, fds = pack_attached(kind, call_id, body, attached)
+            self._write(frame, fds)
+        else:
+            self._write(pack(kind, call_id, body))
+
+    def _value(self, payload: pb.Payload, what: str, blobs: list[bytes] | None = None) -> Any:
+        return from_payload(payload, what, allow_pickle=self._allow_pickle, blobs=blobs)
+
+    def _timeout_error(self, tool: str, timeout: float | None) -> ExecutionTimeoutError:
+        return ExecutionTimeoutError(
+            f"tool {tool!r} on worker {self.worker_id!r} ran past its deadline of "
+            f"{timeout}s; the worker will be replaced",
+            tool=tool,
+            worker_id=self.worker_id,
+            timeout=timeout,
+        )
+
+    async def _unary(self, kind: int, body: bytes, timeout: float | None, what: str) -> Frame:
+        self._check_open(what)
+        call_id = next(self._ids)
+        fut: asyncio.Future[Frame] = self._loop.create_future()
+        self._replies[call_id] = fut
+        self._write(pack(kind, call_id, body))
+        return await self._wait(call_id, fut, timeout, what)
+
+    async def _wait(
+        self, call_id: int, fut: asyncio.Future[Frame], timeout: float | None, what: str
+    ) -> Frame:
+        if timeout is not None:
+            self._arm(call_id, fut, timeout)
+        try:
+            return await fut
+        except BaseException:
+            if self._replies.pop(call_id, None) is not None:
+                self._write(pack(Kind.CANCEL, call_id, b""))
+            raise
+        finally:
+            if timeout is not None:
+                self._deadlines.pop(call_id, None)
+
+    def _arm(self, call_id: int, fut: asyncio.Future[Frame], timeout: float) -> None:
+        """Fail ``fut`` with TimeoutError once ``timeout`` has passed. One timer serves every
+        call (most end long before their deadline: a timer each would cost more than the
+        call); it fires at most ``_DEADLINE_SLACK`` late."""
+        when = self._loop.time() + timeout
+        self._deadlines[call_id] = (when, fut)
+        if self._sweep is None or when < self._sweep_at:
+            self._schedule_sweep(when)
+
+    def _schedule_sweep(self, when: float) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+        self._sweep_at = when + _DEADLINE_SLACK
+        self._sweep = self._loop.call_at(self._sweep_at, self._expire_due)
+
+    def _expire_due(self) -> None:
+        self._sweep = None
+        now = self._loop.time()
+        earliest = None
+        for call_id, (when, fut) in list(self._deadlines.items()):
+            if when <= now:
+                del self._deadlines[call_id]
+                if not fut.done():
+                    fut.set_exception(TimeoutError())
+            elif earliest is None or when < earliest:
+                earliest = when
+        if earliest is not None:
+            self._schedule_sweep(earliest)
+
+    async def describe(self, *, timeout: float | None) -> DescribeResult:
+        frame = await self._unary(Kind.DESCRIBE, b"", timeout, "Describe")
+        return describe_result(pb.DescribeResponse.FromString(frame.body))
+
+    async def execute(
+        self,
+        tool: str,
+        args: dict[str, Any],
+        *,
+        timeout: float | None,
+        session_id: str | None = None,
+        request_id: int = 0,
+    ) -> Any:
+        self._check_open(tool)
+        call_id = next(self._ids)
+        # Registered before the frame is written: a write that finds the worker gone fails
+        # every registered call at once, and this one must be among them.
+        fut: asyncio.Future[Frame] = self._loop.create_future()
+        self._replies[call_id] = fut
+        try:
+            self._request(Kind.EXECUTE, call_id, tool, args, session_id, request_id)
+        except BaseException:
+            self._replies.pop(call_id, None)
+            raise
+        try:
+            frame = await self._wait(call_id, fut, timeout, tool)
+        except TimeoutError:
+            raise self._timeout_error(tool, timeout) from None
+        response = pb.ExecuteResponse.FromString(frame.body)
+        if response.HasField("error"):
+            raise exception_from_info(response.error, worker_id=self.worker_id)
+        blobs = None
+        if frame.attachments:
+            blobs = _merge(response.result, frame.attachments, 0)
+        return self._value(response.result, f"result of tool {tool!r}", blobs)
+
+    async def stream(
+        self,
+        tool: str,
+        args: dict[str, Any],
+        *,
+        timeout: float | None,
+        session_id: str | None = None,
+        request_id: int = 0,
+    ) -> AsyncIterator[Any]:
+        self._check_open(tool)
+        call_id = next(self._ids)
+        state = _StreamState()
+        self._streams[call_id] = state
+        deadline = None if timeout is None else self._loop.time() + timeout
+        what = f"chunk of tool {tool!r}"
+        finished = False
+        try:
+            self._request(Kind.STREAM, call_id, tool, args, session_id, request_id)
+            while True:
+                while not state.items:
+                    state.waiter = self._loop.create_future()
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            await state.waiter
+                    except TimeoutError:
+                        raise self._timeout_error(tool, timeout) from None
+                    finally:
+                        state.waiter = None
+                item = state.items.popleft()
+                if isinstance(item, BaseException):
+                    finished = True
+                    raise item
+                message = pb.StreamItem.FromString(item.body)
+                attachments = item.attachments
+                for index, chunk in enumerate(message.chunks):
+                    blobs = _merge(chunk, attachments, index) if attachments else None
+                    yield self._value(chunk, what, blobs)
+                if item.flags & Flag.END:
+                    finished = True
+                    if message.HasField("error"):
+                        raise exception_from_info(message.error, worker_id=self.worker_id)
+                    return
+                self._write(pack(Kind.CREDIT, call_id, b""))
+        finally:
+            self._streams.pop(call_id, None)
+            if not finished:
+                self._write(pack(Kind.CANCEL, call_id, b""))
+
+    async def settle(
+        self, request_ids: Sequence[int], *, wait: float, timeout: float | None
+    ) -> list[int]:
+        """Of ``request_ids``, those whose tool code still runs in the worker after up to
+        ``wait`` seconds (see ``Settle`` in worker.proto).
+
+        Raises:
+            ExecutionTimeoutError: no answer within ``timeout``.
+            TransportError: the channel broke.
+        """
+        body = pb.SettleRequest(request_ids=list(request_ids), wait_seconds=wait)
+        try:
+            frame = await self._unary(Kind.SETTLE, body.SerializeToString(), timeout, "Settle")
+        except TimeoutError:
+            raise self._timeout_error("Settle", timeout) from None
+        return list(pb.SettleResponse.FromString(frame.body).running)
+
+    async def ping(self, *, timeout: float | None) -> PingResult:
+        try:
+            frame = await self._unary(Kind.PING, b"", timeout, "Ping")
+        except TimeoutError:
+            raise self._timeout_error("Ping", timeout) from None
+        r = pb.PingResponse.FromString(frame.body)
+        return PingResult(r.pid, r.requests, r.active, r.uptime_seconds)
+
+    async def close(self, grace: float | None = None) -> None:
+        """Close the channel; with ``grace``, calls in flight get that long to end by themselves
+        (when the worker has died they end at once, with the channel's EOF)."""
+        if self._closed:
+            return
+        if grace and self._lost is None and (self._replies or self._streams):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closed_event.wait(), grace)
+        if self._closed:
+            return
+        self._closed = True
+        if self._lost is None:
+            self._shutdown(
+                TransportError(f"channel to worker {self.worker_id!r} was closed", code="CLOSED")
+            )
+
+
+def _merge(payload: pb.Payload, attachments: list[Attachment], index: int) -> list[bytes]:
+    blobs = list(payload.blobs)
+    for a in attachments:
+        if a.payload == index and a.blob < len(blobs):
+            blobs[a.blob] = a.data
+    return blobs
+
+
+def _fds_of(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
+    fds: list[int] = []
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            arr = array.array("i")
+            arr.frombytes(data[: len(data) - (len(data) % arr.itemsize)])
+            fds.extend(arr)
+    return fds
+
+
+def socketpair() -> tuple[socket.socket, socket.socket]:
+    """The host's end and the worker's end of a new channel (the worker's is inheritable)."""
+    host, worker = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    worker.set_inheritable(True)
+    return host, worker
