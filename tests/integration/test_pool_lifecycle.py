@@ -85,7 +85,6 @@ class TestDispatch:
             assert pool.stats().errors == 1
 
 
-@pytest.mark.usefixtures("both_transports")
 class TestBackpressure:
     async def test_full_queue_is_saturated_at_once(self) -> None:
         """With the worker busy and max_queue calls waiting, one more is PoolSaturatedError at once."""
@@ -133,6 +132,7 @@ class TestBackpressure:
             hung.cancel()
             await asyncio.gather(hung, return_exceptions=True)
 
+    @pytest.mark.usefixtures("both_transports")
     async def test_cancelled_running_sync_call_replaces_its_worker(self) -> None:
         """Cancelling a running call to a sync tool (which cannot be interrupted in its thread)
         replaces its worker, so the next call never waits behind the abandoned one."""
@@ -149,6 +149,7 @@ class TestBackpressure:
             assert unhealthy.pid == old and "cancelled" in unhealthy.reason
             assert await pool.execute("pid", timeout=BOUND) != old
 
+    @pytest.mark.usefixtures("both_transports")
     async def test_cancelled_running_async_call_keeps_its_worker(self) -> None:
         """Cancelling a running call to an async tool cancels it in the worker, which stays."""
         async with isolated_pool("snakepit.testing.adapters:Streams") as pool:

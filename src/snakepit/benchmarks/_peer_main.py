@@ -23,6 +23,14 @@ if "snakepit" not in sys.modules:
     sys.modules["snakepit"] = _package
 
 if __name__ == "__main__":
+    import os
+
     from snakepit.benchmarks._child import main
 
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The result is written. A broken ProcessPoolExecutor may leave its feeder thread
+    # stuck writing to a dead worker's pipe, which the interpreter would join at exit
+    # for ever: leave without waiting for it.
+    os._exit(code)

@@ -8,6 +8,7 @@ loky are imported lazily: when missing, the subject reports ``Unavailable``.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import importlib
 import multiprocessing
 import multiprocessing.pool
@@ -105,6 +106,13 @@ class _FuturesExecutor(_Executor):
             for proc in list((getattr(self._ex, "_processes", None) or {}).values()):
                 proc.kill()
                 proc.join(_WAIT)
+            # With every reader gone, closing our read end makes the stuck write fail, so the
+            # feeder thread ends (else the interpreter would wait for it at exit).
+            queue = getattr(self._ex, "_call_queue", None)
+            reader = getattr(queue, "_reader", None)
+            if reader is not None:
+                with contextlib.suppress(OSError):
+                    reader.close()
         elif self._cancel:
             self._ex.shutdown(wait=True, cancel_futures=True)
         else:  # loky's shutdown has no cancel_futures

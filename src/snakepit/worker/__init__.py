@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from snakepit.worker.handle import WorkerHandle, WorkerOptions, WorkerState
+from snakepit.worker.local import LocalTransport
 from snakepit.worker.transport import (
     DescribeResult,
     GrpcTransport,
@@ -15,6 +16,7 @@ from snakepit.worker.transport import (
 __all__ = [
     "DescribeResult",
     "GrpcTransport",
+    "LocalTransport",
     "PingResult",
     "ToolSpec",
     "Transport",

@@ -43,7 +43,6 @@ def _process_or_none(pid: int) -> psutil.Process | None:
         return None
 
 
-@pytest.mark.usefixtures("both_transports")
 class TestShowcaseTools:
     async def test_every_showcase_tool_answers(self) -> None:
         """A started worker answers each plain showcase tool with the documented value."""
@@ -70,7 +69,6 @@ class TestShowcaseTools:
             assert w.tools["add"].description == "Return ``a + b``."
 
 
-@pytest.mark.usefixtures("both_transports")
 class TestErrors:
     async def test_tool_error_carries_remote_type_and_traceback(self) -> None:
         """A tool that raises comes back as ToolError with the remote type, message and traceback."""
@@ -132,7 +130,6 @@ class TestErrors:
             assert info.value.worker_id == w.id
 
 
-@pytest.mark.usefixtures("both_transports")
 class TestStreaming:
     async def test_stream_yields_chunks_in_order(self) -> None:
         """A generator tool's chunks arrive in order, then the stream ends."""
