@@ -33,10 +33,11 @@ from snakepit._wire.errors import exception_from_info as error_from_wire
 from snakepit._wire.payload import from_payload, to_payload
 from snakepit.codec import Encoding
 from snakepit.errors import SessionNotFoundError, SnakepitError, VariableError
-from snakepit.events import VariableUpdated
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
+
+    from snakepit.events import VariableUpdated
 
 __all__ = [
     "ENV_ADDRESS",
@@ -80,6 +81,9 @@ def _variable(info: hpb.VariableInfo) -> Variable:
 
 
 def _update(item: hpb.VariableUpdate) -> VariableUpdated:
+    # Imported here: the event classes cost a worker's start-up more than watches are used.
+    from snakepit.events import VariableUpdated
+
     return VariableUpdated(
         session_id=item.session_id,
         name=item.name,
