@@ -35,6 +35,7 @@ __all__ = [
     "PoolDegraded",
     "PoolRecovered",
     "PoolStarted",
+    "RequestCancelled",
     "RequestCompleted",
     "RequestDispatched",
     "RequestFailed",
@@ -204,6 +205,16 @@ class RequestFailed(Event):
     worker_id: str | None
     error: str
     message: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RequestCancelled(Event):
+    """A call ended with no result and no error: its caller cancelled it (while queued or
+    running) or closed its stream before the end."""
+
+    request_id: int
+    tool: str
+    worker_id: str | None
 
 
 # -- sessions and variables --------------------------------------------------------------------

@@ -81,6 +81,10 @@ HOST_METHODS: tuple[str, ...] = (
     "WatchVariables",
     "CallHostTool",
     "ListHostTools",
+    "UpdateVariableMetadata",
+    "ExportVariables",
+    "ImportVariables",
+    "UpdateSessionMetadata",
 )
 
 

@@ -110,7 +110,12 @@ def prepare(
             worker_id=worker_id,
             tool=info.name,
         )
-    return functools.partial(getattr(adapter, info.method_name), **kwargs)
+    call = functools.partial(getattr(adapter, info.method_name), **kwargs)
+    if request.trace_context:  # the host traces its calls (snakepit.tracing)
+        from snakepit.adapter._tracing import in_trace_context
+
+        return in_trace_context(call, info.kind, request.trace_context)
+    return call
 
 
 def result_encoding(requested: int, allow_pickle: bool) -> Encoding:

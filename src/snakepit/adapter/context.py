@@ -26,6 +26,8 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     # Loaded on first use: importing an adapter stays cheap (no gRPC until a tool needs the host).
     from snakepit.adapter.host_client import HostClient, SessionVariables
 
@@ -108,6 +110,27 @@ class SessionContext:
     async def alist_host_tools(self) -> list[str]:
         """:meth:`list_host_tools` for async tools."""
         return await self._client.arun(self._client.list_tools_op())
+
+    def update_session_metadata(
+        self, metadata: Mapping[str, Any], *, replace: bool = False
+    ) -> dict[str, Any]:
+        """Merge ``metadata`` into the session's metadata (or, with ``replace``, make it the
+        whole metadata), as the host's ``session.update_metadata()``; the new metadata
+        (blocking).
+
+        Raises:
+            SessionNotFoundError: outside a session, or the session is gone.
+            InvalidValueError: ``metadata`` is not a mapping.
+        """
+        op = self._client.session_metadata_op(self.variables.session_id, metadata, replace)
+        return self._client.run(op)
+
+    async def aupdate_session_metadata(
+        self, metadata: Mapping[str, Any], *, replace: bool = False
+    ) -> dict[str, Any]:
+        """:meth:`update_session_metadata` for async tools."""
+        op = self._client.session_metadata_op(self.variables.session_id, metadata, replace)
+        return await self._client.arun(op)
 
     def heartbeat(self) -> None:
         """Keep the session alive (its TTL restarts); for long-running tools (blocking).

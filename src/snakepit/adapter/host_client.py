@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeAlias, TypeVar
 
 from snakepit._proto.snakepit.v1 import host_pb2 as hpb
@@ -32,10 +33,10 @@ from snakepit._wire.constants import DEFAULT_MAX_MESSAGE, ENV_ADDRESS, ENV_TOKEN
 from snakepit._wire.errors import exception_from_info as error_from_wire
 from snakepit._wire.payload import from_payload, to_payload
 from snakepit.codec import Encoding
-from snakepit.errors import SessionNotFoundError, SnakepitError, VariableError
+from snakepit.errors import InvalidValueError, SessionNotFoundError, SnakepitError, VariableError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Iterable
 
     from snakepit.events import VariableUpdated
 
@@ -376,6 +377,25 @@ class HostClient:
             lambda r: sorted(t.name for t in r.tools),
         )
 
+    def session_metadata_op(
+        self, session_id: str, metadata: Mapping[str, Any], replace: bool
+    ) -> _Op[dict[str, Any]]:
+        request = hpb.UpdateSessionMetadataRequest(
+            session_id=session_id,
+            metadata=to_payload(
+                _mapping(metadata, f"session {session_id}"), f"metadata of session {session_id!r}"
+            ),
+            replace=replace,
+        )
+
+        def parse(response: hpb.SessionResponse) -> dict[str, Any]:
+            if response.HasField("error"):
+                raise error_from_wire(response.error)
+            what = f"metadata of session {session_id!r}"
+            return dict(from_payload(response.session.metadata, what) or {})
+
+        return _Op("UpdateSessionMetadata", request, parse)
+
     def heartbeat_op(self, session_id: str) -> _Op[None]:
         def parse(response: hpb.SessionResponse) -> None:
             if response.HasField("error"):
@@ -542,6 +562,27 @@ def _check_batch(response: hpb.SetVariablesResponse) -> BatchResult:
     return BatchResult(updated={v.name: _variable(v) for v in response.updated}, errors=errors)
 
 
+def _check_export(response: hpb.ExportVariablesResponse) -> dict[str, Any]:
+    if response.HasField("error"):
+        raise error_from_wire(response.error)
+    data: dict[str, Any] = from_payload(response.data, "export of session variables")
+    return data
+
+
+def _mapping(metadata: Any, of: str) -> dict[str, Any]:
+    """``metadata`` as a dict, refused here (with the store's error) when it is not a mapping.
+
+    Raises:
+        InvalidValueError: ``metadata`` is not a mapping.
+    """
+    if not isinstance(metadata, Mapping):
+        raise InvalidValueError(
+            f"metadata of {of!r} must be a mapping (a dict), got {type(metadata).__name__}",
+            argument="metadata",
+        )
+    return dict(metadata)
+
+
 class SessionVariables:
     """The variables of the session a tool runs in (``ctx.variables``).
 
@@ -645,6 +686,34 @@ class SessionVariables:
             expected_version=expected_version,
         )
         return _Op("RollbackVariable", request, _check_variable)
+
+    def _update_metadata(
+        self,
+        name: str,
+        metadata: Mapping[str, Any],
+        replace: bool,
+        expected_version: int | None,
+    ) -> _Op[Variable]:
+        request = hpb.UpdateVariableMetadataRequest(
+            session_id=self.session_id,
+            name=name,
+            metadata=to_payload(_mapping(metadata, name), f"metadata of variable {name!r}"),
+            replace=replace,
+            expected_version=expected_version,
+        )
+        return _Op("UpdateVariableMetadata", request, _check_variable)
+
+    def _export(self, pattern: str) -> _Op[dict[str, Any]]:
+        request = hpb.ExportVariablesRequest(session_id=self.session_id, pattern=pattern)
+        return _Op("ExportVariables", request, _check_export)
+
+    def _import(self, data: Mapping[str, Any], overwrite: bool) -> _Op[dict[str, Variable]]:
+        request = hpb.ImportVariablesRequest(
+            session_id=self.session_id,
+            data=to_payload(data, "variables to import"),
+            overwrite=overwrite,
+        )
+        return _Op("ImportVariables", request, lambda r: {v.name: v for v in _check_variables(r)})
 
     def _watch(self, names: Iterable[str] | None, include_current: bool) -> hpb.WatchRequest:
         return hpb.WatchRequest(
@@ -762,6 +831,46 @@ class SessionVariables:
         """
         return self._client.run(self._rollback(name, version, expected_version))
 
+    def update_metadata(
+        self,
+        name: str,
+        metadata: Mapping[str, Any],
+        *,
+        replace: bool = False,
+        expected_version: int | None = None,
+    ) -> Variable:
+        """Merge ``metadata`` into a variable's metadata (or, with ``replace``, make it the
+        whole metadata); a new version with the same value, seen by watches.
+
+        Raises:
+            SessionNotFoundError: no session.
+            VariableNotFoundError: no such variable.
+            VersionConflictError: ``expected_version`` is not the current version.
+            InvalidValueError: ``metadata`` is not a mapping.
+        """
+        return self._client.run(self._update_metadata(name, metadata, replace, expected_version))
+
+    def export(self, pattern: str = "*") -> dict[str, Any]:
+        """The variables matching ``pattern`` as one JSON-compatible document, as the host's
+        ``session.variables.export()`` makes it; :meth:`import_` reads it back.
+
+        Raises:
+            SessionNotFoundError: no session.
+        """
+        return self._client.run(self._export(pattern))
+
+    def import_(self, data: Mapping[str, Any], *, overwrite: bool = False) -> dict[str, Variable]:
+        """Write the variables of an export into this session, all or nothing; the written
+        variables by name. A name that exists is an error unless ``overwrite``.
+
+        Raises:
+            SessionNotFoundError: no session.
+            InvalidValueError: ``data`` is not an export.
+            VariableValidationError: an entry's name, type, constraints or value is invalid.
+            VariableRedefinedError: a name exists and ``overwrite`` is False.
+        """
+        return self._client.run(self._import(data, overwrite))
+
     def watch(
         self, names: Iterable[str] | None = None, *, include_current: bool = False
     ) -> HostWatch:
@@ -825,6 +934,28 @@ class SessionVariables:
     ) -> Variable:
         """:meth:`rollback` for async tools."""
         return await self._client.arun(self._rollback(name, version, expected_version))
+
+    async def aupdate_metadata(
+        self,
+        name: str,
+        metadata: Mapping[str, Any],
+        *,
+        replace: bool = False,
+        expected_version: int | None = None,
+    ) -> Variable:
+        """:meth:`update_metadata` for async tools."""
+        op = self._update_metadata(name, metadata, replace, expected_version)
+        return await self._client.arun(op)
+
+    async def aexport(self, pattern: str = "*") -> dict[str, Any]:
+        """:meth:`export` for async tools."""
+        return await self._client.arun(self._export(pattern))
+
+    async def aimport_(
+        self, data: Mapping[str, Any], *, overwrite: bool = False
+    ) -> dict[str, Variable]:
+        """:meth:`import_` for async tools."""
+        return await self._client.arun(self._import(data, overwrite))
 
     async def awatch(
         self, names: Iterable[str] | None = None, *, include_current: bool = False

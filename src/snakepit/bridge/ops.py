@@ -230,6 +230,52 @@ class HostOps:
             )
         )
 
+    async def UpdateVariableMetadata(
+        self, request: hpb.UpdateVariableMetadataRequest, context: Any
+    ) -> hpb.VariableResponse:
+        return await self._variable(
+            lambda: self._store.update_variable_metadata(
+                request.session_id,
+                request.name,
+                self._value(request.metadata, f"metadata of variable {request.name!r}"),
+                replace=request.replace,
+                expected_version=_optional(request, "expected_version"),
+            )
+        )
+
+    async def ExportVariables(
+        self, request: hpb.ExportVariablesRequest, context: Any
+    ) -> hpb.ExportVariablesResponse:
+        try:
+            data = await self._store.export_variables(request.session_id, request.pattern or "*")
+            what = f"export of the variables of session {request.session_id!r}"
+            return hpb.ExportVariablesResponse(data=to_payload(data, what))
+        except Exception as exc:
+            return hpb.ExportVariablesResponse(error=_error(exc))
+
+    async def ImportVariables(
+        self, request: hpb.ImportVariablesRequest, context: Any
+    ) -> hpb.VariablesResponse:
+        async def op() -> list[Variable]:
+            data = self._value(request.data, "variables to import")
+            written = await self._store.import_variables(
+                request.session_id, data, overwrite=request.overwrite
+            )
+            return list(written.values())
+
+        return await self._variables(op)
+
+    async def UpdateSessionMetadata(
+        self, request: hpb.UpdateSessionMetadataRequest, context: Any
+    ) -> hpb.SessionResponse:
+        return await self._session(
+            lambda: self._store.update_metadata(
+                request.session_id,
+                self._value(request.metadata, f"metadata of session {request.session_id!r}"),
+                replace=request.replace,
+            )
+        )
+
     async def WatchVariables(
         self, request: hpb.WatchRequest, context: Any
     ) -> AsyncIterator[hpb.WatchItem]:

@@ -55,6 +55,7 @@ from snakepit.events import (
     PoolClosed,
     PoolClosing,
     PoolStarted,
+    RequestCancelled,
     RequestCompleted,
     RequestDispatched,
     RequestFailed,
@@ -587,6 +588,22 @@ class Pool:
             )
         )
 
+    def _abandoned(self, ticket: Ticket, worker_id: str | None, exc: BaseException) -> None:
+        """A call ended by something other than its own error: a cancellation, a stream
+        closed early, or an unexpected exception."""
+        if isinstance(exc, Exception):
+            self._failed(ticket, worker_id, exc)
+        elif self.events.wants(RequestCancelled):
+            self.events.publish(
+                RequestCancelled(
+                    source=self.name,
+                    at=self._clock.monotonic(),
+                    request_id=ticket.id,
+                    tool=ticket.tool,
+                    worker_id=worker_id,
+                )
+            )
+
     async def _begin(
         self,
         tool: str,
@@ -649,6 +666,9 @@ class Pool:
         except SnakepitError as exc:
             self._failed(ticket, None, exc)
             raise
+        except BaseException as exc:
+            self._abandoned(ticket, None, exc)
+            raise
         if deadline is not None:
             # What the queue left of the timeout (never zero: gRPC reads 0 as "no deadline").
             deadline = max(deadline - (self._clock.monotonic() - began), 1e-3)
@@ -690,6 +710,8 @@ class Pool:
         unary: bool,
     ) -> None:
         """Count a call's failure and act on what it says about its worker."""
+        if not isinstance(exc, SnakepitError):
+            self._abandoned(ticket, worker.id, exc)
         if isinstance(exc, ExecutionTimeoutError):
             self._counters["timeouts"] += 1
             self._failed(ticket, worker.id, exc)
@@ -722,7 +744,11 @@ class Pool:
 
     async def _done(self, ticket: Ticket, worker: WorkerLike, started: float) -> None:
         if ticket.session_id is not None:
-            await self._pin(ticket.session_id, worker.id)
+            try:
+                await self._pin(ticket.session_id, worker.id)
+            except BaseException as exc:
+                self._abandoned(ticket, worker.id, exc)
+                raise
         self._counters["completed"] += 1
         if self.events.wants(RequestCompleted):
             now = self._clock.monotonic()

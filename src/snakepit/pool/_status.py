@@ -28,6 +28,7 @@ from snakepit.events import (
     PoolClosed,
     PoolClosing,
     PoolStarted,
+    RequestCancelled,
     RequestCompleted,
     RequestDispatched,
     RequestFailed,
@@ -85,7 +86,7 @@ class StatusPublisher:
     def _on_event(self, event: Event) -> None:
         if isinstance(event, RequestDispatched):
             self._tools[event.request_id] = (event.worker_id, event.tool)
-        elif isinstance(event, RequestCompleted | RequestFailed):
+        elif isinstance(event, RequestCompleted | RequestFailed | RequestCancelled):
             self._tools.pop(event.request_id, None)
         if isinstance(event, PoolStarted):
             self._open()

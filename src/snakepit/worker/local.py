@@ -28,6 +28,7 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from snakepit._proto.snakepit.v1 import worker_pb2 as pb
+from snakepit._trace_context import trace_context_for
 from snakepit._wire.constants import SHM_THRESHOLD
 from snakepit._wire.errors import exception_from_info
 from snakepit._wire.framing import (
@@ -403,6 +404,9 @@ class LocalTransport:
             session_id=session_id or "",
             request_id=request_id,
         )
+        carrier = trace_context_for(self.worker_id, request_id)  # None: not traced
+        if carrier is not None:
+            request.trace_context.update(carrier)
         body = request.SerializeToString()
         if attached:
             frame, fds = pack_attached(kind, call_id, body, attached)

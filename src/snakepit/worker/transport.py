@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from snakepit._proto.snakepit.v1 import worker_pb2 as pb
+from snakepit._trace_context import trace_context_for
 from snakepit._wire.constants import TOKEN_HEADER
 from snakepit._wire.errors import exception_from_info
 from snakepit.codec import Encoding, decode, encode
@@ -298,12 +299,16 @@ class GrpcTransport:
     def _request(
         self, tool: str, args: dict[str, Any], session_id: str | None, request_id: int
     ) -> pb.ExecuteRequest:
-        return pb.ExecuteRequest(
+        request = pb.ExecuteRequest(
             tool=tool,
             args=self._payload(args, tool),
             session_id=session_id or "",
             request_id=request_id,
         )
+        carrier = trace_context_for(self.worker_id, request_id)  # None: not traced
+        if carrier is not None:
+            request.trace_context.update(carrier)
+        return request
 
     async def describe(self, *, timeout: float | None) -> DescribeResult:
         with self._rpc("Describe", timeout):

@@ -828,3 +828,149 @@ class ListHostToolsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListHostToolsResponse: _TypeAlias = ListHostToolsResponse  # noqa: Y015
+
+@_typing.final
+class UpdateVariableMetadataRequest(_message.Message):
+    """-- variables: metadata, export and import ---------------------------------------------------"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    REPLACE_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    name: _builtins.str
+    replace: _builtins.bool
+    """true: the whole metadata; false: merged over it"""
+    expected_version: _builtins.int
+    @_builtins.property
+    def metadata(self) -> _worker_pb2.Payload:
+        """a dict"""
+
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        metadata: _worker_pb2.Payload | None = ...,
+        replace: _builtins.bool = ...,
+        expected_version: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "expected_version", b"expected_version", "metadata", b"metadata"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "expected_version", b"expected_version", "metadata", b"metadata", "name", b"name", "replace", b"replace", "session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__expected_version: _TypeAlias = _typing.Literal["expected_version"]  # noqa: Y015
+    _WhichOneofArgType__expected_version: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__expected_version) -> _WhichOneofReturnType__expected_version | None: ...
+
+Global___UpdateVariableMetadataRequest: _TypeAlias = UpdateVariableMetadataRequest  # noqa: Y015
+
+@_typing.final
+class ExportVariablesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    PATTERN_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    pattern: _builtins.str
+    """fnmatch pattern; "" means "*" """
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        pattern: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pattern", b"pattern", "session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportVariablesRequest: _TypeAlias = ExportVariablesRequest  # noqa: Y015
+
+@_typing.final
+class ExportVariablesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def data(self) -> _worker_pb2.Payload:
+        """the export document (format snakepit.variables/1)"""
+
+    @_builtins.property
+    def error(self) -> _worker_pb2.ErrorInfo: ...
+    def __init__(
+        self,
+        *,
+        data: _worker_pb2.Payload | None = ...,
+        error: _worker_pb2.ErrorInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "error", b"error", "outcome", b"outcome"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "error", b"error", "outcome", b"outcome"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["data", "error"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___ExportVariablesResponse: _TypeAlias = ExportVariablesResponse  # noqa: Y015
+
+@_typing.final
+class ImportVariablesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    OVERWRITE_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    overwrite: _builtins.bool
+    @_builtins.property
+    def data(self) -> _worker_pb2.Payload:
+        """an export document"""
+
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        data: _worker_pb2.Payload | None = ...,
+        overwrite: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "overwrite", b"overwrite", "session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportVariablesRequest: _TypeAlias = ImportVariablesRequest  # noqa: Y015
+
+@_typing.final
+class UpdateSessionMetadataRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    REPLACE_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    replace: _builtins.bool
+    @_builtins.property
+    def metadata(self) -> _worker_pb2.Payload:
+        """a dict"""
+
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        metadata: _worker_pb2.Payload | None = ...,
+        replace: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata", "replace", b"replace", "session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateSessionMetadataRequest: _TypeAlias = UpdateSessionMetadataRequest  # noqa: Y015

@@ -104,6 +104,26 @@ class HostServiceStub:
                 request_serializer=snakepit_dot_v1_dot_host__pb2.ListHostToolsRequest.SerializeToString,
                 response_deserializer=snakepit_dot_v1_dot_host__pb2.ListHostToolsResponse.FromString,
                 _registered_method=True)
+        self.UpdateVariableMetadata = channel.unary_unary(
+                '/snakepit.v1.HostService/UpdateVariableMetadata',
+                request_serializer=snakepit_dot_v1_dot_host__pb2.UpdateVariableMetadataRequest.SerializeToString,
+                response_deserializer=snakepit_dot_v1_dot_host__pb2.VariableResponse.FromString,
+                _registered_method=True)
+        self.ExportVariables = channel.unary_unary(
+                '/snakepit.v1.HostService/ExportVariables',
+                request_serializer=snakepit_dot_v1_dot_host__pb2.ExportVariablesRequest.SerializeToString,
+                response_deserializer=snakepit_dot_v1_dot_host__pb2.ExportVariablesResponse.FromString,
+                _registered_method=True)
+        self.ImportVariables = channel.unary_unary(
+                '/snakepit.v1.HostService/ImportVariables',
+                request_serializer=snakepit_dot_v1_dot_host__pb2.ImportVariablesRequest.SerializeToString,
+                response_deserializer=snakepit_dot_v1_dot_host__pb2.VariablesResponse.FromString,
+                _registered_method=True)
+        self.UpdateSessionMetadata = channel.unary_unary(
+                '/snakepit.v1.HostService/UpdateSessionMetadata',
+                request_serializer=snakepit_dot_v1_dot_host__pb2.UpdateSessionMetadataRequest.SerializeToString,
+                response_deserializer=snakepit_dot_v1_dot_host__pb2.SessionResponse.FromString,
+                _registered_method=True)
 
 
 class HostServiceServicer:
@@ -197,6 +217,33 @@ class HostServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateVariableMetadata(self, request, context):
+        """A variable's metadata merged or replaced: a new version with the same value.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportVariables(self, request, context):
+        """The session's variables as one document; ImportVariables writes one (all or nothing)
+        and answers with the variables written.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ImportVariables(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateSessionMetadata(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_HostServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -269,6 +316,26 @@ def add_HostServiceServicer_to_server(servicer, server):
                     servicer.ListHostTools,
                     request_deserializer=snakepit_dot_v1_dot_host__pb2.ListHostToolsRequest.FromString,
                     response_serializer=snakepit_dot_v1_dot_host__pb2.ListHostToolsResponse.SerializeToString,
+            ),
+            'UpdateVariableMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateVariableMetadata,
+                    request_deserializer=snakepit_dot_v1_dot_host__pb2.UpdateVariableMetadataRequest.FromString,
+                    response_serializer=snakepit_dot_v1_dot_host__pb2.VariableResponse.SerializeToString,
+            ),
+            'ExportVariables': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportVariables,
+                    request_deserializer=snakepit_dot_v1_dot_host__pb2.ExportVariablesRequest.FromString,
+                    response_serializer=snakepit_dot_v1_dot_host__pb2.ExportVariablesResponse.SerializeToString,
+            ),
+            'ImportVariables': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportVariables,
+                    request_deserializer=snakepit_dot_v1_dot_host__pb2.ImportVariablesRequest.FromString,
+                    response_serializer=snakepit_dot_v1_dot_host__pb2.VariablesResponse.SerializeToString,
+            ),
+            'UpdateSessionMetadata': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateSessionMetadata,
+                    request_deserializer=snakepit_dot_v1_dot_host__pb2.UpdateSessionMetadataRequest.FromString,
+                    response_serializer=snakepit_dot_v1_dot_host__pb2.SessionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -649,6 +716,114 @@ class HostService:
             '/snakepit.v1.HostService/ListHostTools',
             snakepit_dot_v1_dot_host__pb2.ListHostToolsRequest.SerializeToString,
             snakepit_dot_v1_dot_host__pb2.ListHostToolsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateVariableMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/snakepit.v1.HostService/UpdateVariableMetadata',
+            snakepit_dot_v1_dot_host__pb2.UpdateVariableMetadataRequest.SerializeToString,
+            snakepit_dot_v1_dot_host__pb2.VariableResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportVariables(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/snakepit.v1.HostService/ExportVariables',
+            snakepit_dot_v1_dot_host__pb2.ExportVariablesRequest.SerializeToString,
+            snakepit_dot_v1_dot_host__pb2.ExportVariablesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportVariables(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/snakepit.v1.HostService/ImportVariables',
+            snakepit_dot_v1_dot_host__pb2.ImportVariablesRequest.SerializeToString,
+            snakepit_dot_v1_dot_host__pb2.VariablesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateSessionMetadata(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/snakepit.v1.HostService/UpdateSessionMetadata',
+            snakepit_dot_v1_dot_host__pb2.UpdateSessionMetadataRequest.SerializeToString,
+            snakepit_dot_v1_dot_host__pb2.SessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -24,15 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18snakepit/v1/worker.proto\x12\x0bsnakepit.v1\"S\n\x07Payload\x12\x10\n\x08\x64ocument\x18\x01 \x01(\x0c\x12\r\n\x05\x62lobs\x18\x02 \x03(\x0c\x12\'\n\x08\x65ncoding\x18\x03 \x01(\x0e\x32\x15.snakepit.v1.Encoding\"h\n\tErrorInfo\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x13\n\x0bremote_type\x18\x03 \x01(\t\x12\x11\n\ttraceback\x18\x04 \x01(\t\x12\x14\n\x0c\x64\x65tails_json\x18\x05 \x01(\t\"]\n\tParamSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08required\x18\x03 \x01(\x08\x12\x14\n\x0c\x64\x65\x66\x61ult_json\x18\x04 \x01(\t\x12\x0c\n\x04kind\x18\x05 \x01(\t\"\xa4\x01\n\x08ToolSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12&\n\x06params\x18\x03 \x03(\x0b\x32\x16.snakepit.v1.ParamSpec\x12\x11\n\tstreaming\x18\x04 \x01(\x08\x12\x14\n\x0cuses_context\x18\x05 \x01(\x08\x12\x10\n\x08is_async\x18\x06 \x01(\x08\x12\x12\n\nidempotent\x18\x07 \x01(\x08\"\x11\n\x0f\x44\x65scribeRequest\"\x95\x01\n\x10\x44\x65scribeResponse\x12\x0f\n\x07\x61\x64\x61pter\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\x05\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x18\n\x10protocol_version\x18\x04 \x01(\t\x12$\n\x05tools\x18\x05 \x03(\x0b\x32\x15.snakepit.v1.ToolSpec\x12\x11\n\tworker_id\x18\x06 \x01(\t\"j\n\x0e\x45xecuteRequest\x12\x0c\n\x04tool\x18\x01 \x01(\t\x12\"\n\x04\x61rgs\x18\x02 \x01(\x0b\x32\x14.snakepit.v1.Payload\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\x04\"m\n\x0f\x45xecuteResponse\x12&\n\x06result\x18\x01 \x01(\x0b\x32\x14.snakepit.v1.PayloadH\x00\x12\'\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x16.snakepit.v1.ErrorInfoH\x00\x42\t\n\x07outcome\"Y\n\nStreamItem\x12$\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x14.snakepit.v1.Payload\x12%\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x16.snakepit.v1.ErrorInfo\"\r\n\x0bPingRequest\"U\n\x0cPingResponse\x12\x0b\n\x03pid\x18\x01 \x01(\x05\x12\x10\n\x08requests\x18\x02 \x01(\x04\x12\x0e\n\x06\x61\x63tive\x18\x03 \x01(\x05\x12\x16\n\x0euptime_seconds\x18\x04 \x01(\x01\":\n\rSettleRequest\x12\x13\n\x0brequest_ids\x18\x01 \x03(\x04\x12\x14\n\x0cwait_seconds\x18\x02 \x01(\x01\"!\n\x0eSettleResponse\x12\x0f\n\x07running\x18\x01 \x03(\x04*2\n\x08\x45ncoding\x12\x11\n\rENCODING_JSON\x10\x00\x12\x13\n\x0f\x45NCODING_PICKLE\x10\x01\x32\xe7\x02\n\rWorkerService\x12G\n\x08\x44\x65scribe\x12\x1c.snakepit.v1.DescribeRequest\x1a\x1d.snakepit.v1.DescribeResponse\x12\x44\n\x07\x45xecute\x12\x1b.snakepit.v1.ExecuteRequest\x1a\x1c.snakepit.v1.ExecuteResponse\x12G\n\rExecuteStream\x12\x1b.snakepit.v1.ExecuteRequest\x1a\x17.snakepit.v1.StreamItem0\x01\x12;\n\x04Ping\x12\x18.snakepit.v1.PingRequest\x1a\x19.snakepit.v1.PingResponse\x12\x41\n\x06Settle\x12\x1a.snakepit.v1.SettleRequest\x1a\x1b.snakepit.v1.SettleResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18snakepit/v1/worker.proto\x12\x0bsnakepit.v1\"S\n\x07Payload\x12\x10\n\x08\x64ocument\x18\x01 \x01(\x0c\x12\r\n\x05\x62lobs\x18\x02 \x03(\x0c\x12\'\n\x08\x65ncoding\x18\x03 \x01(\x0e\x32\x15.snakepit.v1.Encoding\"h\n\tErrorInfo\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x13\n\x0bremote_type\x18\x03 \x01(\t\x12\x11\n\ttraceback\x18\x04 \x01(\t\x12\x14\n\x0c\x64\x65tails_json\x18\x05 \x01(\t\"]\n\tParamSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08required\x18\x03 \x01(\x08\x12\x14\n\x0c\x64\x65\x66\x61ult_json\x18\x04 \x01(\t\x12\x0c\n\x04kind\x18\x05 \x01(\t\"\xa4\x01\n\x08ToolSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12&\n\x06params\x18\x03 \x03(\x0b\x32\x16.snakepit.v1.ParamSpec\x12\x11\n\tstreaming\x18\x04 \x01(\x08\x12\x14\n\x0cuses_context\x18\x05 \x01(\x08\x12\x10\n\x08is_async\x18\x06 \x01(\x08\x12\x12\n\nidempotent\x18\x07 \x01(\x08\"\x11\n\x0f\x44\x65scribeRequest\"\x95\x01\n\x10\x44\x65scribeResponse\x12\x0f\n\x07\x61\x64\x61pter\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\x05\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x18\n\x10protocol_version\x18\x04 \x01(\t\x12$\n\x05tools\x18\x05 \x03(\x0b\x32\x15.snakepit.v1.ToolSpec\x12\x11\n\tworker_id\x18\x06 \x01(\t\"\xe5\x01\n\x0e\x45xecuteRequest\x12\x0c\n\x04tool\x18\x01 \x01(\t\x12\"\n\x04\x61rgs\x18\x02 \x01(\x0b\x32\x14.snakepit.v1.Payload\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\x04\x12\x44\n\rtrace_context\x18\x05 \x03(\x0b\x32-.snakepit.v1.ExecuteRequest.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"m\n\x0f\x45xecuteResponse\x12&\n\x06result\x18\x01 \x01(\x0b\x32\x14.snakepit.v1.PayloadH\x00\x12\'\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x16.snakepit.v1.ErrorInfoH\x00\x42\t\n\x07outcome\"Y\n\nStreamItem\x12$\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x14.snakepit.v1.Payload\x12%\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x16.snakepit.v1.ErrorInfo\"\r\n\x0bPingRequest\"U\n\x0cPingResponse\x12\x0b\n\x03pid\x18\x01 \x01(\x05\x12\x10\n\x08requests\x18\x02 \x01(\x04\x12\x0e\n\x06\x61\x63tive\x18\x03 \x01(\x05\x12\x16\n\x0euptime_seconds\x18\x04 \x01(\x01\":\n\rSettleRequest\x12\x13\n\x0brequest_ids\x18\x01 \x03(\x04\x12\x14\n\x0cwait_seconds\x18\x02 \x01(\x01\"!\n\x0eSettleResponse\x12\x0f\n\x07running\x18\x01 \x03(\x04*2\n\x08\x45ncoding\x12\x11\n\rENCODING_JSON\x10\x00\x12\x13\n\x0f\x45NCODING_PICKLE\x10\x01\x32\xe7\x02\n\rWorkerService\x12G\n\x08\x44\x65scribe\x12\x1c.snakepit.v1.DescribeRequest\x1a\x1d.snakepit.v1.DescribeResponse\x12\x44\n\x07\x45xecute\x12\x1b.snakepit.v1.ExecuteRequest\x1a\x1c.snakepit.v1.ExecuteResponse\x12G\n\rExecuteStream\x12\x1b.snakepit.v1.ExecuteRequest\x1a\x17.snakepit.v1.StreamItem0\x01\x12;\n\x04Ping\x12\x18.snakepit.v1.PingRequest\x1a\x19.snakepit.v1.PingResponse\x12\x41\n\x06Settle\x12\x1a.snakepit.v1.SettleRequest\x1a\x1b.snakepit.v1.SettleResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'snakepit.v1.worker_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ENCODING']._serialized_start=1172
-  _globals['_ENCODING']._serialized_end=1222
+  _globals['_EXECUTEREQUEST_TRACECONTEXTENTRY']._loaded_options = None
+  _globals['_EXECUTEREQUEST_TRACECONTEXTENTRY']._serialized_options = b'8\001'
+  _globals['_ENCODING']._serialized_start=1296
+  _globals['_ENCODING']._serialized_end=1346
   _globals['_PAYLOAD']._serialized_start=41
   _globals['_PAYLOAD']._serialized_end=124
   _globals['_ERRORINFO']._serialized_start=126
@@ -45,20 +47,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DESCRIBEREQUEST']._serialized_end=511
   _globals['_DESCRIBERESPONSE']._serialized_start=514
   _globals['_DESCRIBERESPONSE']._serialized_end=663
-  _globals['_EXECUTEREQUEST']._serialized_start=665
-  _globals['_EXECUTEREQUEST']._serialized_end=771
-  _globals['_EXECUTERESPONSE']._serialized_start=773
-  _globals['_EXECUTERESPONSE']._serialized_end=882
-  _globals['_STREAMITEM']._serialized_start=884
-  _globals['_STREAMITEM']._serialized_end=973
-  _globals['_PINGREQUEST']._serialized_start=975
-  _globals['_PINGREQUEST']._serialized_end=988
-  _globals['_PINGRESPONSE']._serialized_start=990
-  _globals['_PINGRESPONSE']._serialized_end=1075
-  _globals['_SETTLEREQUEST']._serialized_start=1077
-  _globals['_SETTLEREQUEST']._serialized_end=1135
-  _globals['_SETTLERESPONSE']._serialized_start=1137
-  _globals['_SETTLERESPONSE']._serialized_end=1170
-  _globals['_WORKERSERVICE']._serialized_start=1225
-  _globals['_WORKERSERVICE']._serialized_end=1584
+  _globals['_EXECUTEREQUEST']._serialized_start=666
+  _globals['_EXECUTEREQUEST']._serialized_end=895
+  _globals['_EXECUTEREQUEST_TRACECONTEXTENTRY']._serialized_start=844
+  _globals['_EXECUTEREQUEST_TRACECONTEXTENTRY']._serialized_end=895
+  _globals['_EXECUTERESPONSE']._serialized_start=897
+  _globals['_EXECUTERESPONSE']._serialized_end=1006
+  _globals['_STREAMITEM']._serialized_start=1008
+  _globals['_STREAMITEM']._serialized_end=1097
+  _globals['_PINGREQUEST']._serialized_start=1099
+  _globals['_PINGREQUEST']._serialized_end=1112
+  _globals['_PINGRESPONSE']._serialized_start=1114
+  _globals['_PINGRESPONSE']._serialized_end=1199
+  _globals['_SETTLEREQUEST']._serialized_start=1201
+  _globals['_SETTLEREQUEST']._serialized_end=1259
+  _globals['_SETTLERESPONSE']._serialized_start=1261
+  _globals['_SETTLERESPONSE']._serialized_end=1294
+  _globals['_WORKERSERVICE']._serialized_start=1349
+  _globals['_WORKERSERVICE']._serialized_end=1708
 # @@protoc_insertion_point(module_scope)
