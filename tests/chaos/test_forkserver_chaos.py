@@ -147,7 +147,7 @@ ORPHAN_HOST = textwrap.dedent(
                                  registry_dir=sys.argv[1], heartbeat_interval=None,
                                  max_restarts=10) as pool:
             exited = pool.events.subscribe(WorkerExited)
-            helpers = await pool.execute("spawn_helpers")
+            helpers = [psutil.Process(p) for p in await pool.execute("spawn_helpers")]
             (worker,) = pool.workers()
             template = psutil.Process(worker.pid).ppid()
             os.kill(template, signal.SIGKILL)
@@ -157,7 +157,7 @@ ORPHAN_HOST = textwrap.dedent(
             except snakepit.WorkerCrashedError:
                 pass
             await asyncio.wait_for(exited.get(), 20)
-            gone, alive = psutil.wait_procs([psutil.Process(p) for p in helpers], timeout=10)
+            gone, alive = psutil.wait_procs(helpers, timeout=10)  # reaped ones count as gone
             for proc in alive:
                 proc.kill()
             print(json.dumps({"alive": [p.pid for p in alive]}), flush=True)
