@@ -49,6 +49,6 @@ async def with_python_server(
         yield handle
     finally:
         try:
-            await handle.stop(grace=2.0)
+            await handle.stop(grace=min(2.0, handle.options.shutdown_grace))
         finally:
             remove_runtime_dir(runtime)

@@ -64,6 +64,7 @@ READY_PREFIX = _READY.encode()
 _STDERR_TAIL = 40
 _STDERR_CHUNK = 64 * 1024
 _STDERR_LINE_SHOWN = 4000
+_STDERR_DRAIN = 5.0  # seconds a dead worker's last output may take to arrive
 _UNIX_PATH_MAX = 107
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 # The worker's exit codes at start-up (snakepit.adapter._main).
@@ -514,9 +515,17 @@ class WorkerHandle:
         self._log.info("%s", line)
 
     async def _drain_stderr(self, task: asyncio.Task[Any]) -> None:
-        # Whatever happened to the reader, the exit must still be recorded.
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await asyncio.wait_for(asyncio.shield(task), timeout=1.0)
+        """Let the reader forward what the worker printed last (its traceback), bounded: a
+        helper that left the worker's group may hold the pipe open for good. Whatever
+        happened to the reader, the exit must still be recorded."""
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout=_STDERR_DRAIN)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # we are being cancelled, not the reader
+        except Exception:  # the reader's own failure was logged by _task_done
+            pass
 
     async def _watch_exit(self, stderr_task: asyncio.Task[Any]) -> None:
         assert self._proc is not None and self._exited is not None

@@ -124,7 +124,7 @@ class TestErrors:
 
     async def test_deadline_is_an_execution_timeout(self) -> None:
         """A call past its deadline raises ExecutionTimeoutError naming the tool and the worker."""
-        async with with_python_server() as w:
+        async with with_python_server(shutdown_grace=0.2) as w:  # its tool thread stays stuck
             with pytest.raises(ExecutionTimeoutError, match="'hang'") as info:
                 await w.execute("hang", {}, timeout=0.2)
             assert info.value.worker_id == w.id
@@ -274,7 +274,7 @@ class TestStartupFailures:
             WorkerStartupError, match="no ready line within startup_timeout"
         ) as info:
             async with with_python_server(
-                "snakepit.testing.adapters:HangingSetup", startup_timeout=1.0
+                "snakepit.testing.adapters:HangingSetup", startup_timeout=0.3
             ):
                 pass
         assert info.value.exit_code == -9

@@ -13,7 +13,7 @@ class TestSettle:
         """Two streams closed early: the generator that stops at its next chunk frees its
         thread (Settle returns as soon as it has, however long it may wait); the one blocked
         between chunks does not, and only its request is named."""
-        async with with_python_server(STREAMS, threads=2) as w:
+        async with with_python_server(STREAMS, threads=2, shutdown_grace=0.2) as w:
             cooperative = w.stream("blobs", {"n": 10**6, "size": 1}, request_id=8)
             assert await anext(cooperative) == b"\x00"
             await cooperative.aclose()
