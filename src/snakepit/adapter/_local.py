@@ -22,7 +22,6 @@ The framing is specified in ``proto/snakepit/v1/FRAMING.md``.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import concurrent.futures
 import contextlib
@@ -68,6 +67,7 @@ from snakepit.errors import RequestError, SnakepitError
 
 if TYPE_CHECKING:
     import argparse
+    import asyncio
     from collections.abc import Awaitable, Callable, Coroutine, Sequence
 
     from snakepit.adapter._base import Adapter
@@ -215,6 +215,8 @@ class LocalLink:
         return self._parse(method, body)
 
     async def acall(self, method: str, request: Any, timeout: float | None) -> Any:
+        import asyncio  # lazily: a worker without async tools never loads it
+
         loop = asyncio.get_running_loop()
         done: asyncio.Future[bytes | None] = loop.create_future()
 
@@ -285,6 +287,8 @@ class _Watch:
 class _AsyncWatch:
     def __init__(self, link: LocalLink, request: hpb.WatchRequest) -> None:
         self._link = link
+        import asyncio  # lazily: a worker without async tools never loads it
+
         self._loop = asyncio.get_running_loop()
         self._items: asyncio.Queue[Any] = asyncio.Queue()
         self._call_id = link._start("WatchVariables", request, _Waiter(self._land))
@@ -394,6 +398,8 @@ class _Sink:
 
     async def aput(self, payload: pb.Payload, attached: list[Attachment], size: int) -> None:
         """:meth:`put` for an async generator: waits without blocking the event loop."""
+        import asyncio  # lazily: a worker without async tools never loads it
+
         loop = asyncio.get_running_loop()
         while True:
             with self._cond:
@@ -601,6 +607,8 @@ class _LoopThread:
     def get(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._loop is None:
+                import asyncio  # lazily: a worker without async tools never loads it
+
                 loop = asyncio.new_event_loop()
                 ready = threading.Event()
 
@@ -615,6 +623,8 @@ class _LoopThread:
             return self._loop
 
     def submit(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
+        import asyncio  # lazily: a worker without async tools never loads it
+
         return asyncio.run_coroutine_threadsafe(coro, self.get())
 
     def run(self, coro: Coroutine[Any, Any, Any], timeout: float | None) -> Any:
@@ -978,6 +988,8 @@ class LocalWorker:
 def _cancelled(exc: BaseException) -> bool:
     """``exc`` is the cancellation of the task running the call (the host cancelled it),
     not a ``CancelledError`` the tool raised itself."""
+    import asyncio  # lazily: a worker without async tools never loads it
+
     task = asyncio.current_task()
     return isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling() > 0
 

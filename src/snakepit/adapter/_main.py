@@ -24,7 +24,6 @@ failed, 5 server could not bind.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import ctypes
 import importlib
@@ -43,6 +42,7 @@ from snakepit._wire.constants import PROTOCOL_VERSION, READY_PREFIX
 from snakepit._wire.token import token_interceptor
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Awaitable, Callable
 
 __all__ = ["READY_PREFIX", "main"]
@@ -168,6 +168,8 @@ async def _maybe_await(result: Awaitable[None] | None) -> None:
 
 
 async def _serve(args: argparse.Namespace, secrets: dict[str, str]) -> int:
+    import asyncio  # lazily: a worker without async tools never loads it
+
     import grpc
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
@@ -324,4 +326,6 @@ def main(
         from snakepit.adapter import _local
 
         _exit(_local.serve(args, _load_adapter, _exit))
+    import asyncio  # lazily: a worker without async tools never loads it
+
     _exit(asyncio.run(_serve(args, secrets)))

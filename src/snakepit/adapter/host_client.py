@@ -20,7 +20,6 @@ module is worker side: it never imports the host side.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 from collections.abc import Mapping
@@ -36,6 +35,7 @@ from snakepit.codec import Encoding
 from snakepit.errors import InvalidValueError, SessionNotFoundError, SnakepitError, VariableError
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Callable, Iterable
 
     from snakepit.events import VariableUpdated
@@ -176,6 +176,8 @@ class _GrpcLink:
 
     def _async_stub(self) -> Any:
         self._check_address()
+        import asyncio  # lazily: a worker without async tools never loads it
+
         loop = asyncio.get_running_loop()
         if self._aio_stub is None or self._aio_loop is not loop:
             import grpc
@@ -310,6 +312,8 @@ class HostClient:
 
     def _not_on_loop(self, what: str) -> None:
         try:
+            import asyncio  # lazily: a worker without async tools never loads it
+
             asyncio.get_running_loop()
         except RuntimeError:
             return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 import subprocess
@@ -155,6 +154,8 @@ class Streams(Adapter):
     @tool
     async def wait_forever(self) -> None:
         """An async tool that never finishes by itself (cancelling the call cancels it)."""
+        import asyncio
+
         await asyncio.Event().wait()
 
     @tool
@@ -260,6 +261,8 @@ class Helpers(Adapter):
 
 
 def _base_exception(kind: str) -> BaseException:
+    import asyncio  # as the pool's workers do: only when needed
+
     return {
         "SystemExit": SystemExit(3),
         "KeyboardInterrupt": KeyboardInterrupt(),
