@@ -4,6 +4,7 @@ transports."""
 from __future__ import annotations
 
 import compileall
+import os
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,12 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     if not hasattr(config, "workerinput"):  # the xdist controller (or a plain run) only
         compileall.compile_dir(_ROOT.parent / "src", quiet=1, workers=1)
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: one xdist worker more than cores. Much of a test's time is spent
+    waiting for worker processes to start, answer or die, which another test can use."""
+    return (os.cpu_count() or 1) + 1
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
