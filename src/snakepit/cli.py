@@ -286,7 +286,10 @@ def _worker_check(adapter: str, python: str) -> bool:
     from snakepit.testing.servers import with_python_server
 
     # The failure is reported below, in full; the worker's own log lines would repeat it.
-    logging.getLogger("snakepit.worker").setLevel(logging.CRITICAL + 1)
+    # Muted for this check only: doctor may run inside a program with logging of its own.
+    worker_log = logging.getLogger("snakepit.worker")
+    level = worker_log.level
+    worker_log.setLevel(logging.CRITICAL + 1)
 
     async def run() -> float:
         t = time.perf_counter()
@@ -306,6 +309,8 @@ def _worker_check(adapter: str, python: str) -> bool:
             detail,
             "fix what the reason above says, then run snakepit doctor again",
         )
+    finally:
+        worker_log.setLevel(level)
     return _check("worker", True, f"started, answered Ping and stopped in {_ms(took)}")
 
 
