@@ -3,8 +3,9 @@
 
     python bench/placement.py [--calls 2000] [--size 2] [--no-ray] [--json out.json]
 
-Four setups of the same pool (``snakepit.examples.showcase:Showcase``), on this
-machine: local workers over a Unix socket (the default), local workers over TCP
+Five setups of the same pool (``snakepit.examples.showcase:Showcase``), on this
+machine: local workers over the local transport (the default), over gRPC on a Unix
+socket (``transport="grpc"``), local workers over TCP
 (``transport="tcp"``), a worker served by ``snakepit worker`` and attached with
 ``remote_workers=`` (over loopback TLS, as on a network), and workers placed as Ray
 actors (``launcher="ray"``, a local Ray instance). For each:
@@ -99,7 +100,8 @@ async def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     n, size = args.calls, args.size
     results = [
-        await measure("local, Unix socket (default)", n, size=size),
+        await measure("local, socket pair (default)", n, size=size),
+        await measure("local, gRPC on a Unix socket", n, size=size, transport="grpc"),
         await measure("local, TCP loopback", n, size=size, transport="tcp"),
     ]
     with tempfile.TemporaryDirectory() as tmp, remote_workers(size, Path(tmp)) as (addrs, tok, ca):
