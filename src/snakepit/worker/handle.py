@@ -130,6 +130,32 @@ def printable_lines(text: str) -> str:
     return "\n".join(printable(line) for line in text.splitlines())
 
 
+_TRACEBACK = "Traceback (most recent call last):"
+
+
+def whole_records(lines: list[str]) -> list[list[str]]:
+    """Group lines a worker printed into the records they belong to, so a log record and
+    its traceback arrive as one host record, not as a line ending in a colon followed by
+    loose lines. A line joins the record before it when it is indented, when it starts
+    a traceback, or when it ends one (the exception line after the indented frames)."""
+    records: list[list[str]] = []
+    in_traceback = False
+    for line in lines:
+        joins = bool(records) and (
+            line[:1] in (" ", "\t") or line == _TRACEBACK or (in_traceback and line != "")
+        )
+        if joins:
+            records[-1].append(line)
+            if line == _TRACEBACK:
+                in_traceback = True
+            elif in_traceback and line[:1] not in (" ", "\t"):
+                in_traceback = False  # "ValueError: ...": the traceback's last line
+        else:
+            records.append([line])
+            in_traceback = line == _TRACEBACK
+    return records
+
+
 def exit_description(code: int | None, *, exited: bool = False) -> str:
     if code is None:
         # A forked worker outliving its fork server is reaped by init: nobody can tell us.
@@ -492,8 +518,8 @@ class WorkerHandle:
                 return
             pending += chunk
             *lines, pending = pending.split(b"\n")
-            for raw in lines:
-                self._log_line(raw)
+            for record in whole_records([self._shown(raw) for raw in lines]):
+                self._log_record(record)
             if len(pending) > _STDERR_CHUNK:  # an endless line: log what we have so far
                 self._log_line(pending + b" [line continues]")
                 pending = b""
@@ -508,11 +534,13 @@ class WorkerHandle:
         return printable(line)
 
     def _log_line(self, raw: bytes) -> None:
+        self._log_record([self._shown(raw)])
+
+    def _log_record(self, lines: list[str]) -> None:
         # The worker's text never picks the record's level or logger: what it prints is
         # data, and a line that starts with "CRITICAL" is still only something it printed.
-        line = self._shown(raw)
-        self._stderr_tail.append(line)
-        self._log.info("%s", line)
+        self._stderr_tail.extend(lines)
+        self._log.info("%s", "\n".join(lines))
 
     async def _drain_stderr(self, task: asyncio.Task[Any]) -> None:
         """Let the reader forward what the worker printed last (its traceback), bounded: a

@@ -24,7 +24,7 @@ from snakepit.errors import (
 from snakepit.events import EventBus, WorkerExited, WorkerReady
 from snakepit.testing.servers import with_python_server
 from snakepit.worker import WorkerHandle
-from snakepit.worker.handle import printable
+from snakepit.worker.handle import printable, whole_records
 
 BOUND = 10.0  # seconds: an upper bound on waits, never a delay
 
@@ -297,6 +297,35 @@ def test_handle_repr_names_state() -> None:
 
 
 class TestStderr:
+    def test_a_record_and_its_traceback_stay_one_record(self) -> None:
+        """Lines that belong together (an indented frame, a traceback and its exception
+        line) join the record before them; anything else starts a record of its own."""
+        lines = [
+            "ERROR [w1] snakepit.adapter: setup() of x failed:",
+            "Traceback (most recent call last):",
+            '  File "a.py", line 1, in <module>',
+            "    raise ValueError('boom')",
+            "ValueError: boom",
+            "printed by a tool",
+            "CRITICAL forged",
+        ]
+        assert whole_records(lines) == [lines[:5], [lines[5]], [lines[6]]]
+        assert whole_records([]) == []
+        assert whole_records(["  indented first"]) == [["  indented first"]]
+
+    async def test_a_failing_setup_logs_its_traceback_as_one_record(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The worker's "setup() failed:" line and its traceback reach the host's log as one
+        record, not as a line ending in a colon followed by loose lines."""
+        caplog.set_level(logging.DEBUG, logger="snakepit")
+        with pytest.raises(WorkerStartupError):
+            async with with_python_server("snakepit.testing.adapters:FailingSetup"):
+                pass
+        records = [r.getMessage() for r in caplog.records if r.name.startswith("snakepit.worker.")]
+        (failed,) = [m for m in records if "failed" in m and "Traceback" in m]
+        assert failed.splitlines()[-1].startswith("RuntimeError: FailingSetup.setup refuses")
+
     async def test_a_huge_line_on_stderr_does_not_wedge_the_worker(self) -> None:
         """A tool that writes a 1 MB line with no newline to stderr keeps working, and so
         does its worker; the line reaches the log truncated."""
