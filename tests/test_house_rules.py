@@ -93,3 +93,22 @@ class TestDocs:
                 if not (ROOT / path).exists():
                     missing.append(f"{doc.relative_to(ROOT)}: {path}")
         assert not missing, "docs cite files that do not exist:\n" + "\n".join(missing)
+
+
+class TestWorkerIsolation:
+    def test_the_worker_side_loads_nothing_of_the_host_side(self) -> None:
+        """Everything a worker process imports (the adapter SDK, both worker mains, the fork
+        server's template) loads no module of the host side: no pool, no handle, no bridge,
+        no gRPC for a local worker."""
+        probe = (
+            "import sys\n"
+            "import snakepit.adapter, snakepit.adapter._local, snakepit.adapter._main\n"
+            "import snakepit.adapter._forkserver, snakepit.examples.showcase\n"
+            "host = ('snakepit.pool', 'snakepit.worker', 'snakepit.bridge', 'snakepit.config',\n"
+            "        'snakepit.cli', 'snakepit.testing.pools', 'snakepit._executor', 'grpc')\n"
+            "print(sorted(m for m in sys.modules if m.startswith(host)))\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+        ).stdout
+        assert out.strip() == "[]", out
