@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from snakepit._wire.constants import STREAM_CREDITS
 from snakepit.events import EventBus, WorkerReady
@@ -52,3 +53,25 @@ class TestLocalWorker:
             finally:
                 await stream.aclose()  # type: ignore[attr-defined]
             assert await pool.execute("produced_count") <= bound + 3
+
+    async def test_a_call_cancelled_while_queued_in_the_worker_is_over_at_once(self) -> None:
+        """With the only tool thread held, a second stream waits in the worker's queue; once
+        abandoned it never runs, so Settle does not name it (no needless recycle) and Ping
+        no longer counts it, as over gRPC."""
+        streams = "snakepit.testing.adapters:Streams"
+        async with with_python_server(
+            streams, threads=1, shutdown_grace=0.2, transport="local"
+        ) as w:
+            held = w.stream("stall_after", {"n": 1}, request_id=1)
+            assert await anext(held) == 0
+            queued = w.stream("blobs", {"n": 3, "size": 1}, request_id=2)
+            waiting = asyncio.ensure_future(anext(queued))
+            await w.ping()  # lets the task send its frame; the next ping is read after it
+            assert (await w.ping()).requests == 2
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiting
+            await queued.aclose()  # type: ignore[attr-defined]
+            assert await w.settle([2], wait=BOUND, timeout=2 * BOUND) == []
+            assert (await w.ping()).active == 1
+            await held.aclose()  # type: ignore[attr-defined]

@@ -448,12 +448,13 @@ class _Sink:
 
 
 class _Call:
-    __slots__ = ("cancelled", "done", "future", "request_id", "sink")
+    __slots__ = ("cancelled", "done", "future", "request_id", "sink", "started")
 
     def __init__(self, request_id: int) -> None:
         self.future: concurrent.futures.Future[Any] | None = None  # an async tool's
         self.sink: _Sink | None = None
         self.cancelled = False  # a queued sync job that is cancelled never starts
+        self.started = False  # a sync job's thread has taken it
         self.request_id = request_id  # the pool's id of the call, which Settle names
         self.done = threading.Event()  # its tool code is over (what Settle waits for)
 
@@ -577,8 +578,7 @@ class _Crew:
                         if not self._timed:
                             cond.notify()  # a follower to tick while this call runs
             try:
-                if not job.call.cancelled:
-                    job.run()
+                job.run()  # a cancelled job only ends its call
             finally:
                 with cond:
                     self._running -= 1
@@ -732,6 +732,9 @@ class LocalWorker:
             call = self._calls.get(frame.call_id)
             if call is not None:
                 call.cancel()
+                if call.future is None and not call.started:
+                    # A queued sync job never runs now: it is over (Settle, Ping's count).
+                    self._end(frame.call_id, call)
         elif kind == Kind.SETTLE:
             # Waiting is done off the reader, which must keep answering Ping meanwhile.
             request = pb.SettleRequest.FromString(frame.body)
@@ -790,8 +793,10 @@ class LocalWorker:
             target = self._stream if streaming else self._execute
 
             def run() -> None:
+                call.started = True
                 try:
-                    ctx.run(target, call_id, call, info, request, blobs)
+                    if not call.cancelled:
+                        ctx.run(target, call_id, call, info, request, blobs)
                 finally:
                     self._end(call_id, call)
 
