@@ -218,8 +218,9 @@ class TestTimeoutsAndCrashes:
     async def test_heartbeat_failure_replaces_a_stopped_worker(self) -> None:
         """A worker that stops answering Ping (SIGSTOP) is killed and replaced at the next heartbeat."""
         clock = FakeClock()
+        # One worker: on a loaded machine a second, healthy one could miss a 0.5 s Ping too.
         async with isolated_pool(
-            heartbeat_interval=10.0, heartbeat_timeout=0.5, clock=clock
+            size=1, heartbeat_interval=10.0, heartbeat_timeout=0.5, clock=clock
         ) as pool:
             box = pool_mailbox(pool)
             pid = pool.workers()[0].pid
