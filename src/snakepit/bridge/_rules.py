@@ -40,6 +40,7 @@ from snakepit.errors import (
     VariableRedefinedError,
     VariableValidationError,
     VersionConflictError,
+    brief,
 )
 from snakepit.events import VariableUpdated
 
@@ -379,7 +380,11 @@ def plan_batch(
         others = [n for n in plan.errors if n != first_name]
         first.add_note(
             f"atomic set_many wrote nothing; {len(plan.errors)} of {len(values)} values failed"
-            + (f" (also: {', '.join(others)})" if others else "")
+            + (
+                f" (also: {', '.join(n if isinstance(n, str) else brief(n) for n in others)})"
+                if others
+                else ""
+            )
         )
         raise first
     return plan

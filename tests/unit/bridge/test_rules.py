@@ -189,6 +189,17 @@ class TestBatch:
             "atomic set_many wrote nothing; 2 of 3 values failed (also: ghost)"
         ]
 
+    def test_an_atomic_batch_of_names_that_are_not_strings_fails_typed(self) -> None:
+        """Keys that cannot be names (NaN, ints) fail as missing variables, and the note that
+        lists them still renders (the fuzz test found a raw TypeError here)."""
+        with pytest.raises(VariableNotFoundError) as info:
+            rules.plan_batch(
+                "s", {}, {float("nan"): 1, 7: 2}, atomic=True, expected_versions=None, now=NOW
+            )
+        assert info.value.__notes__ == [
+            "atomic set_many wrote nothing; 2 of 2 values failed (also: 7)"
+        ]
+
     def test_a_valid_atomic_batch_plans_every_write(self) -> None:
         current = {"a": var(name="a"), "b": var(name="b")}
         plan = rules.plan_batch(
