@@ -376,8 +376,8 @@ def plan_batch(
         except VariableError as exc:
             plan.errors[name] = exc
     if atomic and plan.errors:
-        first_name, first = next(iter(plan.errors.items()))
-        others = [n for n in plan.errors if n != first_name]
+        first = next(iter(plan.errors.values()))
+        others = list(plan.errors)[1:]  # by position: a NaN name is not equal to itself
         first.add_note(
             f"atomic set_many wrote nothing; {len(plan.errors)} of {len(values)} values failed"
             + (
