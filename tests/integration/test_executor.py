@@ -114,7 +114,7 @@ class TestSubmitAndMap:
 
     def test_free_reference(self, executor: snakepit.Executor) -> None:
         """The result iterator keeps no reference to the values it handed out."""
-        for obj in executor.map(tasks.make_dummy_object, range(10), chunksize=3):
+        for obj in executor.map(tasks.make_dummy_object, range(4), chunksize=3):  # two chunks
             ref = weakref.ref(obj)
             del obj
             gc.collect()
@@ -229,7 +229,7 @@ class TestGuarantees:
     def test_a_stuck_task_times_out_and_its_worker_is_replaced(
         self, tmp_path: Path, gate: Gate
     ) -> None:
-        with make_executor(tmp_path, max_workers=1, timeout=1.0) as ex:
+        with make_executor(tmp_path, max_workers=1, timeout=0.5) as ex:
             first_pid = ex.submit(os.getpid).result(BOUND)
             assert ex.pool is not None
             replaced = threading.Event()
