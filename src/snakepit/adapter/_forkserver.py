@@ -71,6 +71,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--adapter", required=True, help="pkg.module:Class of an Adapter subclass")
     p.add_argument("--control-fd", type=int, required=True, help="the host's control socket")
     p.add_argument("--parent-pid", type=int, default=0, help="exit if this process is gone")
+    p.add_argument(
+        "--preload-grpc",
+        action="store_true",
+        help="import the gRPC worker's modules too (its workers serve gRPC)",
+    )
     return p.parse_args(argv)
 
 
@@ -285,6 +290,11 @@ def main(argv: list[str] | None = None) -> NoReturn:
         import snakepit.adapter
         import snakepit.adapter._local
         import snakepit.adapter._main
+
+        if args.preload_grpc:  # imported only: no channel, server or thread exists before a fork
+            import grpc_health.v1.health  # noqa: F401
+
+            import snakepit.adapter._service
 
         importlib.import_module(module_name)
     except BaseException as exc:

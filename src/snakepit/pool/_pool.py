@@ -272,6 +272,7 @@ class Pool:
                     registry=registry,
                     startup_timeout=self.config.startup_timeout,
                     label=f"pool {self.name!r}",
+                    grpc=self.config.transport != "local",
                 )
             # Workers on other nodes reach the bridge over TCP, at this node's address.
             bridge_host = self._placements.bridge_host() if self._placements else None

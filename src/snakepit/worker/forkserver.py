@@ -361,8 +361,12 @@ class ForkServer:
         registry: ProcessRegistry | None = None,
         startup_timeout: float = 30.0,
         label: str = "",
+        grpc: bool = False,
     ) -> None:
         self.adapter = adapter
+        # gRPC workers: the template imports the gRPC worker's modules too (no channel, no
+        # server, no thread), so each fork does not import gRPC again.
+        self.grpc = grpc
         self.python = python
         self.registry = registry
         self.startup_timeout = startup_timeout
@@ -512,6 +516,7 @@ class ForkServer:
                 str(child_end.fileno()),
                 "--parent-pid",
                 str(os.getpid()),
+                *(["--preload-grpc"] if self.grpc else []),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
