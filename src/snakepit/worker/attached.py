@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from snakepit.clock import Clock, SystemClock
 from snakepit.errors import (
@@ -38,6 +38,7 @@ from snakepit.errors import (
     WorkerStartupError,
 )
 from snakepit.events import EventBus, WorkerExited, WorkerLost, WorkerReady, WorkerStarting
+from snakepit.worker._calls import TransportCalls
 from snakepit.worker.handle import WorkerState
 from snakepit.worker.transport import (
     DescribeResult,
@@ -48,8 +49,6 @@ from snakepit.worker.transport import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     import grpc
 
     from snakepit.worker.handle import WorkerOptions
@@ -100,7 +99,7 @@ class Placement(Protocol):
         ...
 
 
-class AttachedWorkerHandle:
+class AttachedWorkerHandle(TransportCalls):
     """A worker the host reaches over TCP but did not spawn; see the module docstring."""
 
     def __init__(
@@ -328,53 +327,6 @@ class AttachedWorkerHandle:
 
     # -- calls ---------------------------------------------------------------------------------
 
-    async def execute(
-        self,
-        tool: str,
-        args: dict[str, Any],
-        *,
-        timeout: float | None = None,
-        session_id: str | None = None,
-        request_id: int = 0,
-    ) -> Any:
-        """Run ``tool`` on the worker.
-
-        Raises:
-            ToolError: the tool raised (remote type and traceback attached).
-            ToolNotFoundError, InvalidArgumentsError, SerializationError: a bad request.
-            ExecutionTimeoutError: past ``timeout``.
-            WorkerCrashedError: the worker was lost mid-call.
-        """
-        self.requests += 1
-        try:
-            return await self.transport.execute(
-                tool, args, timeout=timeout, session_id=session_id, request_id=request_id
-            )
-        except TransportError as exc:
-            raise await self._crash_error(exc, tool) from exc
-
-    async def stream(
-        self,
-        tool: str,
-        args: dict[str, Any],
-        *,
-        timeout: float | None = None,
-        session_id: str | None = None,
-        request_id: int = 0,
-    ) -> AsyncIterator[Any]:
-        """Run a streaming tool, yielding its chunks in order (errors as ``execute``)."""
-        self.requests += 1
-        agen = self.transport.stream(
-            tool, args, timeout=timeout, session_id=session_id, request_id=request_id
-        )
-        try:
-            async for chunk in agen:
-                yield chunk
-        except TransportError as exc:
-            raise await self._crash_error(exc, tool) from exc
-        finally:
-            await agen.aclose()  # type: ignore[attr-defined]
-
     async def ping(self, *, timeout: float | None = 5.0) -> PingResult:
         """A heartbeat: the worker answers, or it is lost.
 
@@ -390,21 +342,6 @@ class AttachedWorkerHandle:
             if self.state is WorkerState.READY:
                 await self._lose(f"no answer to a heartbeat within {timeout}s")
             raise
-
-    async def settle(
-        self, request_ids: list[int], *, wait: float, timeout: float | None
-    ) -> list[int]:
-        """Of ``request_ids`` (calls the host abandoned), those whose tool code still runs
-        after up to ``wait`` seconds.
-
-        Raises:
-            ExecutionTimeoutError: no answer within ``timeout``.
-            WorkerCrashedError: the channel broke (the worker is lost).
-        """
-        try:
-            return await self.transport.settle(request_ids, wait=wait, timeout=timeout)
-        except TransportError as exc:
-            raise await self._crash_error(exc, "Settle") from exc
 
     # -- stop ----------------------------------------------------------------------------------
 

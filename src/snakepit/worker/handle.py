@@ -38,6 +38,7 @@ from snakepit.codec import Encoding
 from snakepit.errors import WorkerCrashedError, WorkerStartupError
 from snakepit.events import EventBus, WorkerExited, WorkerReady, WorkerStarting
 from snakepit.worker import local
+from snakepit.worker._calls import TransportCalls
 from snakepit.worker._identity import pid_taken_by_a_live_process
 from snakepit.worker._paths import worker_pythonpath
 from snakepit.worker.launch import DEVNULL, PIPE, SPAWN, LaunchError
@@ -52,7 +53,7 @@ from snakepit.worker.transport import (
 
 if TYPE_CHECKING:
     import socket
-    from collections.abc import AsyncIterator, Callable, Mapping
+    from collections.abc import Callable, Mapping
 
     from snakepit.bridge.ops import HostOps
     from snakepit.worker.attached import Placement
@@ -168,7 +169,7 @@ def exit_description(code: int | None, *, exited: bool = False) -> str:
     return f"exit code {code}"
 
 
-class WorkerHandle:
+class WorkerHandle(TransportCalls):
     """One worker process and the channel to it."""
 
     def __init__(
@@ -614,53 +615,6 @@ class WorkerHandle:
             tool=tool,
         )
 
-    async def execute(
-        self,
-        tool: str,
-        args: dict[str, Any],
-        *,
-        timeout: float | None = None,
-        session_id: str | None = None,
-        request_id: int = 0,
-    ) -> Any:
-        """Run ``tool`` on this worker.
-
-        Raises:
-            ToolError: the tool raised (remote type and traceback attached).
-            ToolNotFoundError, InvalidArgumentsError, SerializationError: a bad request.
-            ExecutionTimeoutError: past ``timeout``.
-            WorkerCrashedError: the process died or the channel broke mid-call.
-        """
-        self.requests += 1
-        try:
-            return await self.transport.execute(
-                tool, args, timeout=timeout, session_id=session_id, request_id=request_id
-            )
-        except TransportError as exc:
-            raise await self._crash_error(exc, tool) from exc
-
-    async def stream(
-        self,
-        tool: str,
-        args: dict[str, Any],
-        *,
-        timeout: float | None = None,
-        session_id: str | None = None,
-        request_id: int = 0,
-    ) -> AsyncIterator[Any]:
-        """Run a streaming tool on this worker, yielding its chunks in order (errors as ``execute``)."""
-        self.requests += 1
-        agen = self.transport.stream(
-            tool, args, timeout=timeout, session_id=session_id, request_id=request_id
-        )
-        try:
-            async for chunk in agen:
-                yield chunk
-        except TransportError as exc:
-            raise await self._crash_error(exc, tool) from exc
-        finally:
-            await agen.aclose()  # type: ignore[attr-defined]
-
     async def ping(self, *, timeout: float | None = 5.0) -> PingResult:
         """Ask the worker for a sign of life (answered even while a sync tool runs).
 
@@ -672,22 +626,6 @@ class WorkerHandle:
             return await self.transport.ping(timeout=timeout)
         except TransportError as exc:
             raise await self._crash_error(exc, "Ping") from exc
-
-    async def settle(
-        self, request_ids: list[int], *, wait: float, timeout: float | None
-    ) -> list[int]:
-        """Of ``request_ids`` (calls the host abandoned), those whose tool code still runs
-        after up to ``wait`` seconds; threads of sync tools and generators included.
-
-        Raises:
-            ExecutionTimeoutError: no answer within ``timeout``.
-            WorkerCrashedError: the process died, the channel broke, or the worker does not
-                implement ``Settle``.
-        """
-        try:
-            return await self.transport.settle(request_ids, wait=wait, timeout=timeout)
-        except TransportError as exc:
-            raise await self._crash_error(exc, "Settle") from exc
 
     # -- stop ----------------------------------------------------------------------------------
 
