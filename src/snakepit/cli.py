@@ -1,4 +1,4 @@
-"""The snakepit command: demo, doctor, status, worker and bench."""
+"""The snakepit command: demo, doctor, status and worker."""
 
 from __future__ import annotations
 
@@ -436,9 +436,6 @@ def main(argv: list[str] | None = None) -> int:
         default=sys.executable,
         help="the interpreter the workers would run (default: this one)",
     )
-    sub.add_parser(
-        "bench", help="benchmarks against peer pools (needs the 'bench' extra)", add_help=False
-    )
     sub.add_parser("worker", help="serve one worker for a pool on another machine", add_help=False)
     _add_version_and_status(parser, sub)
     args, rest = parser.parse_known_args(argv)
@@ -447,13 +444,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "worker":
         return _worker_command(rest)
-    if args.command == "bench":
-        try:
-            from snakepit.benchmarks import main as bench_main
-        except ImportError as exc:  # pragma: no cover - the package ships it
-            print(f"snakepit bench: {exc}", file=sys.stderr)
-            return 2
-        return int(bench_main(rest))
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "status":
