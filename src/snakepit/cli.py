@@ -1,4 +1,4 @@
-"""The snakepit command: demo, doctor, status and worker."""
+"""The snakepit command: demo, doctor, status, worker and bench."""
 
 from __future__ import annotations
 
@@ -417,6 +417,8 @@ def _add_version_and_status(parser: argparse.ArgumentParser, sub: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from snakepit._bench import add_bench_parser, run_bench_command
+
     parser = argparse.ArgumentParser(
         prog="snakepit",
         description="A supervised pool of worker processes: try it, check it, watch it.",
@@ -436,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         default=sys.executable,
         help="the interpreter the workers would run (default: this one)",
     )
+    add_bench_parser(sub)
     sub.add_parser("worker", help="serve one worker for a pool on another machine", add_help=False)
     _add_version_and_status(parser, sub)
     args, rest = parser.parse_known_args(argv)
@@ -446,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
         return _worker_command(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "bench":
+        return run_bench_command(args)
     if args.command == "status":
         from snakepit._status_cli import run_status
 
