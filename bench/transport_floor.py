@@ -7,15 +7,16 @@ Between this process and one child, a tiny payload: ``multiprocessing.Pipe``
 with pickle (what ProcessPoolExecutor and multiprocessing.Pool build on), and a
 unary call to a bare generic gRPC handler over a Unix socket from a blocking
 and from a ``grpc.aio`` client (gRPC's own cost in Python, no snakepit code).
-The measuring code is ``snakepit.benchmarks._floor``.
+The measuring code is ``bench/peers/_floor.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from snakepit.benchmarks._floor import grpc_floor, pipe_floor
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _line(name: str, figures: dict[str, float]) -> str:
@@ -26,6 +27,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=2000)
     args = parser.parse_args(argv)
+    sys.path.insert(0, str(REPO))
+    from bench.peers._floor import grpc_floor, pipe_floor
+
     print(_line("pipe+pickle", pipe_floor(args.calls)))
     grpc = grpc_floor(args.calls)
     print(_line("grpc sync", grpc["grpc_sync"]))

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Cold start and round trip of ONE snakepit worker, below the pool.
 
-    python bench/worker_startup.py [--starts 20] [--pings 1000] [--json out.json]
+    python bench/worker_startup.py [--starts 20] [--pings 1000] [--transport local] [--json out.json]
 
 * cold start: ``WorkerHandle.start()`` from spawn to ready (ready line read, channel
   connected, ``Describe`` answered); median of ``--starts``;
@@ -9,7 +9,7 @@
   ``WorkerHandle.execute("ping", {})`` (a tool call through the adapter); median
   and p99 of ``--pings`` each.
 
-The measuring code is ``snakepit.benchmarks._floor`` (the full suite prints the
+The measuring code is ``bench/peers/_floor.py`` (the full suite prints the
 same figures below its table). Benchmarks are never tests: nothing is asserted.
 """
 
@@ -21,16 +21,20 @@ import json
 import sys
 from pathlib import Path
 
-from snakepit.benchmarks._floor import worker_floor
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--starts", type=int, default=20)
     parser.add_argument("--pings", type=int, default=1000)
+    parser.add_argument("--transport", default="local", choices=["local", "grpc"])
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    result = asyncio.run(worker_floor(args.starts, args.pings))
+    sys.path.insert(0, str(REPO))
+    from bench.peers._floor import worker_floor
+
+    result = asyncio.run(worker_floor(args.starts, args.pings, args.transport))
     cold, rpc, tool = (
         result["worker_cold_start"],
         result["worker_ping_rpc"],

@@ -417,6 +417,8 @@ def _add_version_and_status(parser: argparse.ArgumentParser, sub: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from snakepit._bench import add_bench_parser, run_bench_command
+
     parser = argparse.ArgumentParser(
         prog="snakepit",
         description="A supervised pool of worker processes: try it, check it, watch it.",
@@ -436,9 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         default=sys.executable,
         help="the interpreter the workers would run (default: this one)",
     )
-    sub.add_parser(
-        "bench", help="benchmarks against peer pools (needs the 'bench' extra)", add_help=False
-    )
+    add_bench_parser(sub)
     sub.add_parser("worker", help="serve one worker for a pool on another machine", add_help=False)
     _add_version_and_status(parser, sub)
     args, rest = parser.parse_known_args(argv)
@@ -447,15 +447,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "worker":
         return _worker_command(rest)
-    if args.command == "bench":
-        try:
-            from snakepit.benchmarks import main as bench_main
-        except ImportError as exc:  # pragma: no cover - the package ships it
-            print(f"snakepit bench: {exc}", file=sys.stderr)
-            return 2
-        return int(bench_main(rest))
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "bench":
+        return run_bench_command(args)
     if args.command == "status":
         from snakepit._status_cli import run_status
 

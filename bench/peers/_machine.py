@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import psutil
 
 if TYPE_CHECKING:
-    from snakepit.benchmarks._subject import Subject
+    from bench.peers._subject import Subject
 
 
 def cpu_model() -> str:

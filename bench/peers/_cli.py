@@ -1,4 +1,4 @@
-"""``snakepit bench`` / ``python bench/run.py``: run the side-by-side suite."""
+"""``python -m bench.peers`` / ``python bench/run.py``: run the side-by-side suite."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from snakepit.benchmarks._model import SUBJECTS, Config
+from bench.peers._model import SUBJECTS, Config
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+_DOCS = Path(__file__).resolve().parents[2] / "docs" / "performance.md"
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="snakepit bench",
+        prog="python -m bench.peers",
         description=(
             "Side-by-side benchmark of snakepit against ProcessPoolExecutor, "
             "multiprocessing.Pool, pebble and loky on this machine. Progress goes to "
@@ -38,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--docs",
         type=Path,
-        default=Path("docs/performance.md"),
+        default=_DOCS,
         metavar="PATH",
         help="the file --update-docs writes (default: %(default)s)",
     )
@@ -71,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         result = run(Config.quick() if args.quick else Config.full(), only, not args.quiet)
 
-    from snakepit.benchmarks._report import markdown, update_docs
+    from bench.peers._report import markdown, update_docs
 
     table = markdown(result)
     if args.json is not None:
@@ -88,17 +90,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(config: Config, only: Sequence[str], show_progress: bool) -> dict[str, object]:
-    from snakepit.benchmarks._engine import Engine
-    from snakepit.benchmarks._machine import describe
-    from snakepit.benchmarks._progress import Progress
-    from snakepit.benchmarks._report import to_json
-    from snakepit.benchmarks._subjects import all_subjects
+    from bench.peers._engine import Engine
+    from bench.peers._machine import describe
+    from bench.peers._progress import Progress
+    from bench.peers._report import to_json
+    from bench.peers._subjects import all_subjects
 
     subjects = [s for s in all_subjects() if not only or s.name in only]
     progress = Progress(enabled=show_progress)
     engine = Engine(config, progress, [s.name for s in subjects])
     meta = describe(subjects)
-    progress.note(f"snakepit bench ({config.mode}): {', '.join(s.name for s in subjects)}")
+    progress.note(f"bench.peers ({config.mode}): {', '.join(s.name for s in subjects)}")
     t0 = time.perf_counter()
     table = engine.run()
     meta["wall_seconds"] = round(time.perf_counter() - t0, 1)

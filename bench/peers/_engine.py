@@ -2,44 +2,56 @@
 
 A subject's steady, start and crash scenarios run in one child process
 (``_child``); each memory reading in another, fresh one, so that the host's
-figure is that of a program that started only that pool. The executor peers'
-children enter through ``_peer_main.py``, which keeps ``snakepit`` (and so
-gRPC) out of them and out of their workers.
+figure is that of a program that started only that pool. Every child runs
+``python -m bench.peers...`` with the repository's root on ``PYTHONPATH``; an
+executor peer's child never imports ``snakepit`` (and so gRPC), nor do its workers.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from snakepit.benchmarks._model import Cell, Config, metrics
-from snakepit.benchmarks._runner import Table, error_text, summary
+from bench.peers._model import Cell, Config, metrics
+from bench.peers._runner import Table, error_text, summary
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from snakepit.benchmarks._progress import Progress
+    from bench.peers._progress import Progress
 
-_PEER_MAIN = Path(__file__).resolve().with_name("_peer_main.py")
+_REPO = Path(__file__).resolve().parents[2]
 _MEMORY = ("worker_rss", "worker_uss", "host_rss", "total_rss")
 
 
-def _command(name: str) -> list[str]:
-    if name.startswith("snakepit"):
-        return [sys.executable, "-m", "snakepit.benchmarks._child"]
-    return [sys.executable, str(_PEER_MAIN)]
+def _env() -> dict[str, str]:
+    """This environment, with the repository's root first on ``PYTHONPATH``: a child (and a
+    peer's spawned worker unpickling a task) imports ``bench.peers`` from there."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO), env.get("PYTHONPATH")]))
+    return env
 
 
 def _child(name: str, phase: str, settings: dict[str, Any], timeout: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="snakepit-bench-") as tmp:
         out = Path(tmp) / "result.json"
         done = subprocess.run(
-            [*_command(name), name, phase, json.dumps(settings), str(out)],
+            [
+                sys.executable,
+                "-m",
+                "bench.peers._child",
+                name,
+                phase,
+                json.dumps(settings),
+                str(out),
+            ],
+            env=_env(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=None if phase == "main" else subprocess.PIPE,
@@ -93,7 +105,7 @@ class Engine:
         self.progress.begin("floor", "transports, 1 worker")
         with tempfile.TemporaryDirectory(prefix="snakepit-bench-") as tmp:
             out = Path(tmp) / "floor.json"
-            command = [sys.executable, "-m", "snakepit.benchmarks._floor", str(out)]
+            command = [sys.executable, "-m", "bench.peers._floor", str(out)]
             command += ["--calls", str(self.config.floor_calls)]
             command += ["--starts", str(self.config.floor_starts)]
             try:
@@ -104,6 +116,7 @@ class Engine:
                     text=True,
                     timeout=600,
                     check=False,
+                    env=_env(),
                 )
                 if done.returncode != 0 or not out.exists():
                     lines = done.stderr.strip().splitlines()

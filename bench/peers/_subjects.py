@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from snakepit.benchmarks._peers import (
+from bench.peers._peers import (
     LokySubject,
     MultiprocessingPoolSubject,
     PebbleSubject,
     ProcessPoolExecutorSubject,
 )
-from snakepit.benchmarks._snakepit import SnakepitSubject
+from bench.peers._snakepit import SnakepitSubject
 
 if TYPE_CHECKING:
-    from snakepit.benchmarks._subject import Subject
+    from bench.peers._subject import Subject
 
 
 def all_subjects() -> list[Subject]:

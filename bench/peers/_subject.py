@@ -11,7 +11,7 @@ from typing import Any
 
 import psutil
 
-from snakepit.benchmarks import _model
+from bench.peers import _model
 
 
 class NotSupported(Exception):

@@ -1,6 +1,6 @@
 """Below the pool: what one round trip costs in the transports, and one bare worker.
 
-``python -m snakepit.benchmarks._floor OUT.json [--calls N] [--starts N]``
+``python -m bench.peers._floor OUT.json [--calls N] [--starts N]``
 
 Between this process and one child, with a tiny payload:
 
@@ -202,7 +202,7 @@ def measure(calls: int, starts: int) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m snakepit.benchmarks._floor")
+    parser = argparse.ArgumentParser(prog="python -m bench.peers._floor")
     parser.add_argument("out", type=Path)
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--starts", type=int, default=20)

@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from snakepit.benchmarks._format import quantity
-from snakepit.benchmarks._model import Cell, Config, size_label
-from snakepit.benchmarks._subject import NotSupported, Subject, Unavailable
+from bench.peers._format import quantity
+from bench.peers._model import Cell, Config, size_label
+from bench.peers._subject import NotSupported, Subject, Unavailable
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-    from snakepit.benchmarks._progress import Progress
+    from bench.peers._progress import Progress
 
 Table = dict[str, dict[str, Cell]]  # metric key -> subject name -> cell
 

@@ -20,8 +20,8 @@ from abc import abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from snakepit.benchmarks import _peer_tasks as tasks
-from snakepit.benchmarks._subject import (
+from bench.peers import _peer_tasks as tasks
+from bench.peers._subject import (
     IN_FLIGHT,
     IN_FLIGHT_BYTES,
     CrashOutcome,

@@ -1,25 +1,31 @@
-"""One subject's run in a fresh process: ``python -m snakepit.benchmarks._child``.
+"""One subject's run in a fresh process: ``python -m bench.peers._child``.
 
 Every subject runs in its own interpreter, so no pool shares a process with
 another library's threads or imports (a forking peer must not fork a process
 that runs gRPC threads). Arguments: the subject's name, the phase (``main``:
 steady, start and crash scenarios; ``memory``: one memory reading), the
 settings as JSON, and the path to write the result (JSON) to.
+
+The engine runs it as ``python -m bench.peers._child`` with the repository's root on
+``PYTHONPATH``. Nothing it imports loads ``snakepit`` until a snakepit subject runs, so
+an executor peer's process (and its forked or spawned workers) holds only what a program
+using that peer would.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    from snakepit.benchmarks._model import Config
-    from snakepit.benchmarks._progress import Progress
-    from snakepit.benchmarks._runner import Runner
-    from snakepit.benchmarks._subjects import subject_named
+    from bench.peers._model import Config
+    from bench.peers._progress import Progress
+    from bench.peers._runner import Runner
+    from bench.peers._subjects import subject_named
 
     # The pool logs the workers we kill on purpose; keep the progress lines readable.
     logging.getLogger("snakepit").addHandler(logging.NullHandler())
@@ -29,7 +35,7 @@ def main(argv: list[str]) -> int:
     config = Config(**settings["config"])
     subject = subject_named(name)
     if phase == "memory":
-        from snakepit.benchmarks._subject import NotSupported
+        from bench.peers._subject import NotSupported
 
         try:
             reading = subject.memory(config.workers, spawn=bool(settings.get("spawn")))
@@ -53,4 +59,12 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    if sys.argv[1].startswith("snakepit"):
+        sys.exit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The result is written. A broken ProcessPoolExecutor may leave its feeder thread
+    # stuck writing to a dead worker's pipe, which the interpreter would join at exit
+    # for ever: leave without waiting for it.
+    os._exit(code)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from snakepit.benchmarks._format import number, quantity, ratio, scaled
-from snakepit.benchmarks._model import BASELINE, SUBJECTS, Config, Metric, metrics
+from bench.peers._format import number, quantity, ratio, scaled
+from bench.peers._model import BASELINE, SUBJECTS, Config, Metric, metrics
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -113,7 +113,7 @@ def _floor_table(floor: dict[str, Any]) -> list[str]:
     local, grpc = floor["local"], floor["grpc"]
     return [
         f"Below the pool: one host and one child process, a tiny payload, {calls} calls each "
-        "(`python -m snakepit.benchmarks._floor`).",
+        "(`python -m bench.peers._floor`).",
         "",
         "| round trip | p50 (µs) | p99 (µs) |",
         "|:---|---:|---:|",

@@ -13,7 +13,7 @@ import signal
 import time
 from typing import Any
 
-from snakepit.benchmarks._subject import (
+from bench.peers._subject import (
     IN_FLIGHT,
     IN_FLIGHT_BYTES,
     CrashOutcome,
