@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from snakepit.clock import Clock
 
-__all__ = ["DeadlineTimer", "TaskOwner"]
+__all__ = ["DeadlineTimer", "TaskOwner", "sleep_or_wake"]
 
 
 class TaskOwner:
@@ -135,12 +135,7 @@ class DeadlineTimer:
                 if self.planned is None:
                     await wake
                     continue
-                sleeper = asyncio.ensure_future(self._sleep_until(self.planned))
-                try:
-                    await asyncio.wait((sleeper, wake), return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    sleeper.cancel()
-                    await asyncio.wait((sleeper,))
+                await sleep_or_wake(self._sleep_until(self.planned), wake)
         finally:
             self._wake = None
             self.planned = None
@@ -148,3 +143,19 @@ class DeadlineTimer:
     async def _sleep_until(self, deadline: float) -> None:
         # The delay is measured when the sleep starts, not when its task was created.
         await self._clock.sleep(deadline - self._clock.monotonic())
+
+
+async def sleep_or_wake(sleep: Coroutine[Any, Any, None], wake: asyncio.Future[None]) -> None:
+    """Wait until ``sleep`` returns or ``wake`` is done, whichever is first.
+
+    The sleep is cancelled and awaited either way, so no timer outlives the wait.
+
+    Raises:
+        asyncio.CancelledError: the caller was cancelled.
+    """
+    sleeper = asyncio.ensure_future(sleep)
+    try:
+        await asyncio.wait((sleeper, wake), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        sleeper.cancel()
+        await asyncio.wait((sleeper,))
