@@ -130,7 +130,7 @@ class CallPolicy:
         streaming: bool = False,
         began: float | None = None,
     ) -> tuple[Ticket, WorkerLike, dict[str, Any], float | None]:
-        """Validate a call and wait for a worker; the caller must ``_release`` it.
+        """Validate a call and wait for a worker; the caller must release it (``_engine.release``).
 
         ``timeout`` runs from ``began`` (default: now) and bounds the queue wait too; the
         deadline returned is what is left of it for the worker.
