@@ -2,12 +2,13 @@
 
 The :class:`~snakepit.pool._scheduler.Scheduler` decides which call runs where and
 the :class:`~snakepit.pool._supervision.Supervision` what to do about workers;
-both are pure. The :class:`Engine` carries their decisions out, all through
+both are pure. The :class:`Engine` carries their decisions out through
 :meth:`Engine.apply`: it hands workers to waiting callers or fails them typed,
 starts, replaces, recycles, retires and kills worker processes, and publishes
-what happened. It also runs what feeds those decisions: each worker's exit
-monitor, the queue-timeout timer and the maintenance loop (heartbeats, TTL and
-memory checks).
+what happened (only a new call's own dispatch or rejection is answered in
+:meth:`Engine.acquire`, as its return value or exception). What feeds those
+decisions (each worker's exit, the queue-timeout timer, heartbeats and the TTL
+and memory checks) runs in ``_routines``.
 """
 
 from __future__ import annotations
