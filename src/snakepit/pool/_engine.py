@@ -6,9 +6,9 @@ both are pure. The :class:`Engine` carries their decisions out through
 :meth:`Engine.apply`: it hands workers to waiting callers or fails them typed,
 starts, replaces, recycles, retires and kills worker processes, and publishes
 what happened (only a new call's own dispatch or rejection is answered in
-:meth:`Engine.acquire`, as its return value or exception). What feeds those
-decisions (each worker's exit, the queue-timeout timer, heartbeats and the TTL
-and memory checks) runs in ``_routines``.
+:meth:`Engine.acquire`, as its return value or exception). Queue timeouts come
+from a ``DeadlineTimer`` here; what else feeds decisions (each worker's exit,
+heartbeats, the TTL and memory checks, replacements) runs in ``_routines``.
 """
 
 from __future__ import annotations
