@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from snakepit._tasks import DeadlineTimer
 from snakepit.bridge import _rules as rules
 from snakepit.bridge._rules import validate_session_id
 from snakepit.bridge.store import BatchResult, Session, SessionStore
@@ -109,8 +110,7 @@ class InMemorySessionStore(SessionStore):
         self._events = events
         self._sessions: dict[str, _State] = {}
         self._closed = False
-        self._wake: asyncio.Future[None] | None = None
-        self._planned: float | None = None  # the deadline the expiry loop sleeps towards
+        self._expiry = DeadlineTimer(self._clock, self._next_deadline, self._expire_due)
         self._expiry_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -133,7 +133,7 @@ class InMemorySessionStore(SessionStore):
         self._closed = True
         for state in self._sessions.values():
             self._end_watches(state, "store closed")
-        self._wake_expiry()
+        self._expiry.stop()
         task, self._expiry_task = self._expiry_task, None
         if task is not None:
             await task
@@ -144,32 +144,7 @@ class InMemorySessionStore(SessionStore):
         Raises:
             asyncio.CancelledError: when cancelled.
         """
-        loop = asyncio.get_running_loop()
-        try:
-            while not self._closed:
-                self._expire_due()
-                self._planned = self._next_deadline()
-                wake = self._wake = loop.create_future()
-                if self._planned is None:
-                    await wake
-                    continue
-                sleeper = asyncio.ensure_future(self._sleep_until(self._planned))
-                try:
-                    await asyncio.wait((sleeper, wake), return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    sleeper.cancel()
-                    await asyncio.wait((sleeper,))
-        finally:
-            self._wake = None
-            self._planned = None
-
-    async def _sleep_until(self, deadline: float) -> None:
-        # The delay is measured when the sleep starts, not when its task was created.
-        await self._clock.sleep(deadline - self._clock.monotonic())
-
-    def _wake_expiry(self) -> None:
-        if self._wake is not None and not self._wake.done():
-            self._wake.set_result(None)
+        await self._expiry.run()
 
     def _next_deadline(self) -> float | None:
         deadline = min((s.deadline for s in self._sessions.values()), default=math.inf)
@@ -237,8 +212,7 @@ class InMemorySessionStore(SessionStore):
             last_access_wall=wall,
         )
         self._sessions[session_id] = state
-        if self._planned is None or state.deadline < self._planned:
-            self._wake_expiry()
+        self._expiry.wake_for(state.deadline)
         self._publish(SessionCreated(session_id=session_id, source=self.name, at=wall))
         return state
 

@@ -16,7 +16,8 @@ import threading
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from snakepit.errors import PoolClosedError
-from snakepit.pool._pool import DEFAULT, Pool
+from snakepit.pool._arguments import DEFAULT
+from snakepit.pool._pool import Pool
 from snakepit.pool._sync_session import SyncSession, SyncSessions
 
 if TYPE_CHECKING:

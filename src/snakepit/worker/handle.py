@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from snakepit._tasks import TaskOwner
 from snakepit._wire.constants import READY_PREFIX as _READY
 from snakepit.clock import Clock, SystemClock
 from snakepit.codec import Encoding
@@ -201,7 +202,7 @@ class WorkerHandle(TransportCalls):
         self._reaped = False
         self._transport: Transport | None = None
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskOwner("worker", worker_id, self._log)
         self._exited: asyncio.Future[int | None] | None = None
         self._stop_requested = False
         self._stop_lock = asyncio.Lock()
@@ -396,8 +397,8 @@ class WorkerHandle(TransportCalls):
         assert self._proc is not None
         self.pid = self._proc.pid
         self._exited = asyncio.get_running_loop().create_future()
-        stderr_task = self._spawn(self._forward_stderr(), "stderr")
-        self._spawn(self._watch_exit(stderr_task), "exit-watch")
+        stderr_task = self._tasks.spawn(self._forward_stderr(), "stderr")
+        self._tasks.spawn(self._watch_exit(stderr_task), "exit-watch")
         try:
             async with asyncio.timeout(o.startup_timeout):
                 if channel is not None:
@@ -486,22 +487,6 @@ class WorkerHandle(TransportCalls):
             # Anything printed before the ready line (an import that prints) is a log line.
             self._log.info("%s", self._shown(line))
 
-    def _spawn(self, coro: Any, what: str) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro, name=f"{self.id}:{what}")
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self._log.error(
-                "worker %s: background task %s failed",
-                self.id,
-                task.get_name(),
-                exc_info=task.exception(),
-            )
-
     async def _forward_stderr(self) -> None:
         """Forward the worker's stderr to logging, line by line, however long a line is.
 
@@ -553,7 +538,7 @@ class WorkerHandle(TransportCalls):
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise  # we are being cancelled, not the reader
-        except Exception:  # the reader's own failure was logged by _task_done
+        except Exception:  # the reader's own failure was logged by its TaskOwner
             pass
 
     async def _watch_exit(self, stderr_task: asyncio.Task[Any]) -> None:
@@ -697,10 +682,6 @@ class WorkerHandle(TransportCalls):
     async def _close_tasks(self) -> None:
         if self._transport is not None:
             await self._transport.close()
-        pending = [t for t in self._tasks if not t.done()]
-        if pending:
-            # The exit watcher finishes by itself once the process is reaped.
-            await asyncio.wait(pending, timeout=2.0)
-        for t in self._tasks:
-            if not t.done():
-                t.cancel()
+        # The exit watcher finishes by itself once the process is reaped.
+        await self._tasks.join(timeout=2.0)
+        self._tasks.cancel()

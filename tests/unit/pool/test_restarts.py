@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from snakepit.pool.restarts import RestartPolicy, RestartTracker
+from snakepit.pool._restarts import RestartPolicy, RestartTracker
 
 
 def tracker(rng: random.Random | None = None, **policy: Any) -> RestartTracker:

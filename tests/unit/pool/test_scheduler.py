@@ -14,7 +14,7 @@ from snakepit.errors import (
     SessionWorkerUnavailableError,
     WorkerBusyError,
 )
-from snakepit.pool.scheduler import (
+from snakepit.pool._scheduler import (
     AffinityMode,
     Dispatch,
     Queued,

@@ -1,0 +1,379 @@
+"""The per-call failure policy: what a call's end means for its counters, events and worker.
+
+A call that fails is counted and published; what the failure says about its
+worker is passed to the engine: a deadline overrun or the cancellation of a
+running synchronous call kills the worker, a broken channel kills it if it
+still runs. A stream that ends early holds its slot until the worker confirms
+the tool's thread is free (``Settle``), or the worker is recycled. ``Pool``
+inherits these methods; they read the pool's engine, counters and tools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from snakepit.errors import (
+    ExecutionTimeoutError,
+    PoolClosedError,
+    QueueTimeoutError,
+    SessionNotFoundError,
+    SessionStoreUnavailableError,
+    SnakepitError,
+    WorkerCrashedError,
+)
+from snakepit.events import RequestCancelled, RequestCompleted, RequestDispatched, RequestFailed
+from snakepit.pool._arguments import call_args, call_deadline, earliest
+from snakepit.pool._scheduler import Ticket
+from snakepit.worker.handle import WorkerState
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
+    from snakepit._tasks import TaskOwner
+    from snakepit.bridge.store import SessionStore
+    from snakepit.clock import Clock
+    from snakepit.config import PoolConfig
+    from snakepit.events import EventBus
+    from snakepit.pool._engine import Engine
+    from snakepit.pool._types import WorkerLike
+    from snakepit.worker.transport import ToolSpec
+
+__all__ = ["CallPolicy", "StreamHold", "after_attempts", "stream_timeout"]
+
+log = logging.getLogger("snakepit.pool")
+
+
+class CallPolicy:
+    """What ``Pool`` does around each call: begin it, and act on how it ended."""
+
+    name: str
+    config: PoolConfig
+    events: EventBus
+    _clock: Clock
+    _engine: Engine
+    _tasks: TaskOwner
+    _counters: dict[str, int]
+    _tools: dict[str, ToolSpec]
+    _affinity: dict[str, str]
+    _store: SessionStore
+    _state: str
+    _request_ids: Iterator[int]
+
+    def _closed_error(self) -> PoolClosedError:
+        return PoolClosedError(
+            f"pool {self.name!r} is {self._state}; create a new Pool to run more calls",
+            pool=self.name,
+        )
+
+    def _check_running(self) -> None:
+        if self._state != "running":
+            if self._state in ("new", "starting"):
+                raise PoolClosedError(
+                    f"pool {self.name!r} is not started; use 'async with Pool(...)' or "
+                    "await pool.start() first",
+                    pool=self.name,
+                )
+            raise self._closed_error()
+
+    async def _pin(self, session_id: str, worker_id: str) -> None:
+        self._affinity[session_id] = worker_id
+        try:
+            await self._store.set_affinity(session_id, worker_id)
+        except SessionNotFoundError:
+            pass  # deleted while the call ran
+        except SessionStoreUnavailableError as exc:
+            # The call succeeded; the pin is a hint, and this pool keeps its own copy.
+            log.warning(
+                "pool %s: could not record the affinity of %r: %s", self.name, session_id, exc
+            )
+
+    def _failed(self, ticket: Ticket, worker_id: str | None, exc: BaseException) -> None:
+        self._counters["errors"] += 1
+        self.events.publish(
+            RequestFailed(
+                source=self.name,
+                at=self._clock.monotonic(),
+                request_id=ticket.id,
+                tool=ticket.tool,
+                worker_id=worker_id,
+                error=type(exc).__name__,
+                message=str(exc).split("\n", 1)[0],
+            )
+        )
+
+    def _abandoned(self, ticket: Ticket, worker_id: str | None, exc: BaseException) -> None:
+        """A call ended by something other than its own error: a cancellation, a stream
+        closed early, or an unexpected exception."""
+        if isinstance(exc, Exception):
+            self._failed(ticket, worker_id, exc)
+        elif self.events.wants(RequestCancelled):
+            self.events.publish(
+                RequestCancelled(
+                    source=self.name,
+                    at=self._clock.monotonic(),
+                    request_id=ticket.id,
+                    tool=ticket.tool,
+                    worker_id=worker_id,
+                )
+            )
+
+    async def _begin(
+        self,
+        tool: str,
+        args: Any,
+        timeout: Any,
+        session_id: str | None,
+        *,
+        streaming: bool = False,
+        began: float | None = None,
+    ) -> tuple[Ticket, WorkerLike, dict[str, Any], float | None]:
+        """Validate a call and wait for a worker; the caller must release it (``_engine.release``).
+
+        ``timeout`` runs from ``began`` (default: now) and bounds the queue wait too; the
+        deadline returned is what is left of it for the worker.
+        """
+        self._check_running()
+        args = call_args(
+            self._tools, tool, args, streaming=streaming, pool=self.name, config=self.config
+        )
+        deadline = call_deadline(timeout, self.config.timeout, tool)
+        if began is None:
+            began = self._clock.monotonic()
+        if session_id is not None:
+            await self._store.get_or_create(session_id)  # creates or touches it; may hit the quota
+        ticket = Ticket(
+            id=next(self._request_ids),
+            tool=tool,
+            session_id=session_id,
+            preferred_worker=self._affinity.get(session_id) if session_id else None,
+            queue_deadline=earliest(
+                None
+                if self.config.queue_timeout is None
+                else self._clock.monotonic() + self.config.queue_timeout,
+                None if deadline is None else began + deadline,
+            ),
+        )
+        self._counters["requests"] += 1
+        try:
+            unservable = self._engine.supervision.unservable()
+            if unservable is not None:
+                raise unservable
+            worker_id = await self._engine.acquire(ticket)
+            worker = self._engine.workers.get(worker_id)
+            if worker is None:  # it exited between being handed over and now
+                self._engine.release(worker_id)
+                raise WorkerCrashedError(
+                    f"worker {worker_id!r} exited before call {ticket.id} ({tool!r}) reached "
+                    "it; the call may be retried",
+                    worker_id=worker_id,
+                    tool=tool,
+                )
+        except QueueTimeoutError as exc:
+            if deadline is not None and ticket.queue_deadline == began + deadline:
+                exc = QueueTimeoutError(  # the call's own timeout ran out in the queue
+                    f"call {ticket.id} ({tool!r}) waited its whole timeout={deadline}s in the "
+                    f"queue of pool {self.name!r} without reaching a worker; raise timeout, "
+                    "grow the pool, or send fewer calls at once",
+                    **{**exc.details, "timeout": deadline},
+                )
+            self._failed(ticket, None, exc)
+            raise exc from None
+        except SnakepitError as exc:
+            self._failed(ticket, None, exc)
+            raise
+        except BaseException as exc:
+            self._abandoned(ticket, None, exc)
+            raise
+        if deadline is not None:
+            # What the queue left of the timeout (never zero: gRPC reads 0 as "no deadline").
+            deadline = max(deadline - (self._clock.monotonic() - began), 1e-3)
+        self._engine.dispatched(worker)
+        if self.events.wants(RequestDispatched):
+            now = self._clock.monotonic()
+            self.events.publish(
+                RequestDispatched(
+                    source=self.name,
+                    at=now,
+                    request_id=ticket.id,
+                    tool=tool,
+                    worker_id=worker_id,
+                    queued_seconds=now - ticket.enqueued_at,
+                )
+            )
+        return ticket, worker, args, deadline
+
+    @contextlib.contextmanager
+    def _running(
+        self, ticket: Ticket, worker: WorkerLike, deadline: float | None, *, unary: bool
+    ) -> Iterator[None]:
+        """What every call does when it fails on its worker, and the release at its end."""
+        try:
+            yield
+        except BaseException as exc:
+            self._call_failed(ticket, worker, deadline, exc, unary=unary)
+            raise
+        finally:
+            self._engine.release(worker.id)
+
+    def _call_failed(
+        self,
+        ticket: Ticket,
+        worker: WorkerLike,
+        deadline: float | None,
+        exc: BaseException,
+        *,
+        unary: bool,
+    ) -> None:
+        """Count a call's failure and act on what it says about its worker."""
+        if not isinstance(exc, SnakepitError):
+            self._abandoned(ticket, worker.id, exc)
+        if isinstance(exc, ExecutionTimeoutError):
+            self._counters["timeouts"] += 1
+            self._failed(ticket, worker.id, exc)
+            self._engine.kill(
+                worker,
+                f"call {ticket.id} ({ticket.tool!r}) ran past its {deadline}s deadline",
+                counted=False,
+            )
+        elif isinstance(exc, WorkerCrashedError):
+            self._failed(ticket, worker.id, exc)
+            self._engine.broken(worker)
+        elif isinstance(exc, SnakepitError):
+            self._failed(ticket, worker.id, exc)
+        elif isinstance(exc, asyncio.CancelledError) and unary and self._runs_on_thread(ticket):
+            # A synchronous tool cannot be interrupted in its thread: the worker may run
+            # it for as long as it takes, so it is replaced rather than handed new calls.
+            self._engine.kill(
+                worker,
+                f"call {ticket.id} ({ticket.tool!r}) was cancelled while running",
+                counted=False,
+            )
+
+    def _runs_on_thread(self, ticket: Ticket) -> bool:
+        spec = self._tools.get(ticket.tool)
+        return spec is not None and not spec.is_async
+
+    def _must_settle(self, ticket: Ticket) -> bool:
+        """An abandoned call may still hold a tool thread (a closing pool stops its workers)."""
+        return self._state == "running" and self._runs_on_thread(ticket)
+
+    async def _done(self, ticket: Ticket, worker: WorkerLike, started: float) -> None:
+        if ticket.session_id is not None:
+            try:
+                await self._pin(ticket.session_id, worker.id)
+            except BaseException as exc:
+                self._abandoned(ticket, worker.id, exc)
+                raise
+        self._counters["completed"] += 1
+        if self.events.wants(RequestCompleted):
+            now = self._clock.monotonic()
+            self.events.publish(
+                RequestCompleted(
+                    source=self.name,
+                    at=now,
+                    request_id=ticket.id,
+                    tool=ticket.tool,
+                    worker_id=worker.id,
+                    seconds=now - started,
+                )
+            )
+
+    def _stream_deadline(
+        self,
+        hold: StreamHold,
+        ticket: Ticket,
+        worker: WorkerLike,
+        chunks: AsyncIterator[Any],
+        deadline: float,
+    ) -> None:
+        """A stream's deadline passed. While a read is under way, gRPC's own deadline ends
+        it; otherwise its consumer holds the stream without reading: end it here."""
+        hold.overdue = True
+        if hold.reading:
+            return
+        hold.expired = True
+        self._counters["timeouts"] += 1
+        self._failed(ticket, worker.id, stream_timeout(ticket, worker, deadline, held=True))
+        self._tasks.spawn(self._expire(ticket, worker, chunks), f"expire-{ticket.id}")
+
+    async def _expire(self, ticket: Ticket, worker: WorkerLike, chunks: AsyncIterator[Any]) -> None:
+        try:
+            with contextlib.suppress(Exception):
+                await chunks.aclose()  # type: ignore[attr-defined]
+        except BaseException:
+            self._engine.release(worker.id)
+            raise
+        if self._must_settle(ticket):
+            await self._settle(ticket, worker)
+        else:
+            self._engine.release(worker.id)
+
+    async def _settle(self, ticket: Ticket, worker: WorkerLike) -> None:
+        """Hold an abandoned call's slot until its worker says the tool's thread is free;
+        replace the worker if it is not within ``shutdown_grace``."""
+        grace = self.config.shutdown_grace
+        try:
+            try:
+                running = await worker.settle(
+                    [ticket.id], wait=grace, timeout=grace + self.config.heartbeat_timeout
+                )
+                reason = (
+                    f"call {ticket.id} ({ticket.tool!r}) ended early but its tool thread "
+                    f"still ran {grace}s later"
+                )
+            except SnakepitError as exc:
+                running = [ticket.id]
+                reason = (
+                    f"call {ticket.id} ({ticket.tool!r}) ended early and the worker could not "
+                    f"say whether its tool thread still runs ({type(exc).__name__})"
+                )
+            if ticket.id in running and worker.state is WorkerState.READY:
+                self._engine.recycle(worker, reason)
+        finally:
+            self._engine.release(worker.id)
+
+
+def after_attempts(crashes: list[WorkerCrashedError], retries: int) -> WorkerCrashedError:
+    """The error of a call whose worker crashed under every attempt it was allowed."""
+    last = crashes[-1]
+    if retries == 0:
+        last.details["attempts"] = 1
+        setattr(last, "attempts", 1)  # noqa: B010 - a detail is an attribute too
+        return last
+    tried = "; ".join(str(c).split("\n", 1)[0] for c in crashes)
+    return WorkerCrashedError(
+        f"{last.message} (attempt {len(crashes)} of {retries + 1}: the call was run "
+        f"{len(crashes)} times, each on a fresh worker, and every worker crashed: {tried})",
+        **{**last.details, "attempts": len(crashes), "errors": [str(c) for c in crashes]},
+    )
+
+
+class StreamHold:
+    """Where a stream stands, for its deadline timer."""
+
+    __slots__ = ("expired", "overdue", "reading")
+
+    def __init__(self) -> None:
+        self.reading = False  # a read from the worker is under way
+        self.overdue = False  # the deadline passed
+        self.expired = False  # the deadline ended the call while its consumer held it
+
+
+def stream_timeout(
+    ticket: Ticket, worker: WorkerLike, deadline: float | None, *, held: bool
+) -> ExecutionTimeoutError:
+    if held:
+        message = (
+            f"stream of tool {ticket.tool!r} passed its deadline of {deadline}s while its "
+            f"consumer held it without reading; the call was ended and worker {worker.id!r} "
+            "freed"
+        )
+    else:
+        message = (
+            f"tool {ticket.tool!r} on worker {worker.id!r} ran past its deadline of "
+            f"{deadline}s; the worker will be replaced"
+        )
+    return ExecutionTimeoutError(message, tool=ticket.tool, worker_id=worker.id, timeout=deadline)

@@ -1,0 +1,140 @@
+"""The engine's long-running routines: replacing a slot, retiring a worker, watching exits, checking health.
+
+Each runs as a task of the pool's :class:`~snakepit._tasks.TaskOwner`, feeds
+what it meets (an exit, a failed start, an old, big or silent worker) to the
+pure :class:`~snakepit.pool._supervision.Supervision`, and has the engine apply
+the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from snakepit.errors import ExecutionTimeoutError, WorkerCrashedError, WorkerStartupError
+from snakepit.events import WorkerRestarting
+from snakepit.pool._supervision import Degrade
+from snakepit.worker.handle import WorkerState
+
+if TYPE_CHECKING:
+    from snakepit.pool._engine import Engine
+    from snakepit.pool._supervision import Restart, SlotState
+    from snakepit.pool._types import WorkerLike
+
+__all__ = ["maintain", "monitor", "replace", "replace_recycled", "retire", "retry_after_window"]
+
+log = logging.getLogger("snakepit.pool")
+
+
+async def replace(engine: Engine, slot: SlotState, restart: Restart) -> None:
+    """Start ``slot``'s new occupant after the restart's delay, retrying failed starts."""
+    try:
+        engine.events.publish(
+            WorkerRestarting(
+                source=engine.name,
+                at=engine.clock.monotonic(),
+                worker_id=slot.name,
+                attempt=restart.attempt,
+                delay=restart.delay,
+            )
+        )
+        delay = restart.delay
+        while True:
+            if delay > 0:
+                await engine.clock.sleep(delay)
+            if not engine.supervision.running:
+                return
+            try:
+                await engine.start_worker(slot)
+            except WorkerStartupError as exc:
+                log.error("replacement for slot %s failed to start: %s", slot.name, exc)
+                retry = engine.supervision.start_failed(slot, engine.clock.monotonic(), exc.message)
+                if isinstance(retry, Degrade):
+                    engine.apply([retry])
+                    return
+                delay = retry.delay
+                continue
+            engine.counters["restarts"] += 1
+            engine.supervision.restarted(slot, engine.clock.monotonic())
+            return
+    finally:
+        slot.replacing = False
+
+
+async def replace_recycled(engine: Engine, slot: SlotState, old: WorkerLike) -> None:
+    """Start the successor of a recycled worker; if it cannot start, retire the old one."""
+    try:
+        await engine.start_worker(slot)  # retires the old occupant once the new one serves
+    except WorkerStartupError as exc:
+        log.error("replacement for recycled %s failed: %s", old.id, exc)
+        await retire(engine, old)  # its exit then goes through the usual restart path
+    finally:
+        slot.replacing = False
+
+
+async def retry_after_window(engine: Engine) -> None:
+    """Half-open: after ``restart_window`` of the clock, try the empty slots once more."""
+    await engine.clock.sleep(engine.config.restart_window)
+    try:
+        await engine.recover()
+    except WorkerStartupError as exc:
+        log.error("pool %s is still degraded: %s", engine.name, exc)
+
+
+async def monitor(engine: Engine, worker: WorkerLike) -> None:
+    """Wait for a worker to exit; take it out of service; apply what supervision says."""
+    code = await worker.wait_exited()
+    engine.workers.pop(worker.id, None)
+    engine.forget(worker.id)
+    if engine.registry is not None:
+        engine.registry.remove(worker.id)
+    now = engine.clock.monotonic()
+    engine.apply(engine.supervision.exited(worker.id, worker.pid, code, now))
+
+
+async def retire(engine: Engine, worker: WorkerLike) -> None:
+    """Wait until ``worker`` runs nothing, then stop it gracefully."""
+    engine.supervision.retiring(worker.id)
+    while engine.scheduler.has_worker(worker.id) and engine.scheduler.in_flight(worker.id):
+        waiter = asyncio.get_running_loop().create_future()
+        engine.drain_waiters.setdefault(worker.id, []).append(waiter)
+        await waiter
+    engine.forget(worker.id)
+    await worker.stop()
+
+
+async def maintain(engine: Engine) -> None:
+    """Heartbeats, TTL and memory checks, every ``maintenance_interval`` of the clock."""
+    interval = engine.supervision.maintenance_interval()
+    assert interval is not None
+    while True:
+        await engine.clock.sleep(interval)
+        now = engine.clock.monotonic()
+        ready = [w for w in engine.workers.values() if w.state is WorkerState.READY]
+        engine.apply(engine.supervision.too_old(now, [(w.id, w.ready_at) for w in ready]))
+        if engine.config.memory_limit_mb is not None:
+            engine.apply(engine.supervision.too_big(await asyncio.to_thread(_rss_of, ready)))
+        if engine.config.heartbeat_interval is not None and ready:
+            await asyncio.gather(*(heartbeat(engine, w) for w in ready))
+
+
+async def heartbeat(engine: Engine, worker: WorkerLike) -> None:
+    """Ping ``worker``; one that does not answer in time is killed (counted)."""
+    try:
+        await worker.ping(timeout=engine.config.heartbeat_timeout)
+    except (ExecutionTimeoutError, WorkerCrashedError) as exc:
+        if worker.state is WorkerState.READY:
+            engine.kill(worker, f"heartbeat failed: {type(exc).__name__}", counted=True)
+
+
+def _rss_of(workers: list[WorkerLike]) -> list[tuple[str, int | None]]:
+    import psutil
+
+    out: list[tuple[str, int | None]] = []
+    for w in workers:
+        try:
+            out.append((w.id, psutil.Process(w.pid).memory_info().rss if w.pid else None))
+        except psutil.Error:
+            out.append((w.id, None))
+    return out
