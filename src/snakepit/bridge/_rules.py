@@ -24,6 +24,7 @@ import dataclasses
 import fnmatch
 import math
 import re
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -105,6 +106,15 @@ def validate_session_id(session_id: Any) -> str:
             argument="session_id",
         )
     return str(session_id)
+
+
+def new_session_id(session_id: Any) -> str:
+    """The id a new session gets: ``session_id`` checked, or a fresh random one for None.
+
+    Raises:
+        InvalidValueError: ``session_id`` is not None nor a valid id.
+    """
+    return uuid.uuid4().hex if session_id is None else validate_session_id(session_id)
 
 
 def mapping(value: Any, argument: str) -> dict[str, Any]:

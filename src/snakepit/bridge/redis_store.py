@@ -42,9 +42,8 @@ import json
 import logging
 import math
 import secrets
-import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 try:
     import redis.asyncio as aioredis
@@ -60,13 +59,12 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
 from snakepit import codec
 from snakepit._variables import Variable
 from snakepit.bridge import _rules as rules
+from snakepit.bridge._store_base import StoreBase
 from snakepit.bridge._store_url import check_prefix, parse_store_url
-from snakepit.bridge.store import BatchResult, Session, SessionStore
+from snakepit.bridge.store import BatchResult, Session
 from snakepit.bridge.watch import VariableWatch
-from snakepit.clock import Clock, SystemClock
 from snakepit.errors import SerializationError, SessionStoreUnavailableError
 from snakepit.events import (
-    Event,
     EventBus,
     SessionCreated,
     SessionDeleted,
@@ -77,10 +75,15 @@ from snakepit.events import (
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 
+    from snakepit.clock import Clock
+
 __all__ = ["RedisSessionStore"]
 
 log = logging.getLogger("snakepit.bridge.redis")
 T = TypeVar("T")
+# One write of the commit script: op (set | del), name, expected "version|incarnation|",
+# the new record, its version, the update message.
+_Write: TypeAlias = tuple[str, str, str, str, str, str]
 
 # -- Lua -----------------------------------------------------------------------------------------
 # Every script gets KEYS = session, variables, history, index and ARGV[1] = id, ARGV[2] = now.
@@ -309,6 +312,10 @@ def _expect(variable: Variable, inc: str) -> str:
     return f"{variable.version}|{inc}|"
 
 
+def _variable(read: tuple[Variable, str] | None) -> Variable | None:
+    return read[0] if read is not None else None
+
+
 def _update_message(event: VariableUpdated) -> str:
     body = {
         "name": event.name,
@@ -353,7 +360,7 @@ class _Read:
     records: list[str]
 
 
-class RedisSessionStore(SessionStore):
+class RedisSessionStore(StoreBase):
     """Sessions and variables in Redis, shared by every host that uses the same URL and prefix.
 
     ``Pool(..., session_store="redis://host:6379/0")`` builds one; build it
@@ -361,6 +368,12 @@ class RedisSessionStore(SessionStore):
     RedisSessionStore(url) as store:`` to run the expiry loop in a task it
     owns, or run :meth:`run_expiry` in your own task group and :meth:`close`
     it at the end.
+
+    The methods keep the :class:`~snakepit.bridge.store.SessionStore` contract
+    across hosts: ``list_sessions`` and ``expire_due`` cover every host's
+    sessions (oldest first), a pin or a watch is seen by every host, a
+    session's TTL restarts its keys' Redis expiry, and every write (variables,
+    batches, imports, metadata) is one compare-and-set on the server.
 
     Args:
         url: ``redis://[:password@]host[:port][/db][?prefix=name]``, ``rediss://`` (TLS)
@@ -399,7 +412,14 @@ class RedisSessionStore(SessionStore):
         expiry_interval: float = 1.0,
         expiry_grace: float = 0.0,
     ) -> None:
-        rules.check_settings(ttl=ttl, max_sessions=max_sessions, history_limit=history_limit)
+        super().__init__(
+            clock,
+            ttl=ttl,
+            max_sessions=max_sessions,
+            history_limit=history_limit,
+            events=events,
+            name=name,
+        )
         parsed = parse_store_url(url)
         for option, value in (
             ("timeout", timeout),
@@ -416,12 +436,6 @@ class RedisSessionStore(SessionStore):
                 raise ValueError(f"{option} must be a finite number of seconds > 0, got {value!r}")
         self.url = parsed.shown
         self.prefix = check_prefix(prefix) if prefix is not None else parsed.prefix
-        self._clock: Clock = clock if clock is not None else SystemClock()
-        self.ttl = float(ttl)
-        self.max_sessions = max_sessions
-        self.history_limit = history_limit
-        self.name = name
-        self._events = events
         self._timeout = float(timeout)
         self._expiry_interval = float(expiry_interval)
         self._grace = float(expiry_grace)
@@ -437,7 +451,6 @@ class RedisSessionStore(SessionStore):
         self._counter = f"{self.prefix}:n"
         self._closed = False
         self._wake: asyncio.Future[None] | None = None
-        self._expiry_task: asyncio.Task[None] | None = None
         # pub/sub, started by the first watch
         self._sub_client: aioredis.Redis | None = None
         self._pubsub: Any = None
@@ -491,10 +504,6 @@ class RedisSessionStore(SessionStore):
         )
         return result
 
-    def _publish(self, event: Event) -> None:
-        if self._events is not None:
-            self._events.publish(event)
-
     def _not_found(self, session_id: Any) -> Exception:
         return rules.session_not_found(self.name, session_id)
 
@@ -517,15 +526,6 @@ class RedisSessionStore(SessionStore):
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
-
-    async def __aenter__(self) -> RedisSessionStore:
-        self._expiry_task = asyncio.create_task(
-            self.run_expiry(), name=f"snakepit-session-expiry[{self.name}]"
-        )
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """End every watch of this store, the expiry loop and the connections. Idempotent.
@@ -610,17 +610,7 @@ class RedisSessionStore(SessionStore):
         metadata: Mapping[str, Any] | None = None,
         ttl: float | None = None,
     ) -> Session:
-        """Create a session and publish ``SessionCreated``.
-
-        Raises:
-            ValueError: the id is malformed, already in use, or ``ttl`` is not > 0.
-            SessionQuotaError: the store already holds ``max_sessions`` live sessions.
-            SerializationError: ``metadata`` holds a value the codec cannot carry.
-            SessionStoreUnavailableError: Redis cannot be reached.
-        """
-        if session_id is None:
-            session_id = uuid.uuid4().hex
-        rules.validate_session_id(session_id)
+        session_id = rules.new_session_id(session_id)
         return await self._open(session_id, "create", metadata, ttl)
 
     async def get_or_create(
@@ -630,14 +620,6 @@ class RedisSessionStore(SessionStore):
         metadata: Mapping[str, Any] | None = None,
         ttl: float | None = None,
     ) -> Session:
-        """The live session ``session_id`` (touched), or a new one made with these arguments.
-
-        Raises:
-            ValueError: the id is malformed or ``ttl`` is not > 0.
-            SessionQuotaError: a new session is needed and the store is full.
-            SerializationError: ``metadata`` holds a value the codec cannot carry.
-            SessionStoreUnavailableError: Redis cannot be reached.
-        """
         rules.validate_session_id(session_id)
         return await self._open(session_id, "get_or_create", metadata, ttl)
 
@@ -690,32 +672,12 @@ class RedisSessionStore(SessionStore):
         return self._session(reply[1], reply[2])
 
     async def get(self, session_id: str) -> Session:
-        """The session ``session_id``, touched.
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-            SessionStoreUnavailableError: Redis cannot be reached.
-        """
         return await self._use(session_id, "get", "get")
 
     async def touch(self, session_id: str) -> Session:
-        """Mark the session used now, so its TTL (and its keys' Redis expiry) restarts.
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-            SessionStoreUnavailableError: Redis cannot be reached.
-        """
         return await self._use(session_id, "touch", "get")
 
     async def delete(self, session_id: str) -> bool:
-        """Delete the session with its variables; its watches (on every host) end. Idempotent.
-
-        Returns:
-            True when a live session was deleted (and ``SessionDeleted`` published).
-
-        Raises:
-            SessionStoreUnavailableError: Redis cannot be reached.
-        """
         if not rules.is_session_id(session_id):
             return False
         reply = await self._script(
@@ -735,11 +697,6 @@ class RedisSessionStore(SessionStore):
         return True
 
     async def list_sessions(self) -> list[Session]:
-        """Snapshots of every live session (of every host), oldest first; nothing is touched.
-
-        Raises:
-            SessionStoreUnavailableError: Redis cannot be reached.
-        """
         await self.expire_due()
         ids = [i for i in await self._members() if rules.is_session_id(i)]
 
@@ -768,29 +725,12 @@ class RedisSessionStore(SessionStore):
         return members
 
     async def set_affinity(self, session_id: str, worker_id: str | None) -> Session:
-        """Pin the session to ``worker_id`` (None unpins it); other hosts see the pin.
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-            SessionStoreUnavailableError: Redis cannot be reached.
-        """
         return await self._use(session_id, "set_affinity", "affinity", "set", worker_id or "")
 
     async def get_affinity(self, session_id: str) -> str | None:
-        """The worker the session is pinned to (possibly another host's), or None.
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-            SessionStoreUnavailableError: Redis cannot be reached.
-        """
         return (await self._use(session_id, "get_affinity", "get")).affinity_worker
 
     async def drop_affinity(self, worker_id: str) -> list[str]:
-        """Unpin every session pinned to ``worker_id`` (it exited); returns their ids.
-
-        Raises:
-            SessionStoreUnavailableError: Redis cannot be reached.
-        """
         ids = [i for i in await self._members() if rules.is_session_id(i)]
 
         async def fetch() -> list[Any]:
@@ -818,14 +758,6 @@ class RedisSessionStore(SessionStore):
     async def update_metadata(
         self, session_id: str, metadata: Mapping[str, Any], *, replace: bool = False
     ) -> Session:
-        """Change a session's metadata (merged, or replaced whole); compare-and-set on the server.
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-            InvalidValueError: ``metadata`` is not a mapping or ``replace`` not a bool.
-            SerializationError: ``metadata`` holds a value the codec cannot carry.
-            SessionStoreUnavailableError: Redis cannot be reached.
-        """
         if not rules.is_session_id(session_id):
             raise self._not_found(session_id)
         while True:
@@ -847,14 +779,6 @@ class RedisSessionStore(SessionStore):
                 raise await self._gone(session_id, reply[0])
 
     async def expire_due(self) -> list[str]:
-        """Remove every session (of any host) whose TTL ran out, publishing ``SessionExpired``.
-
-        Returns:
-            The ids of the sessions this call expired, oldest first.
-
-        Raises:
-            SessionStoreUnavailableError: Redis cannot be reached.
-        """
         now = _number(self._clock.time())
         due: list[Any] = await self._call(
             "expiry", lambda: self._redis.zrangebyscore(self._index, "-inf", now)
@@ -911,9 +835,7 @@ class RedisSessionStore(SessionStore):
                 found[name] = _parse_record(record)
         return found
 
-    async def _commit(
-        self, session_id: str, operation: str, writes: list[tuple[str, str, str, str, str, str]]
-    ) -> bool:
+    async def _commit(self, session_id: str, operation: str, writes: list[_Write]) -> bool:
         """Commit planned writes if nothing changed since they were read; False on a conflict."""
         args = [self._channel(session_id), str(self.history_limit)]
         for write in writes:
@@ -925,7 +847,27 @@ class RedisSessionStore(SessionStore):
             raise await self._gone(session_id, reply[0])
         return True
 
-    def _set(self, new: Variable, inc: str, expect: str) -> tuple[str, str, str, str, str, str]:
+    async def _rewrite(
+        self,
+        session_id: str,
+        operation: str,
+        name: str,
+        plan: Callable[[Variable | None, float], Variable],
+    ) -> Variable:
+        """Commit the next version ``plan`` makes of the current one, planned again on a conflict.
+
+        ``plan`` raises for a missing variable (``VariableNotFoundError``), so a commit
+        always replaces a version that was read.
+        """
+        while True:
+            current = (await self._current(session_id, operation, [name]))[name]
+            new = plan(_variable(current), self._clock.time())
+            assert current is not None
+            if await self._commit(session_id, operation, [self._over(new, current)]):
+                self._announce(session_id, new)
+                return new
+
+    def _set(self, new: Variable, inc: str, expect: str) -> _Write:
         event = rules.update_event(self.name, "", new)
         return (
             "set",
@@ -935,6 +877,14 @@ class RedisSessionStore(SessionStore):
             str(new.version),
             _update_message(event),
         )
+
+    def _over(self, new: Variable, read: tuple[Variable, str]) -> _Write:
+        """The write of ``new`` over the version ``read``, committed only if it is still current."""
+        return self._set(new, read[1], _expect(*read))
+
+    def _fresh(self, new: Variable, expect: str = "") -> _Write:
+        """The write of ``new`` as a new incarnation of its name ("" expects no variable)."""
+        return self._set(new, secrets.token_hex(8), expect)
 
     def _announce(self, session_id: str, variable: Variable) -> None:
         self._publish(rules.update_event(self.name, session_id, variable))
@@ -949,16 +899,6 @@ class RedisSessionStore(SessionStore):
         constraints: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> Variable:
-        """Define a variable at version 1 (the same definition again returns the existing one).
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-            VariableValidationError: bad name, unknown type, bad constraints, or
-                ``value`` breaks them.
-            ValueError: the name exists with a different type or constraints.
-            SerializationError: the value, constraints or metadata cannot be stored.
-            SessionStoreUnavailableError: Redis cannot be reached.
-        """
         while True:
             current = (await self._current(session_id, "register_variable", [name]))[name]
             variable, created = rules.plan_register(
@@ -968,24 +908,17 @@ class RedisSessionStore(SessionStore):
                 value,
                 constraints,
                 metadata,
-                current[0] if current is not None else None,
+                _variable(current),
                 self._clock.time(),
             )
             if not created:
                 return variable
-            write = self._set(variable, secrets.token_hex(8), "")
+            write = self._fresh(variable)
             if await self._commit(session_id, "register_variable", [write]):
                 self._announce(session_id, variable)
                 return variable
 
     async def get_variable(self, session_id: str, name: str) -> Variable:
-        """The current version of a variable.
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-            VariableNotFoundError: the session has no such variable.
-            SessionStoreUnavailableError: Redis cannot be reached.
-        """
         current = (await self._current(session_id, "get_variable", [name]))[name]
         if current is None:
             raise rules.variable_not_found(session_id, name)
@@ -994,40 +927,14 @@ class RedisSessionStore(SessionStore):
     async def set_variable(
         self, session_id: str, name: str, value: Any, *, expected_version: int | None = None
     ) -> Variable:
-        """Write a new value (compare-and-set on the server); returns the new version.
+        def plan(current: Variable | None, now: float) -> Variable:
+            return rules.plan_write(session_id, name, current, value, expected_version, now)
 
-        Raises:
-            SessionNotFoundError: no live session has that id.
-            VariableNotFoundError: the session has no such variable.
-            VersionConflictError: ``expected_version`` is not the current version.
-            VariableValidationError: the value breaks the type or a constraint.
-            SessionStoreUnavailableError: Redis cannot be reached.
-        """
-        while True:
-            current = (await self._current(session_id, "set_variable", [name]))[name]
-            new = rules.plan_write(
-                session_id,
-                name,
-                current[0] if current is not None else None,
-                value,
-                expected_version,
-                self._clock.time(),
-            )
-            assert current is not None
-            write = self._set(new, current[1], _expect(*current))
-            if await self._commit(session_id, "set_variable", [write]):
-                self._announce(session_id, new)
-                return new
+        return await self._rewrite(session_id, "set_variable", name, plan)
 
     async def get_many(
         self, session_id: str, names: Iterable[str]
     ) -> tuple[dict[str, Variable], list[str]]:
-        """Several variables at once: ``(found, missing)``.
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-            SessionStoreUnavailableError: Redis cannot be reached.
-        """
         asked = list(names)
         current = await self._current(session_id, "get_many", asked)
         found: dict[str, Variable] = {}
@@ -1048,20 +955,11 @@ class RedisSessionStore(SessionStore):
         atomic: bool = False,
         expected_versions: Mapping[str, int] | None = None,
     ) -> BatchResult:
-        """Write several variables in one commit, all or nothing when ``atomic``.
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-            VariableNotFoundError: atomic, and a name is not a variable.
-            VersionConflictError: atomic, and an expected version does not match.
-            VariableValidationError: atomic, and a value breaks its type or constraints.
-            SessionStoreUnavailableError: Redis cannot be reached.
-        """
         while True:
             current = await self._current(session_id, "set_many", list(values))
             plan = rules.plan_batch(
                 session_id,
-                {name: entry[0] if entry else None for name, entry in current.items()},
+                {name: _variable(entry) for name, entry in current.items()},
                 values,
                 atomic=atomic,
                 expected_versions=expected_versions,
@@ -1071,31 +969,18 @@ class RedisSessionStore(SessionStore):
             for name, new in plan.writes.items():
                 entry = current[name]
                 assert entry is not None
-                writes.append(self._set(new, entry[1], _expect(*entry)))
+                writes.append(self._over(new, entry))
             if not writes or await self._commit(session_id, "set_many", writes):
                 for new in plan.writes.values():
                     self._announce(session_id, new)
                 return BatchResult(updated=dict(plan.writes), errors=plan.errors)
 
     async def list_variables(self, session_id: str, pattern: str = "*") -> list[Variable]:
-        """The variables whose names match the ``fnmatch`` ``pattern``, sorted by name.
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-            SessionStoreUnavailableError: Redis cannot be reached.
-        """
         read = await self._read(session_id, "list_variables", "all")
         by_name = {v.name: v for v, _ in map(_parse_record, read.records)}
         return [by_name[name] for name in rules.match_names(by_name, pattern)]
 
     async def delete_variable(self, session_id: str, name: str) -> None:
-        """Delete a variable and its history; watchers get an update with ``deleted=True``.
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-            VariableNotFoundError: the session has no such variable.
-            SessionStoreUnavailableError: Redis cannot be reached.
-        """
         while True:
             current = (await self._current(session_id, "delete_variable", [name]))[name]
             if current is None:
@@ -1107,13 +992,6 @@ class RedisSessionStore(SessionStore):
                 return
 
     async def history(self, session_id: str, name: str) -> list[Variable]:
-        """The kept versions of a variable, oldest first, the current one last.
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-            VariableNotFoundError: the session has no such variable.
-            SessionStoreUnavailableError: Redis cannot be reached.
-        """
         return [v for v, _ in await self._history(session_id, name, "history")]
 
     async def _history(
@@ -1130,14 +1008,6 @@ class RedisSessionStore(SessionStore):
     async def rollback(
         self, session_id: str, name: str, version: int, *, expected_version: int | None = None
     ) -> Variable:
-        """Write the value of an older ``version`` again, as a new version.
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-            VariableNotFoundError: no such variable, or ``version`` is not in its history.
-            VersionConflictError: ``expected_version`` is not the current version.
-            SessionStoreUnavailableError: Redis cannot be reached.
-        """
         while True:
             kept = await self._history(session_id, name, "rollback")
             current, inc = kept[-1]
@@ -1146,9 +1016,7 @@ class RedisSessionStore(SessionStore):
                 session_id, name, [v for v, _ in kept], version, self.history_limit
             )
             new = rules.next_version(current, old.value, self._clock.time())
-            if await self._commit(
-                session_id, "rollback", [self._set(new, inc, _expect(current, inc))]
-            ):
+            if await self._commit(session_id, "rollback", [self._over(new, (current, inc))]):
                 self._announce(session_id, new)
                 return new
 
@@ -1161,53 +1029,29 @@ class RedisSessionStore(SessionStore):
         replace: bool = False,
         expected_version: int | None = None,
     ) -> Variable:
-        """Change a variable's metadata (merged, or replaced whole); returns the new version.
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-            VariableNotFoundError: the session has no such variable.
-            VersionConflictError: ``expected_version`` is not the current version.
-            InvalidValueError: ``metadata`` is not a mapping or ``replace`` not a bool.
-            SerializationError: ``metadata`` holds a value the codec cannot carry.
-            SessionStoreUnavailableError: Redis cannot be reached.
-        """
-        while True:
-            current = (await self._current(session_id, "update_variable_metadata", [name]))[name]
-            new = rules.plan_metadata(
+        def plan(current: Variable | None, now: float) -> Variable:
+            return rules.plan_metadata(
                 session_id,
                 name,
-                current[0] if current is not None else None,
+                current,
                 metadata,
                 replace=replace,
                 expected_version=expected_version,
-                now=self._clock.time(),
+                now=now,
             )
-            assert current is not None
-            write = self._set(new, current[1], _expect(*current))
-            if await self._commit(session_id, "update_variable_metadata", [write]):
-                self._announce(session_id, new)
-                return new
+
+        return await self._rewrite(session_id, "update_variable_metadata", name, plan)
 
     async def import_variables(
         self, session_id: str, data: Mapping[str, Any], *, overwrite: bool = False
     ) -> dict[str, Variable]:
-        """Write the variables of an export document into the session in one commit.
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-            InvalidValueError: ``data`` is not an export document.
-            VariableValidationError: an entry's name, type, constraints or value is invalid.
-            VariableRedefinedError: a name exists and ``overwrite`` is False.
-            SerializationError: a value or metadata cannot be stored.
-            SessionStoreUnavailableError: Redis cannot be reached.
-        """
         names = rules.import_names(data)
         while True:
             current = await self._current(session_id, "import_variables", names)
             planned = rules.plan_import(
                 session_id,
                 data,
-                {name: entry[0] if entry else None for name, entry in current.items()},
+                {name: _variable(entry) for name, entry in current.items()},
                 overwrite=overwrite,
                 now=self._clock.time(),
             )
@@ -1216,16 +1060,16 @@ class RedisSessionStore(SessionStore):
             for item in planned:
                 new, entry = item.variable, current.get(item.variable.name)
                 if entry is None:
-                    writes.append(self._set(new, secrets.token_hex(8), ""))
+                    writes.append(self._fresh(new))
                 elif not item.redefined:
-                    writes.append(self._set(new, entry[1], _expect(*entry)))
+                    writes.append(self._over(new, entry))
                 else:
                     # A redefinition: the old variable and its history go, a new incarnation
                     # starts (both checked against the version read, in the same commit).
                     gone = rules.deleted_event(self.name, session_id, entry[0], new.updated_at)
                     expect = _expect(*entry)
                     writes.append(("del", new.name, expect, "", "", _update_message(gone)))
-                    writes.append(self._set(new, secrets.token_hex(8), expect))
+                    writes.append(self._fresh(new, expect))
                     events.append(gone)
                 events.append(rules.update_event(self.name, session_id, new))
             if not writes or await self._commit(session_id, "import_variables", writes):
@@ -1243,13 +1087,6 @@ class RedisSessionStore(SessionStore):
         include_current: bool = False,
         maxsize: int = 1000,
     ) -> VariableWatch:
-        """Follow the session's variable updates, written by any host, from now on.
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-            ValueError: ``maxsize`` is below 1.
-            SessionStoreUnavailableError: Redis cannot be reached.
-        """
         wanted = None if names is None else frozenset(names)
         if self._closed:
             await self._read(session_id, "watch", "names")

@@ -46,6 +46,14 @@ class TestSessions:
         with pytest.raises(ValueError, match="invalid session id"):
             rules.validate_session_id(bad)
 
+    def test_a_new_session_gets_the_given_id_checked_or_a_fresh_one(self) -> None:
+        assert rules.new_session_id("mine") == "mine"
+        fresh = {rules.new_session_id(None) for _ in range(3)}
+        assert len(fresh) == 3
+        assert all(rules.is_session_id(i) for i in fresh)
+        with pytest.raises(ValueError, match="invalid session id"):
+            rules.new_session_id("a b")
+
     def test_a_session_expires_at_its_deadline_exactly(self) -> None:
         assert not rules.is_expired(NOW, 10.0, NOW + 9.999)
         assert rules.is_expired(NOW, 10.0, NOW + 10.0)
