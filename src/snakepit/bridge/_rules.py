@@ -67,6 +67,7 @@ __all__ = [
     "kept_versions",
     "match_names",
     "merged_metadata",
+    "new_session_id",
     "next_version",
     "plan_batch",
     "plan_import",
