@@ -4,7 +4,8 @@ The store is used from one asyncio loop. No method awaits between checking
 and writing, so every operation is atomic with respect to other tasks: ten
 concurrent ``set_variable`` calls make ten versions, none lost. What each
 operation decides (validation, versions, history, batches, quota, expiry)
-comes from :mod:`snakepit.bridge._rules`, shared with every other backend.
+comes from :mod:`snakepit.bridge._rules`, :mod:`~snakepit.bridge._plans` and
+:mod:`~snakepit.bridge._transfer`, shared with every other backend.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from snakepit.bridge import _plans as plans
 from snakepit.bridge import _rules as rules
+from snakepit.bridge import _transfer as transfer
 from snakepit.bridge._rules import validate_session_id
 from snakepit.bridge._store_base import StoreBase
 from snakepit.bridge.store import BatchResult, Session
@@ -318,7 +321,7 @@ class InMemorySessionStore(StoreBase):
         metadata: Mapping[str, Any] | None = None,
     ) -> Variable:
         state = self._use(session_id)
-        variable, created = rules.plan_register(
+        variable, created = plans.plan_register(
             state.id,
             name,
             type,
@@ -341,7 +344,7 @@ class InMemorySessionStore(StoreBase):
     ) -> Variable:
         state = self._use(session_id)
         now = self._clock.time()
-        new = rules.plan_write(state.id, name, _current(state, name), value, expected_version, now)
+        new = plans.plan_write(state.id, name, _current(state, name), value, expected_version, now)
         return self._write(state, new)
 
     async def get_many(
@@ -371,7 +374,7 @@ class InMemorySessionStore(StoreBase):
         current = {
             name: variable for name in values if (variable := _current(state, name)) is not None
         }
-        plan = rules.plan_batch(
+        plan = plans.plan_batch(
             state.id,
             current,
             values,
@@ -393,7 +396,7 @@ class InMemorySessionStore(StoreBase):
         entry = self._entry(state, name)
         del state.variables[name]
         self._notify(
-            state, rules.deleted_event(self.name, state.id, entry.current, self._clock.time())
+            state, plans.deleted_event(self.name, state.id, entry.current, self._clock.time())
         )
 
     async def history(self, session_id: str, name: str) -> list[Variable]:
@@ -404,9 +407,9 @@ class InMemorySessionStore(StoreBase):
     ) -> Variable:
         state = self._use(session_id)
         entry = self._entry(state, name)
-        rules.check_version(state.id, entry.current, expected_version)
-        old = rules.rollback_target(state.id, name, entry.history, version, self.history_limit)
-        return self._write(state, rules.next_version(entry.current, old.value, self._clock.time()))
+        plans.check_version(state.id, entry.current, expected_version)
+        old = plans.rollback_target(state.id, name, entry.history, version, self.history_limit)
+        return self._write(state, plans.next_version(entry.current, old.value, self._clock.time()))
 
     async def update_variable_metadata(
         self,
@@ -418,7 +421,7 @@ class InMemorySessionStore(StoreBase):
         expected_version: int | None = None,
     ) -> Variable:
         state = self._use(session_id)
-        new = rules.plan_metadata(
+        new = plans.plan_metadata(
             state.id,
             name,
             _current(state, name),
@@ -434,7 +437,7 @@ class InMemorySessionStore(StoreBase):
     ) -> dict[str, Variable]:
         state = self._use(session_id)
         current = {name: entry.current for name, entry in state.variables.items()}
-        writes = rules.plan_import(
+        writes = transfer.plan_import(
             state.id, data, current, overwrite=overwrite, now=self._clock.time()
         )
         for write in writes:
@@ -444,7 +447,7 @@ class InMemorySessionStore(StoreBase):
                 continue
             if previous is not None:
                 self._notify(
-                    state, rules.deleted_event(self.name, state.id, previous, new.updated_at)
+                    state, plans.deleted_event(self.name, state.id, previous, new.updated_at)
                 )
             state.variables[new.name] = _Entry(new, [new])
             self._announce(state, new)
@@ -469,7 +472,7 @@ class InMemorySessionStore(StoreBase):
         )
         if include_current:
             for name in sorted(state.variables):
-                watch.offer(rules.update_event(self.name, state.id, state.variables[name].current))
+                watch.offer(plans.update_event(self.name, state.id, state.variables[name].current))
         if self._closed:
             watch.end("store closed")
         else:
@@ -488,12 +491,12 @@ class InMemorySessionStore(StoreBase):
         """Store a version the rules planned (no await since it was planned)."""
         entry = state.variables[variable.name]
         entry.current = variable
-        entry.history = rules.append_history(entry.history, variable, self.history_limit)
+        entry.history = plans.append_history(entry.history, variable, self.history_limit)
         self._announce(state, variable)
         return variable
 
     def _announce(self, state: _State, variable: Variable) -> None:
-        self._notify(state, rules.update_event(self.name, state.id, variable))
+        self._notify(state, plans.update_event(self.name, state.id, variable))
 
     def _notify(self, state: _State, event: VariableUpdated) -> None:
         for watch in state.watches:

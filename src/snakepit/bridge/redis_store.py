@@ -4,7 +4,7 @@ Several host processes (web servers, job runners, each with its own pool)
 that point at the same Redis and prefix see the same sessions and variables,
 and a watch on one host sees the writes of every other.
 
-How the rules of :mod:`snakepit.bridge._rules` are kept atomically:
+How the rules (:mod:`snakepit.bridge._rules`, :mod:`~snakepit.bridge._plans`) are kept atomically:
 
 * A write is optimistic: a Lua script reads the variable (and touches the
   session), the rules plan the new version in Python (validation, version
@@ -57,8 +57,10 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
         name="redis",
     ) from exc
 
+from snakepit.bridge import _plans as plans
 from snakepit.bridge import _redis_wire as wire
 from snakepit.bridge import _rules as rules
+from snakepit.bridge import _transfer as transfer
 from snakepit.bridge._redis_watch import Follower, Subscriptions
 from snakepit.bridge._store_base import StoreBase
 from snakepit.bridge._store_url import check_prefix, parse_store_url
@@ -613,7 +615,7 @@ class RedisSessionStore(StoreBase):
                 return new
 
     def _set(self, new: Variable, inc: str, expect: str) -> wire.Write:
-        event = rules.update_event(self.name, "", new)
+        event = plans.update_event(self.name, "", new)
         return (
             "set",
             new.name,
@@ -632,7 +634,7 @@ class RedisSessionStore(StoreBase):
         return self._set(new, secrets.token_hex(8), expect)
 
     def _announce(self, session_id: str, variable: Variable) -> None:
-        self._publish(rules.update_event(self.name, session_id, variable))
+        self._publish(plans.update_event(self.name, session_id, variable))
 
     async def register_variable(
         self,
@@ -646,7 +648,7 @@ class RedisSessionStore(StoreBase):
     ) -> Variable:
         while True:
             current = (await self._current(session_id, "register_variable", [name]))[name]
-            variable, created = rules.plan_register(
+            variable, created = plans.plan_register(
                 session_id,
                 name,
                 type,
@@ -673,7 +675,7 @@ class RedisSessionStore(StoreBase):
         self, session_id: str, name: str, value: Any, *, expected_version: int | None = None
     ) -> Variable:
         def plan(current: Variable | None, now: float) -> Variable:
-            return rules.plan_write(session_id, name, current, value, expected_version, now)
+            return plans.plan_write(session_id, name, current, value, expected_version, now)
 
         return await self._rewrite(session_id, "set_variable", name, plan)
 
@@ -702,7 +704,7 @@ class RedisSessionStore(StoreBase):
     ) -> BatchResult:
         while True:
             current = await self._current(session_id, "set_many", list(values))
-            plan = rules.plan_batch(
+            plan = plans.plan_batch(
                 session_id,
                 {name: _variable(entry) for name, entry in current.items()},
                 values,
@@ -730,7 +732,7 @@ class RedisSessionStore(StoreBase):
             current = (await self._current(session_id, "delete_variable", [name]))[name]
             if current is None:
                 raise rules.variable_not_found(session_id, name)
-            event = rules.deleted_event(self.name, session_id, current[0], self._clock.time())
+            event = plans.deleted_event(self.name, session_id, current[0], self._clock.time())
             write = ("del", name, wire.expect(*current), "", "", wire.update_message(event))
             if await self._commit(session_id, "delete_variable", [write]):
                 self._publish(event)
@@ -756,11 +758,11 @@ class RedisSessionStore(StoreBase):
         while True:
             kept = await self._history(session_id, name, "rollback")
             current, inc = kept[-1]
-            rules.check_version(session_id, current, expected_version)
-            old = rules.rollback_target(
+            plans.check_version(session_id, current, expected_version)
+            old = plans.rollback_target(
                 session_id, name, [v for v, _ in kept], version, self.history_limit
             )
-            new = rules.next_version(current, old.value, self._clock.time())
+            new = plans.next_version(current, old.value, self._clock.time())
             if await self._commit(session_id, "rollback", [self._over(new, (current, inc))]):
                 self._announce(session_id, new)
                 return new
@@ -775,7 +777,7 @@ class RedisSessionStore(StoreBase):
         expected_version: int | None = None,
     ) -> Variable:
         def plan(current: Variable | None, now: float) -> Variable:
-            return rules.plan_metadata(
+            return plans.plan_metadata(
                 session_id,
                 name,
                 current,
@@ -790,10 +792,10 @@ class RedisSessionStore(StoreBase):
     async def import_variables(
         self, session_id: str, data: Mapping[str, Any], *, overwrite: bool = False
     ) -> dict[str, Variable]:
-        names = rules.import_names(data)
+        names = transfer.import_names(data)
         while True:
             current = await self._current(session_id, "import_variables", names)
-            planned = rules.plan_import(
+            planned = transfer.plan_import(
                 session_id,
                 data,
                 {name: _variable(entry) for name, entry in current.items()},
@@ -811,12 +813,12 @@ class RedisSessionStore(StoreBase):
                 else:
                     # A redefinition: the old variable and its history go, a new incarnation
                     # starts (both checked against the version read, in the same commit).
-                    gone = rules.deleted_event(self.name, session_id, entry[0], new.updated_at)
+                    gone = plans.deleted_event(self.name, session_id, entry[0], new.updated_at)
                     expect = wire.expect(*entry)
                     writes.append(("del", new.name, expect, "", "", wire.update_message(gone)))
                     writes.append(self._fresh(new, expect))
                     events.append(gone)
-                events.append(rules.update_event(self.name, session_id, new))
+                events.append(plans.update_event(self.name, session_id, new))
             if not writes or await self._commit(session_id, "import_variables", writes):
                 for event in events:
                     self._publish(event)
@@ -860,7 +862,7 @@ class RedisSessionStore(StoreBase):
                 (v for v, _ in map(wire.parse_record, read.records)), key=lambda v: v.name
             )
             for variable in current:
-                watch.offer(rules.update_event(self.name, session_id, variable))
+                watch.offer(plans.update_event(self.name, session_id, variable))
         self._subs.start(channel, follower, read.inc, read.seq)
         return watch
 

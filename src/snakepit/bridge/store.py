@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from snakepit._variables import BatchResult
-from snakepit.bridge import _rules as rules
+from snakepit.bridge import _transfer as transfer
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -391,7 +391,7 @@ class SessionStore(ABC):
             SessionNotFoundError: no live session has that id.
             SessionStoreUnavailableError: a store kept in a server (Redis) cannot reach it.
         """
-        return rules.export_document(session_id, await self.list_variables(session_id, pattern))
+        return transfer.export_document(session_id, await self.list_variables(session_id, pattern))
 
     @abstractmethod
     async def import_variables(
