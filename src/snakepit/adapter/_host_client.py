@@ -39,7 +39,7 @@ __all__ = [
     "default_client",
 ]
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
 class HostClient:
@@ -89,7 +89,7 @@ class HostClient:
 
     # -- calls -------------------------------------------------------------------------------
 
-    def run(self, op: ops.Op[T], *, timeout: float | None = None) -> T:
+    def run(self, op: ops.Op[_T], *, timeout: float | None = None) -> _T:
         """Make a unary call, blocking (sync tools).
 
         Raises:
@@ -100,7 +100,7 @@ class HostClient:
         self._not_on_loop(op.method)
         return op.parse(self.link.call(op.method, op.request, timeout))
 
-    async def arun(self, op: ops.Op[T], *, timeout: float | None = None) -> T:
+    async def arun(self, op: ops.Op[_T], *, timeout: float | None = None) -> _T:
         """Make a unary call from an async tool. Raises as :meth:`run`."""
         return op.parse(await self.link.acall(op.method, op.request, timeout))
 

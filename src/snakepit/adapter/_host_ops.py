@@ -47,15 +47,15 @@ __all__ = [
     "watch_request",
 ]
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
-class Op(NamedTuple, Generic[T]):
+class Op(NamedTuple, Generic[_T]):
     """One unary call: the RPC, its request, and how to read a successful response."""
 
     method: str
     request: Any
-    parse: Callable[[Any], T]
+    parse: Callable[[Any], _T]
 
 
 # -- reading answers ---------------------------------------------------------------------------

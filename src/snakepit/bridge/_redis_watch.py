@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Follower", "Subscriptions"]
 
-log = logging.getLogger("snakepit.bridge.redis")
+_log = logging.getLogger("snakepit.bridge.redis")
 
 
 @dataclass(eq=False)
@@ -167,7 +167,7 @@ class Subscriptions:
                         inc, seq, body = message["data"].split("|", 2)
                         number = int(seq)
                     except ValueError:
-                        log.warning(
+                        _log.warning(
                             "store %s: ignored a malformed message on %s", self.name, channel
                         )
                         continue
@@ -177,7 +177,7 @@ class Subscriptions:
             raise
         except Exception as exc:
             error = self._unavailable("watch", exc)
-            log.warning("store %s: watches ended: %s", self.name, error)
+            _log.warning("store %s: watches ended: %s", self.name, error)
             self._reader = None  # this task ends here; the next watch starts a fresh reader
             self.end_all("session store unavailable", error)
             self._chore(self._drop())  # detaches the connection now
@@ -196,7 +196,7 @@ class Subscriptions:
             try:
                 event = wire.parse_update(follower.watch.session_id, body[1:])
             except (ValueError, LookupError, TypeError, SerializationError):
-                log.warning("store %s: ignored a malformed update on %s", self.name, channel)
+                _log.warning("store %s: ignored a malformed update on %s", self.name, channel)
                 return
             follower.seq = seq
             follower.watch.offer(event)
