@@ -31,7 +31,6 @@ class StoreBase(SessionStore):
     def __init__(
         self,
         clock: Clock | None,
-        *,
         ttl: float,
         max_sessions: int | None,
         history_limit: int,

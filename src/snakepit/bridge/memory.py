@@ -102,14 +102,7 @@ class InMemorySessionStore(StoreBase):
         events: EventBus | None = None,
         name: str = "",
     ) -> None:
-        super().__init__(
-            clock,
-            ttl=ttl,
-            max_sessions=max_sessions,
-            history_limit=history_limit,
-            events=events,
-            name=name,
-        )
+        super().__init__(clock, ttl, max_sessions, history_limit, events, name)
         self._sessions: dict[str, _State] = {}
         self._closed = False
         self._wake: asyncio.Future[None] | None = None

@@ -158,14 +158,7 @@ class RedisSessionStore(StoreBase):
         expiry_interval: float = 1.0,
         expiry_grace: float = 0.0,
     ) -> None:
-        super().__init__(
-            clock,
-            ttl=ttl,
-            max_sessions=max_sessions,
-            history_limit=history_limit,
-            events=events,
-            name=name,
-        )
+        super().__init__(clock, ttl, max_sessions, history_limit, events, name)
         parsed = parse_store_url(url)
         for option, value in (
             ("timeout", timeout),
