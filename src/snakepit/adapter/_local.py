@@ -60,7 +60,7 @@ from snakepit._wire.framing import (
     pack_attached,
     split_blobs,
 )
-from snakepit.adapter import host_client
+from snakepit.adapter import _host_client as host_client
 from snakepit.adapter._core import describe_response, lookup, prepare, result_encoding
 from snakepit.codec import encode
 from snakepit.errors import RequestError, SnakepitError

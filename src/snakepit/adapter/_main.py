@@ -174,7 +174,7 @@ async def _serve(args: argparse.Namespace, secrets: dict[str, str]) -> int:
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
     from snakepit._proto.snakepit.v1 import worker_pb2_grpc as pb_grpc
-    from snakepit.adapter import host_client
+    from snakepit.adapter import _host_client as host_client
     from snakepit.adapter._service import WorkerServicer
 
     loop = asyncio.get_running_loop()

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     # Loaded on first use: importing an adapter stays cheap (no gRPC until a tool needs the host).
-    from snakepit.adapter.host_client import HostClient, SessionVariables
+    from snakepit.adapter._host_client import HostClient
+    from snakepit.adapter._host_variables import SessionVariables
 
 __all__ = ["SessionContext"]
 
@@ -56,7 +57,7 @@ class SessionContext:
     def _client(self) -> HostClient:
         if self.host is not None:
             return self.host
-        from snakepit.adapter.host_client import default_client
+        from snakepit.adapter._host_client import default_client
 
         return default_client()
 
@@ -66,7 +67,7 @@ class SessionContext:
 
         Every operation raises ``SessionNotFoundError`` when the call runs outside a session.
         """
-        from snakepit.adapter.host_client import SessionVariables
+        from snakepit.adapter._host_variables import SessionVariables
 
         return SessionVariables(
             self._client,

@@ -4,25 +4,25 @@ The store is used from one asyncio loop. No method awaits between checking
 and writing, so every operation is atomic with respect to other tasks: ten
 concurrent ``set_variable`` calls make ten versions, none lost. What each
 operation decides (validation, versions, history, batches, quota, expiry)
-comes from :mod:`snakepit.bridge._rules`, shared with every other backend.
+comes from :mod:`snakepit.bridge._rules`, :mod:`~snakepit.bridge._plans` and
+:mod:`~snakepit.bridge._transfer`, shared with every other backend.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from snakepit._tasks import DeadlineTimer
+from snakepit.bridge import _plans as plans
 from snakepit.bridge import _rules as rules
+from snakepit.bridge import _transfer as transfer
 from snakepit.bridge._rules import validate_session_id
-from snakepit.bridge.store import BatchResult, Session, SessionStore
+from snakepit.bridge._store_base import StoreBase
+from snakepit.bridge.store import BatchResult, Session
 from snakepit.bridge.watch import VariableWatch
-from snakepit.clock import Clock, SystemClock
 from snakepit.events import (
-    Event,
     EventBus,
     SessionCreated,
     SessionDeleted,
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
     from snakepit.bridge.variables import Variable
+    from snakepit.clock import Clock
 
 __all__ = ["InMemorySessionStore", "validate_session_id"]
 
@@ -72,7 +73,7 @@ class _State:
         )
 
 
-class InMemorySessionStore(SessionStore):
+class InMemorySessionStore(StoreBase):
     """Sessions and variables in this process's memory; the default store.
 
     Use it as ``async with InMemorySessionStore(...) as store:`` to run the
@@ -101,28 +102,12 @@ class InMemorySessionStore(SessionStore):
         events: EventBus | None = None,
         name: str = "",
     ) -> None:
-        rules.check_settings(ttl=ttl, max_sessions=max_sessions, history_limit=history_limit)
-        self._clock: Clock = clock if clock is not None else SystemClock()
-        self.ttl = float(ttl)
-        self.max_sessions = max_sessions
-        self.history_limit = history_limit
-        self.name = name
-        self._events = events
+        super().__init__(clock, ttl, max_sessions, history_limit, events, name)
         self._sessions: dict[str, _State] = {}
         self._closed = False
         self._expiry = DeadlineTimer(self._clock, self._next_deadline, self._expire_due)
-        self._expiry_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
-
-    async def __aenter__(self) -> InMemorySessionStore:
-        self._expiry_task = asyncio.create_task(
-            self.run_expiry(), name=f"snakepit-session-expiry[{self.name}]"
-        )
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
 
     async def close(self) -> None:
         """End every watch and the expiry loop; sessions stay readable. Idempotent.
@@ -159,15 +144,7 @@ class InMemorySessionStore(SessionStore):
         metadata: Mapping[str, Any] | None = None,
         ttl: float | None = None,
     ) -> Session:
-        """Create a session and publish ``SessionCreated``.
-
-        Raises:
-            ValueError: the id is malformed, already in use, or ``ttl`` is not > 0.
-            SessionQuotaError: the store already holds ``max_sessions`` live sessions.
-        """
-        if session_id is None:
-            session_id = uuid.uuid4().hex
-        validate_session_id(session_id)
+        session_id = rules.new_session_id(session_id)
         if self._find(session_id) is not None:
             raise rules.session_exists_error(self.name, session_id)
         return self._create(session_id, metadata, ttl).snapshot()
@@ -179,12 +156,6 @@ class InMemorySessionStore(SessionStore):
         metadata: Mapping[str, Any] | None = None,
         ttl: float | None = None,
     ) -> Session:
-        """The live session ``session_id`` (touched), or a new one made with these arguments.
-
-        Raises:
-            ValueError: the id is malformed or ``ttl`` is not > 0.
-            SessionQuotaError: a new session is needed and the store is full.
-        """
         validate_session_id(session_id)
         state = self._find(session_id)
         if state is not None:
@@ -217,30 +188,12 @@ class InMemorySessionStore(SessionStore):
         return state
 
     async def get(self, session_id: str) -> Session:
-        """The session ``session_id``, touched.
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-        """
         return self._use(session_id).snapshot()
 
     async def touch(self, session_id: str) -> Session:
-        """Mark the session used now, so its TTL restarts; returns its snapshot.
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-        """
         return self._use(session_id).snapshot()
 
     async def delete(self, session_id: str) -> bool:
-        """Delete the session with its variables; its watches end. Idempotent.
-
-        Returns:
-            True when a live session was deleted (and ``SessionDeleted`` published).
-
-        Raises:
-            Nothing for a missing session: deleting twice is fine.
-        """
         state = self._find(session_id)
         if state is None:
             return False
@@ -248,38 +201,18 @@ class InMemorySessionStore(SessionStore):
         return True
 
     async def list_sessions(self) -> list[Session]:
-        """Snapshots of every live session, oldest first; nothing is touched.
-
-        Raises:
-            Nothing.
-        """
         self._expire_due()
         return [state.snapshot() for state in self._sessions.values()]
 
     async def set_affinity(self, session_id: str, worker_id: str | None) -> Session:
-        """Pin the session to ``worker_id`` (None unpins it).
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-        """
         state = self._use(session_id)
         state.affinity = worker_id
         return state.snapshot()
 
     async def get_affinity(self, session_id: str) -> str | None:
-        """The worker the session is pinned to, or None.
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-        """
         return self._use(session_id).affinity
 
     async def drop_affinity(self, worker_id: str) -> list[str]:
-        """Unpin every session pinned to ``worker_id`` (it exited); returns their ids.
-
-        Raises:
-            Nothing.
-        """
         dropped = []
         for state in self._sessions.values():
             if state.affinity == worker_id:
@@ -290,25 +223,11 @@ class InMemorySessionStore(SessionStore):
     async def update_metadata(
         self, session_id: str, metadata: Mapping[str, Any], *, replace: bool = False
     ) -> Session:
-        """Change a session's metadata: merge ``metadata`` into it, or replace it whole.
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-            InvalidValueError: ``metadata`` is not a mapping or ``replace`` not a bool.
-        """
         state = self._use(session_id)
         state.metadata = rules.merged_metadata(state.metadata, metadata, replace=replace)
         return state.snapshot()
 
     async def expire_due(self) -> list[str]:
-        """Remove every session whose TTL ran out now, publishing ``SessionExpired``.
-
-        Returns:
-            The ids of the sessions that expired.
-
-        Raises:
-            Nothing.
-        """
         return self._expire_due()
 
     def _expire_due(self) -> list[str]:
@@ -354,10 +273,6 @@ class InMemorySessionStore(SessionStore):
         for watch in watches:
             watch.end(reason)
 
-    def _publish(self, event: Event) -> None:
-        if self._events is not None:
-            self._events.publish(event)
-
     # -- variables ---------------------------------------------------------------------------
 
     async def register_variable(
@@ -370,24 +285,15 @@ class InMemorySessionStore(SessionStore):
         constraints: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> Variable:
-        """Define a variable at version 1 (the same definition again returns the existing one).
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-            VariableValidationError: bad name, unknown type, bad constraints, or
-                ``value`` breaks them.
-            ValueError: the name exists with a different type or constraints.
-        """
         state = self._use(session_id)
-        entry = _lookup(state, name)
-        variable, created = rules.plan_register(
+        variable, created = plans.plan_register(
             state.id,
             name,
             type,
             value,
             constraints,
             metadata,
-            entry.current if entry is not None else None,
+            _current(state, name),
             self._clock.time(),
         )
         if created:
@@ -396,45 +302,19 @@ class InMemorySessionStore(SessionStore):
         return variable
 
     async def get_variable(self, session_id: str, name: str) -> Variable:
-        """The current version of a variable.
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-            VariableNotFoundError: the session has no such variable.
-        """
         return self._entry(self._use(session_id), name).current
 
     async def set_variable(
         self, session_id: str, name: str, value: Any, *, expected_version: int | None = None
     ) -> Variable:
-        """Write a new value; returns the new version.
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-            VariableNotFoundError: the session has no such variable.
-            VersionConflictError: ``expected_version`` is not the current version.
-            VariableValidationError: the value breaks the type or a constraint.
-        """
         state = self._use(session_id)
-        entry = _lookup(state, name)
-        variable = rules.plan_write(
-            state.id,
-            name,
-            entry.current if entry is not None else None,
-            value,
-            expected_version,
-            self._clock.time(),
-        )
-        return self._write(state, variable)
+        now = self._clock.time()
+        new = plans.plan_write(state.id, name, _current(state, name), value, expected_version, now)
+        return self._write(state, new)
 
     async def get_many(
         self, session_id: str, names: Iterable[str]
     ) -> tuple[dict[str, Variable], list[str]]:
-        """Several variables at once: ``(found, missing)``.
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-        """
         state = self._use(session_id)
         found: dict[str, Variable] = {}
         missing: list[str] = []
@@ -454,20 +334,12 @@ class InMemorySessionStore(SessionStore):
         atomic: bool = False,
         expected_versions: Mapping[str, int] | None = None,
     ) -> BatchResult:
-        """Write several variables, all or nothing when ``atomic``.
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-            VariableNotFoundError: atomic, and a name is not a variable.
-            VersionConflictError: atomic, and an expected version does not match.
-            VariableValidationError: atomic, and a value breaks its type or constraints.
-        """
         state = self._use(session_id)
         values = rules.mapping(values, "values")
         current = {
-            name: entry.current for name in values if (entry := _lookup(state, name)) is not None
+            name: variable for name in values if (variable := _current(state, name)) is not None
         }
-        plan = rules.plan_batch(
+        plan = plans.plan_batch(
             state.id,
             current,
             values,
@@ -479,54 +351,30 @@ class InMemorySessionStore(SessionStore):
         return BatchResult(updated=updated, errors=plan.errors)
 
     async def list_variables(self, session_id: str, pattern: str = "*") -> list[Variable]:
-        """The variables whose names match the ``fnmatch`` ``pattern``, sorted by name.
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-        """
         state = self._use(session_id)
         return [
             state.variables[name].current for name in rules.match_names(state.variables, pattern)
         ]
 
     async def delete_variable(self, session_id: str, name: str) -> None:
-        """Delete a variable and its history; watchers get an update with ``deleted=True``.
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-            VariableNotFoundError: the session has no such variable.
-        """
         state = self._use(session_id)
         entry = self._entry(state, name)
         del state.variables[name]
         self._notify(
-            state, rules.deleted_event(self.name, state.id, entry.current, self._clock.time())
+            state, plans.deleted_event(self.name, state.id, entry.current, self._clock.time())
         )
 
     async def history(self, session_id: str, name: str) -> list[Variable]:
-        """The kept versions of a variable, oldest first, the current one last.
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-            VariableNotFoundError: the session has no such variable.
-        """
         return list(self._entry(self._use(session_id), name).history)
 
     async def rollback(
         self, session_id: str, name: str, version: int, *, expected_version: int | None = None
     ) -> Variable:
-        """Write the value of an older ``version`` again, as a new version.
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-            VariableNotFoundError: no such variable, or ``version`` is not in its history.
-            VersionConflictError: ``expected_version`` is not the current version.
-        """
         state = self._use(session_id)
         entry = self._entry(state, name)
-        rules.check_version(state.id, entry.current, expected_version)
-        old = rules.rollback_target(state.id, name, entry.history, version, self.history_limit)
-        return self._write(state, rules.next_version(entry.current, old.value, self._clock.time()))
+        plans.check_version(state.id, entry.current, expected_version)
+        old = plans.rollback_target(state.id, name, entry.history, version, self.history_limit)
+        return self._write(state, plans.next_version(entry.current, old.value, self._clock.time()))
 
     async def update_variable_metadata(
         self,
@@ -537,20 +385,11 @@ class InMemorySessionStore(SessionStore):
         replace: bool = False,
         expected_version: int | None = None,
     ) -> Variable:
-        """Change a variable's metadata (merged, or replaced whole); returns the new version.
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-            VariableNotFoundError: the session has no such variable.
-            VersionConflictError: ``expected_version`` is not the current version.
-            InvalidValueError: ``metadata`` is not a mapping or ``replace`` not a bool.
-        """
         state = self._use(session_id)
-        entry = _lookup(state, name)
-        new = rules.plan_metadata(
+        new = plans.plan_metadata(
             state.id,
             name,
-            entry.current if entry is not None else None,
+            _current(state, name),
             metadata,
             replace=replace,
             expected_version=expected_version,
@@ -561,17 +400,9 @@ class InMemorySessionStore(SessionStore):
     async def import_variables(
         self, session_id: str, data: Mapping[str, Any], *, overwrite: bool = False
     ) -> dict[str, Variable]:
-        """Write the variables of an export document into the session, all or nothing.
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-            InvalidValueError: ``data`` is not an export document.
-            VariableValidationError: an entry's name, type, constraints or value is invalid.
-            VariableRedefinedError: a name exists and ``overwrite`` is False.
-        """
         state = self._use(session_id)
         current = {name: entry.current for name, entry in state.variables.items()}
-        writes = rules.plan_import(
+        writes = transfer.plan_import(
             state.id, data, current, overwrite=overwrite, now=self._clock.time()
         )
         for write in writes:
@@ -581,7 +412,7 @@ class InMemorySessionStore(SessionStore):
                 continue
             if previous is not None:
                 self._notify(
-                    state, rules.deleted_event(self.name, state.id, previous, new.updated_at)
+                    state, plans.deleted_event(self.name, state.id, previous, new.updated_at)
                 )
             state.variables[new.name] = _Entry(new, [new])
             self._announce(state, new)
@@ -595,12 +426,6 @@ class InMemorySessionStore(SessionStore):
         include_current: bool = False,
         maxsize: int = 1000,
     ) -> VariableWatch:
-        """Follow the session's variable updates from now on.
-
-        Raises:
-            SessionNotFoundError: no live session has that id.
-            ValueError: ``maxsize`` is below 1.
-        """
         state = self._use(session_id)
         wanted = (
             None
@@ -612,7 +437,7 @@ class InMemorySessionStore(SessionStore):
         )
         if include_current:
             for name in sorted(state.variables):
-                watch.offer(rules.update_event(self.name, state.id, state.variables[name].current))
+                watch.offer(plans.update_event(self.name, state.id, state.variables[name].current))
         if self._closed:
             watch.end("store closed")
         else:
@@ -631,12 +456,12 @@ class InMemorySessionStore(SessionStore):
         """Store a version the rules planned (no await since it was planned)."""
         entry = state.variables[variable.name]
         entry.current = variable
-        entry.history = rules.append_history(entry.history, variable, self.history_limit)
+        entry.history = plans.append_history(entry.history, variable, self.history_limit)
         self._announce(state, variable)
         return variable
 
     def _announce(self, state: _State, variable: Variable) -> None:
-        self._notify(state, rules.update_event(self.name, state.id, variable))
+        self._notify(state, plans.update_event(self.name, state.id, variable))
 
     def _notify(self, state: _State, event: VariableUpdated) -> None:
         for watch in state.watches:
@@ -655,6 +480,12 @@ class InMemorySessionStore(SessionStore):
 def _lookup(state: _State, name: Any) -> _Entry | None:
     """The variable's entry, or None (also for a name that is not even a string)."""
     return state.variables.get(name) if isinstance(name, str) else None
+
+
+def _current(state: _State, name: Any) -> Variable | None:
+    """The variable's current version, or None when there is no such variable."""
+    entry = _lookup(state, name)
+    return entry.current if entry is not None else None
 
 
 def _discard(watches: list[VariableWatch], watch: VariableWatch) -> None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from snakepit._variables import BatchResult
-from snakepit.bridge import _rules as rules
+from snakepit.bridge import _transfer as transfer
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -84,6 +84,8 @@ class SessionStore(ABC):
         Raises:
             ValueError: the id is malformed, already in use, or ``ttl`` is not > 0.
             SessionQuotaError: the store already holds ``max_sessions`` live sessions.
+            SerializationError: ``metadata`` holds a value the store cannot keep.
+            SessionStoreUnavailableError: a store kept in a server (Redis) cannot reach it.
         """
 
     @abstractmethod
@@ -99,6 +101,8 @@ class SessionStore(ABC):
         Raises:
             ValueError: the id is malformed or ``ttl`` is not > 0.
             SessionQuotaError: a new session is needed and the store is full.
+            SerializationError: ``metadata`` holds a value the store cannot keep.
+            SessionStoreUnavailableError: a store kept in a server (Redis) cannot reach it.
         """
 
     @abstractmethod
@@ -107,6 +111,7 @@ class SessionStore(ABC):
 
         Raises:
             SessionNotFoundError: no live session has that id.
+            SessionStoreUnavailableError: a store kept in a server (Redis) cannot reach it.
         """
 
     @abstractmethod
@@ -115,6 +120,7 @@ class SessionStore(ABC):
 
         Raises:
             SessionNotFoundError: no live session has that id.
+            SessionStoreUnavailableError: a store kept in a server (Redis) cannot reach it.
         """
 
     @abstractmethod
@@ -125,7 +131,7 @@ class SessionStore(ABC):
             True when a live session was deleted (and ``SessionDeleted`` published).
 
         Raises:
-            Nothing for a missing session: deleting twice is fine.
+            SessionStoreUnavailableError: a store kept in a server (Redis) cannot reach it.
         """
 
     @abstractmethod
@@ -133,7 +139,7 @@ class SessionStore(ABC):
         """Snapshots of every live session, oldest first; nothing is touched.
 
         Raises:
-            Nothing.
+            SessionStoreUnavailableError: a store kept in a server (Redis) cannot reach it.
         """
 
     @abstractmethod
@@ -142,6 +148,7 @@ class SessionStore(ABC):
 
         Raises:
             SessionNotFoundError: no live session has that id.
+            SessionStoreUnavailableError: a store kept in a server (Redis) cannot reach it.
         """
 
     @abstractmethod
@@ -150,6 +157,7 @@ class SessionStore(ABC):
 
         Raises:
             SessionNotFoundError: no live session has that id.
+            SessionStoreUnavailableError: a store kept in a server (Redis) cannot reach it.
         """
 
     @abstractmethod
@@ -157,7 +165,7 @@ class SessionStore(ABC):
         """Unpin every session pinned to ``worker_id`` (it exited); returns their ids.
 
         Raises:
-            Nothing.
+            SessionStoreUnavailableError: a store kept in a server (Redis) cannot reach it.
         """
 
     @abstractmethod
@@ -168,7 +176,7 @@ class SessionStore(ABC):
             The ids of the sessions that expired.
 
         Raises:
-            Nothing.
+            SessionStoreUnavailableError: a store kept in a server (Redis) cannot reach it.
         """
 
     @abstractmethod
@@ -195,6 +203,8 @@ class SessionStore(ABC):
         Raises:
             SessionNotFoundError: no live session has that id.
             InvalidValueError: ``metadata`` is not a mapping or ``replace`` not a bool.
+            SerializationError: ``metadata`` holds a value the store cannot keep.
+            SessionStoreUnavailableError: a store kept in a server (Redis) cannot reach it.
         """
 
     @abstractmethod
@@ -229,6 +239,8 @@ class SessionStore(ABC):
             VariableValidationError: bad name, unknown type, bad constraints, or
                 ``value`` breaks them.
             ValueError: the name exists with a different type or constraints.
+            SerializationError: the value, constraints or metadata cannot be kept.
+            SessionStoreUnavailableError: a store kept in a server (Redis) cannot reach it.
         """
 
     @abstractmethod
@@ -238,6 +250,7 @@ class SessionStore(ABC):
         Raises:
             SessionNotFoundError: no live session has that id.
             VariableNotFoundError: the session has no such variable.
+            SessionStoreUnavailableError: a store kept in a server (Redis) cannot reach it.
         """
 
     @abstractmethod
@@ -257,6 +270,7 @@ class SessionStore(ABC):
             VariableNotFoundError: the session has no such variable.
             VersionConflictError: ``expected_version`` is not the current version.
             VariableValidationError: the value breaks the type or a constraint.
+            SessionStoreUnavailableError: a store kept in a server (Redis) cannot reach it.
         """
 
     @abstractmethod
@@ -271,6 +285,7 @@ class SessionStore(ABC):
 
         Raises:
             SessionNotFoundError: no live session has that id.
+            SessionStoreUnavailableError: a store kept in a server (Redis) cannot reach it.
         """
 
     @abstractmethod
@@ -294,6 +309,7 @@ class SessionStore(ABC):
             VariableNotFoundError: atomic, and a name is not a variable.
             VersionConflictError: atomic, and an expected version does not match.
             VariableValidationError: atomic, and a value breaks its type or constraints.
+            SessionStoreUnavailableError: a store kept in a server (Redis) cannot reach it.
         """
 
     @abstractmethod
@@ -302,6 +318,7 @@ class SessionStore(ABC):
 
         Raises:
             SessionNotFoundError: no live session has that id.
+            SessionStoreUnavailableError: a store kept in a server (Redis) cannot reach it.
         """
 
     @abstractmethod
@@ -311,6 +328,7 @@ class SessionStore(ABC):
         Raises:
             SessionNotFoundError: no live session has that id.
             VariableNotFoundError: the session has no such variable.
+            SessionStoreUnavailableError: a store kept in a server (Redis) cannot reach it.
         """
 
     @abstractmethod
@@ -320,6 +338,7 @@ class SessionStore(ABC):
         Raises:
             SessionNotFoundError: no live session has that id.
             VariableNotFoundError: the session has no such variable.
+            SessionStoreUnavailableError: a store kept in a server (Redis) cannot reach it.
         """
 
     @abstractmethod
@@ -332,6 +351,7 @@ class SessionStore(ABC):
             SessionNotFoundError: no live session has that id.
             VariableNotFoundError: no such variable, or ``version`` is not in its history.
             VersionConflictError: ``expected_version`` is not the current version.
+            SessionStoreUnavailableError: a store kept in a server (Redis) cannot reach it.
         """
 
     @abstractmethod
@@ -354,6 +374,8 @@ class SessionStore(ABC):
             VariableNotFoundError: the session has no such variable.
             VersionConflictError: ``expected_version`` is not the current version.
             InvalidValueError: ``metadata`` is not a mapping or ``replace`` not a bool.
+            SerializationError: ``metadata`` holds a value the store cannot keep.
+            SessionStoreUnavailableError: a store kept in a server (Redis) cannot reach it.
         """
 
     async def export_variables(self, session_id: str, pattern: str = "*") -> dict[str, Any]:
@@ -367,8 +389,9 @@ class SessionStore(ABC):
 
         Raises:
             SessionNotFoundError: no live session has that id.
+            SessionStoreUnavailableError: a store kept in a server (Redis) cannot reach it.
         """
-        return rules.export_document(session_id, await self.list_variables(session_id, pattern))
+        return transfer.export_document(session_id, await self.list_variables(session_id, pattern))
 
     @abstractmethod
     async def import_variables(
@@ -390,6 +413,8 @@ class SessionStore(ABC):
             InvalidValueError: ``data`` is not an export document.
             VariableValidationError: an entry's name, type, constraints or value is invalid.
             VariableRedefinedError: a name exists and ``overwrite`` is False.
+            SerializationError: a value or metadata cannot be kept.
+            SessionStoreUnavailableError: a store kept in a server (Redis) cannot reach it.
         """
 
     @abstractmethod
@@ -411,4 +436,6 @@ class SessionStore(ABC):
 
         Raises:
             SessionNotFoundError: no live session has that id.
+            ValueError: ``maxsize`` is below 1.
+            SessionStoreUnavailableError: a store kept in a server (Redis) cannot reach it.
         """

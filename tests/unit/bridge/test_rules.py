@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from snakepit._variables import Variable
+from snakepit.bridge import _plans as plans
 from snakepit.bridge import _rules as rules
 from snakepit.errors import (
     SessionNotFoundError,
@@ -45,6 +46,14 @@ class TestSessions:
         assert not rules.is_session_id(bad)
         with pytest.raises(ValueError, match="invalid session id"):
             rules.validate_session_id(bad)
+
+    def test_a_new_session_gets_the_given_id_checked_or_a_fresh_one(self) -> None:
+        assert rules.new_session_id("mine") == "mine"
+        fresh = {rules.new_session_id(None) for _ in range(3)}
+        assert len(fresh) == 3
+        assert all(rules.is_session_id(i) for i in fresh)
+        with pytest.raises(ValueError, match="invalid session id"):
+            rules.new_session_id("a b")
 
     def test_a_session_expires_at_its_deadline_exactly(self) -> None:
         assert not rules.is_expired(NOW, 10.0, NOW + 9.999)
@@ -93,7 +102,7 @@ class TestSessions:
 
 class TestRegister:
     def test_a_new_name_gets_version_1_with_the_normalized_value(self) -> None:
-        variable, created = rules.plan_register(
+        variable, created = plans.plan_register(
             "s", "lr", "float", 1, {"min": 0}, {"doc": "x"}, None, NOW
         )
         assert created
@@ -110,30 +119,30 @@ class TestRegister:
 
     def test_the_same_definition_again_returns_the_existing_variable(self) -> None:
         existing = var(version=4, value=9)
-        again, created = rules.plan_register(
+        again, created = plans.plan_register(
             "s", "n", "integer", 1, {"min": 0}, None, existing, NOW
         )
         assert (again, created) == (existing, False)
 
     def test_another_definition_of_an_existing_name_is_a_value_error(self) -> None:
         with pytest.raises(ValueError, match=r"'n'.*already registered as integer"):
-            rules.plan_register("s", "n", "integer", 1, {"min": 1}, None, var(), NOW)
+            plans.plan_register("s", "n", "integer", 1, {"min": 1}, None, var(), NOW)
 
     def test_the_value_is_checked_even_when_the_variable_exists(self) -> None:
         with pytest.raises(VariableValidationError, match="'min'"):
-            rules.plan_register("s", "n", "integer", -1, {"min": 0}, None, var(), NOW)
+            plans.plan_register("s", "n", "integer", -1, {"min": 0}, None, var(), NOW)
 
     @pytest.mark.parametrize("bad", ["1x", "a#1", "a{b}", "", "x" * 129])
     def test_a_name_that_could_leave_its_session_is_rejected(self, bad: str) -> None:
         assert not rules.is_variable_name(bad)
         with pytest.raises(VariableValidationError, match="'name'"):
-            rules.plan_register("s", bad, "integer", 1, None, None, None, NOW)
+            plans.plan_register("s", bad, "integer", 1, None, None, None, NOW)
 
 
 class TestWrite:
     def test_a_write_makes_the_next_version_and_keeps_the_definition(self) -> None:
         current = var(version=3, value=1, metadata={"doc": "d"})
-        new = rules.plan_write("s", "n", current, 5.0, None, NOW + 7)
+        new = plans.plan_write("s", "n", current, 5.0, None, NOW + 7)
         assert new == Variable(
             name="n",
             type="integer",
@@ -148,21 +157,21 @@ class TestWrite:
 
     def test_a_missing_variable_is_not_found_before_anything_else(self) -> None:
         with pytest.raises(VariableNotFoundError, match="register it first"):
-            rules.plan_write("s", "ghost", None, "not even an int", 99, NOW)
+            plans.plan_write("s", "ghost", None, "not even an int", 99, NOW)
 
     def test_a_stale_expected_version_conflicts_before_the_value_is_checked(self) -> None:
         with pytest.raises(VersionConflictError, match="version 3, not the expected 2") as info:
-            rules.plan_write("s", "n", var(version=3), "not an int", 2, NOW)
+            plans.plan_write("s", "n", var(version=3), "not an int", 2, NOW)
         assert (info.value.expected_version, info.value.actual_version) == (2, 3)
 
     def test_the_current_expected_version_passes(self) -> None:
-        assert rules.plan_write("s", "n", var(version=3), 1, 3, NOW).version == 4
+        assert plans.plan_write("s", "n", var(version=3), 1, 3, NOW).version == 4
 
 
 class TestBatch:
     def test_a_non_atomic_batch_plans_the_valid_writes_and_keeps_the_failures(self) -> None:
         current = {"a": var(name="a"), "b": var(name="b"), "ghost": None}
-        plan = rules.plan_batch(
+        plan = plans.plan_batch(
             "s",
             current,
             {"a": 1, "b": -1, "ghost": 2},
@@ -177,7 +186,7 @@ class TestBatch:
     def test_an_atomic_batch_raises_the_first_failure_naming_the_others(self) -> None:
         current = {"a": var(name="a"), "b": var(name="b", version=2)}
         with pytest.raises(VersionConflictError) as info:
-            rules.plan_batch(
+            plans.plan_batch(
                 "s",
                 current,
                 {"b": 5, "ghost": 1, "a": 1},
@@ -193,7 +202,7 @@ class TestBatch:
         """Keys that cannot be names (NaN, ints) fail as missing variables, and the note that
         lists them still renders (the fuzz test found a raw TypeError here)."""
         with pytest.raises(VariableNotFoundError) as info:
-            rules.plan_batch(
+            plans.plan_batch(
                 "s", {}, {float("nan"): 1, 7: 2}, atomic=True, expected_versions=None, now=NOW
             )
         assert info.value.__notes__ == [
@@ -202,7 +211,7 @@ class TestBatch:
 
     def test_a_valid_atomic_batch_plans_every_write(self) -> None:
         current = {"a": var(name="a"), "b": var(name="b")}
-        plan = rules.plan_batch(
+        plan = plans.plan_batch(
             "s", current, {"a": 1, "b": 2}, atomic=True, expected_versions={"a": 1}, now=NOW
         )
         assert [(v.name, v.version) for v in plan.writes.values()] == [("a", 2), ("b", 2)]
@@ -214,20 +223,20 @@ class TestHistory:
     def test_appending_keeps_exactly_the_versions_the_window_names(self, limit: int) -> None:
         history: list[Variable] = []
         for version in range(1, 12):
-            history = rules.append_history(history, var(version=version), limit)
-            assert [v.version for v in history] == list(rules.kept_versions(version, limit))
-            dropped = rules.dropped_version(version, limit)
+            history = plans.append_history(history, var(version=version), limit)
+            assert [v.version for v in history] == list(plans.kept_versions(version, limit))
+            dropped = plans.dropped_version(version, limit)
             assert dropped == (version - limit if version > limit else None)
-            assert dropped not in rules.kept_versions(version, limit)
+            assert dropped not in plans.kept_versions(version, limit)
 
     def test_a_rollback_finds_a_kept_version(self) -> None:
         history = [var(version=v, value=v * 10) for v in (3, 4, 5)]
-        assert rules.rollback_target("s", "n", history, 4, 3).value == 40
+        assert plans.rollback_target("s", "n", history, 4, 3).value == 40
 
     def test_a_rollback_to_a_version_no_longer_kept_names_the_kept_range(self) -> None:
         history = [var(version=v) for v in (3, 4, 5)]
         with pytest.raises(VariableNotFoundError, match=r"no version 1 .*kept: 3\.\.5") as info:
-            rules.rollback_target("s", "n", history, 1, 3)
+            plans.rollback_target("s", "n", history, 1, 3)
         assert info.value.available_versions == [3, 4, 5]
 
 
@@ -239,9 +248,9 @@ class TestListingAndEvents:
 
     def test_updates_carry_the_version_and_deletion_carries_the_last_one(self) -> None:
         current = var(version=3, value=7)
-        assert rules.update_event("st", "s", current) == VariableUpdated(
+        assert plans.update_event("st", "s", current) == VariableUpdated(
             session_id="s", name="n", version=3, value=7, source="st", at=NOW
         )
-        assert rules.deleted_event("st", "s", current, NOW + 1) == VariableUpdated(
+        assert plans.deleted_event("st", "s", current, NOW + 1) == VariableUpdated(
             session_id="s", name="n", version=3, value=None, deleted=True, source="st", at=NOW + 1
         )

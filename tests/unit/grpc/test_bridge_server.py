@@ -14,7 +14,8 @@ import pytest
 import snakepit
 from snakepit._proto.snakepit.v1 import host_pb2 as hpb
 from snakepit._proto.snakepit.v1 import host_pb2_grpc
-from snakepit.adapter.host_client import error_from_wire, from_payload, to_payload
+from snakepit._wire.errors import exception_from_info as error_from_wire
+from snakepit._wire.payload import from_payload, to_payload
 from snakepit.bridge.host_tools import HostToolRegistry
 from snakepit.errors import (
     HostToolError,
