@@ -37,7 +37,7 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING, Any
 
-from snakepit.worker.handle import printable
+from snakepit.worker._stderr import forward_output
 from snakepit.worker.launch import DEVNULL, PIPE, LaunchError
 
 if TYPE_CHECKING:
@@ -219,21 +219,11 @@ class _Template:
 
     async def _forward_output(self) -> None:
         assert self.proc.stdout is not None
-        pending = b""
-        # Chunks, not readline(): a line over the reader's limit must not stop the reading.
-        while chunk := await self.proc.stdout.read(65536):
-            *lines, pending = (pending + chunk).split(b"\n")
-            if len(pending) > 65536:
-                lines, pending = [*lines, pending], b""
-            for line in lines:
-                self._log_line(line)
-        if pending:
-            self._log_line(pending)
+        await forward_output(self.proc.stdout, self._log_record)
 
-    def _log_line(self, line: bytes) -> None:
-        text = printable(line.decode(errors="replace").rstrip()[:4000])
-        self.output_tail.append(text)
-        log.info("fork server %d (pid %d): %s", self.number, self.pid, text)
+    def _log_record(self, lines: list[str]) -> None:
+        self.output_tail.extend(lines)
+        log.info("fork server %d (pid %d): %s", self.number, self.pid, "\n".join(lines))
 
     def _on_readable(self) -> None:
         while self.alive:
