@@ -134,7 +134,7 @@ class AttachedWorkerHandle(HandleBase):
             async with asyncio.timeout(o.startup_timeout):
                 endpoint = await self.placement.start(self.id, o.startup_timeout)
                 where = self.placement.describe()
-                transport = self._transport = GrpcTransport(
+                self._transport = GrpcTransport(
                     endpoint.address,
                     worker_id=self.id,
                     max_message_bytes=o.max_message_bytes,
@@ -142,7 +142,7 @@ class AttachedWorkerHandle(HandleBase):
                     encoding=o.encoding,
                     credentials=endpoint.credentials,
                 )
-                self.describe_result = await transport.describe(timeout=o.startup_timeout)
+                self.describe_result = await self._transport.describe(timeout=o.startup_timeout)
         except BaseException as exc:
             self.placement.kill()
             await self._end(expected=True)
