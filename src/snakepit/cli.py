@@ -191,11 +191,10 @@ def _probe(adapter: str, python: str) -> dict[str, Any] | str:
     """What ``python`` reports about itself and the adapter, or why it cannot run."""
     import json
 
-    from snakepit.worker._paths import worker_pythonpath
-    from snakepit.worker.handle import _PACKAGE_ROOT
+    from snakepit.worker._paths import PACKAGE_ROOT, worker_pythonpath
 
     env = dict(os.environ)
-    env["PYTHONPATH"] = worker_pythonpath(env.get("PYTHONPATH", ""), _PACKAGE_ROOT)
+    env["PYTHONPATH"] = worker_pythonpath(env.get("PYTHONPATH", ""), PACKAGE_ROOT)
     try:
         done = subprocess.run(
             [python, "-c", _PROBE, adapter],

@@ -43,6 +43,25 @@ def _new_seed(seed: int | None) -> int:
     return random.SystemRandom().randrange(2**32) if seed is None else seed
 
 
+def _check_rate(name: str, rate: float) -> None:
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"{name} must be within [0, 1], got {rate}")
+
+
+def _check_failures(failure_rate: float, kinds: Sequence[str]) -> None:
+    _check_rate("failure_rate", failure_rate)
+    if not kinds:
+        raise ValueError("kinds must name at least one failure kind")
+
+
+def _draw(rng: random.Random, failure_rate: float, kinds: Sequence[str]) -> str | None:
+    """One decision: a failure kind, or None. The kind is drawn either way, so one
+    decision never shifts the next."""
+    fails = rng.random() < failure_rate
+    kind = rng.choice(list(kinds))
+    return kind if fails else None
+
+
 # -- killing -----------------------------------------------------------------------------------
 
 
@@ -101,8 +120,8 @@ def kill_children(
     """
     if rate is not None and count is not None:
         raise ValueError("give either rate= or count= to kill_children, not both")
-    if rate is not None and not 0.0 <= rate <= 1.0:
-        raise ValueError(f"rate must be within [0, 1], got {rate}")
+    if rate is not None:
+        _check_rate("rate", rate)
     if count is not None and count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
     seed = _new_seed(seed)
@@ -200,18 +219,12 @@ def plan_failures(
     Raises:
         ValueError: the rate is outside [0, 1] or ``kinds`` is empty.
     """
-    if not 0.0 <= failure_rate <= 1.0:
-        raise ValueError(f"failure_rate must be within [0, 1], got {failure_rate}")
-    if not kinds:
-        raise ValueError("kinds must name at least one failure kind")
+    _check_failures(failure_rate, kinds)
     rng = random.Random(seed)
     plan = []
     for child_id in sorted(child_ids):
-        fails = rng.random() < failure_rate
-        kind = rng.choice(
-            list(kinds)
-        )  # drawn either way, so one child's fate never shifts another's
-        if fails:
+        kind = _draw(rng, failure_rate, kinds)
+        if kind is not None:
             plan.append(InjectedFailure(child_id, kind))
     return tuple(plan)
 
@@ -291,18 +304,13 @@ class FailureSchedule:
     decisions: list[tuple[str, str | None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.failure_rate <= 1.0:
-            raise ValueError(f"failure_rate must be within [0, 1], got {self.failure_rate}")
-        if not self.kinds:
-            raise ValueError("kinds must name at least one failure kind")
+        _check_failures(self.failure_rate, self.kinds)
         self.seed = _new_seed(self.seed)
         self._rng = random.Random(self.seed)
 
     def next(self, label: str = "") -> str | None:
         """Decide the next call: a failure kind, or None to let it succeed."""
-        fails = self._rng.random() < self.failure_rate
-        kind = self._rng.choice(list(self.kinds))
-        decision = kind if fails else None
+        decision = _draw(self._rng, self.failure_rate, self.kinds)
         self.decisions.append((label, decision))
         return decision
 

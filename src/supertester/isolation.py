@@ -19,8 +19,8 @@ import secrets
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from supertester._blocks import Block
 from supertester.leaks import (
     DEFAULT_THREAD_ALLOW,
     FdLeakCheck,
@@ -31,9 +31,6 @@ from supertester.leaks import (
     report_leaks,
 )
 from supertester.process_leaks import ProcessLeakCheck
-
-if TYPE_CHECKING:
-    from types import TracebackType
 
 __all__ = ["Isolation", "isolated", "unique_name"]
 
@@ -49,7 +46,7 @@ def unique_name(prefix: str = "st") -> str:
     return f"{prefix}-{secrets.token_hex(4)}-{next(_counter)}"
 
 
-class Isolation:
+class Isolation(Block):
     """The isolated context of one block: its name, its private directory and its leak checks.
 
     Create it with :func:`isolated`; enter it with ``async with`` (all checks)
@@ -111,51 +108,31 @@ class Isolation:
         if self.process_check is not None:
             self.process_check.watch_group(pgid)
 
-    def _open(self, with_tasks: bool) -> list[LeakCheck]:
+    def _begin(self, *, in_loop: bool) -> None:
         checks: list[LeakCheck] = []
-        if with_tasks and self._task_check is not None:
+        if in_loop and self._task_check is not None:
             checks.append(self._task_check)  # first: cancelling a task may stop its processes
         if self.process_check is not None:
             checks.append(self.process_check)
         checks.extend(self._other_checks)
         for check in checks:
             check.snapshot()
+        self._checks = checks
         # Short and private: Unix socket paths are limited to ~107 bytes.
         self._path = Path(tempfile.mkdtemp(prefix=f"st-{secrets.token_hex(3)}-"))
         os.chmod(self._path, 0o700)
-        return checks
+
+    def _end(self, exc: BaseException | None) -> None:
+        self._close([leak for check in self._checks for leak in check.check()], exc)
+
+    async def _end_async(self, exc: BaseException | None) -> None:
+        self._close([leak for check in self._checks for leak in await check.check_async()], exc)
 
     def _close(self, leaks: list[Leak], exc: BaseException | None) -> None:
         self.leaks = leaks
         if self._path is not None and not self._keep_path:
             shutil.rmtree(self._path, ignore_errors=True)
         report_leaks(leaks, exc, context=f"isolated block {self.name!r}")
-
-    def __enter__(self) -> Isolation:
-        self._checks = self._open(with_tasks=False)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        leaks = [leak for check in self._checks for leak in check.check()]
-        self._close(leaks, exc)
-
-    async def __aenter__(self) -> Isolation:
-        self._checks = self._open(with_tasks=True)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        leaks = [leak for check in self._checks for leak in await check.check_async()]
-        self._close(leaks, exc)
 
     def __repr__(self) -> str:
         return f"<Isolation {self.name} path={self._path}>"

@@ -24,15 +24,13 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Self
+from typing import ClassVar
 
 import psutil
 
 from supertester._aio import checkpoint
+from supertester._blocks import Block
 from supertester.errors import LeakError
-
-if TYPE_CHECKING:
-    from types import TracebackType
 
 __all__ = [
     "DEFAULT_THREAD_ALLOW",
@@ -68,7 +66,7 @@ class Leak:
         return f"{self.kind}: {self.description}"
 
 
-class LeakCheck(abc.ABC):
+class LeakCheck(Block, abc.ABC):
     """Base class of the leak checks: snapshot at the start, check at the end."""
 
     kind: ClassVar[str]
@@ -95,28 +93,13 @@ class LeakCheck(abc.ABC):
                 "call snapshot() when the block starts (or use it as a context manager)"
             )
 
-    def __enter__(self) -> Self:
+    def _begin(self, *, in_loop: bool) -> None:
         self.snapshot()
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _end(self, exc: BaseException | None) -> None:
         report_leaks(self.check(), exc, context=type(self).__name__)
 
-    async def __aenter__(self) -> Self:
-        self.snapshot()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def _end_async(self, exc: BaseException | None) -> None:
         report_leaks(await self.check_async(), exc, context=type(self).__name__)
 
 

@@ -10,6 +10,7 @@ noise barely moves it.
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 import psutil
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 __all__ = [
     "MemoryGrowthReport",
@@ -99,6 +100,15 @@ class _Sampler:
         self.counts: list[int] = []
         self.rss: list[int] = []
 
+    def runs(self) -> Iterator[None]:
+        """One item per run of the operation (warm-up first); the samples are taken
+        between the runs, so the sync and the async check share one schedule."""
+        yield from itertools.repeat(None, self.warmup)
+        self.take(0)
+        for done in range(self.chunk, self.chunk * (self.samples + 1), self.chunk):
+            yield from itertools.repeat(None, self.chunk)
+            self.take(done)
+
     def take(self, count: int) -> None:
         if self.pid == os.getpid():
             gc.collect()
@@ -150,15 +160,8 @@ def assert_no_memory_growth(
         ValueError: fewer than 2 samples or fewer iterations than samples.
     """
     sampler = _Sampler(iterations, samples, warmup, tolerance_bytes_per_iteration, pid)
-    for _ in range(sampler.warmup):
+    for _ in sampler.runs():
         operation()
-    sampler.take(0)
-    done = 0
-    for _ in range(sampler.samples):
-        for _ in range(sampler.chunk):
-            operation()
-        done += sampler.chunk
-        sampler.take(done)
     return sampler.finish()
 
 
@@ -181,13 +184,6 @@ async def assert_no_memory_growth_async(
         ValueError: fewer than 2 samples or fewer iterations than samples.
     """
     sampler = _Sampler(iterations, samples, warmup, tolerance_bytes_per_iteration, pid)
-    for _ in range(sampler.warmup):
+    for _ in sampler.runs():
         await operation()
-    sampler.take(0)
-    done = 0
-    for _ in range(sampler.samples):
-        for _ in range(sampler.chunk):
-            await operation()
-        done += sampler.chunk
-        sampler.take(done)
     return sampler.finish()

@@ -19,12 +19,10 @@ import contextlib
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import psutil
 
-if TYPE_CHECKING:
-    from types import TracebackType
+from supertester._blocks import Block
 
 __all__ = ["Measurement", "Meter", "measure"]
 
@@ -60,7 +58,7 @@ class Measurement:
         return self.rss_end_bytes - self.rss_start_bytes
 
 
-class Meter:
+class Meter(Block):
     """A running measurement; a sync and async context manager. Read :attr:`result` after it.
 
     Args:
@@ -162,28 +160,10 @@ class Meter:
         )
         return self._result
 
-    def __enter__(self) -> Meter:
+    def _begin(self, *, in_loop: bool) -> None:
         self.start()
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> Meter:
-        self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _end(self, exc: BaseException | None) -> None:
         self.stop()
 
 

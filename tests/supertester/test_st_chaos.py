@@ -143,6 +143,17 @@ class TestFailureSchedule:
         assert one.failures == [(f"call-{i}", k) for i, k in enumerate(first) if k is not None]
         assert 0 < len(one.failures) < 50
 
+    def test_decides_as_the_plan_does_for_the_same_seed(self) -> None:
+        ids = [f"w{i:02}" for i in range(30)]
+        schedule = FailureSchedule(0.4, ("exit", "timeout"), seed=21)
+        decisions = [(child_id, schedule.next(child_id)) for child_id in ids]
+        planned = plan_failures(ids, 0.4, ("exit", "timeout"), seed=21)
+        assert tuple(InjectedFailure(c, k) for c, k in decisions if k is not None) == planned
+        with pytest.raises(ValueError, match="failure_rate must be within"):
+            FailureSchedule(-0.1)
+        with pytest.raises(ValueError, match="at least one"):
+            FailureSchedule(0.5, ())
+
 
 class TestExhaustResources:
     def test_a_memory_limit_makes_the_child_fail_to_allocate_then_restores(self) -> None:

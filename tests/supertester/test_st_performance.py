@@ -135,6 +135,29 @@ class TestNoMemoryGrowth:
             stable, iterations=40, samples=5, tolerance_bytes_per_iteration=TOLERANCE
         )
 
+    @pytest.mark.parametrize("asynchronous", [False, True])
+    async def test_both_forms_warm_up_then_sample_between_equal_chunks(
+        self, asynchronous: bool
+    ) -> None:
+        runs: list[int] = []
+        options = {
+            "iterations": 12,
+            "samples": 4,
+            "warmup": 2,
+            "tolerance_bytes_per_iteration": 1e12,
+        }
+        if asynchronous:
+
+            async def counted() -> None:
+                runs.append(1)
+
+            report = await assert_no_memory_growth_async(counted, **options)
+        else:
+            report = assert_no_memory_growth(lambda: runs.append(1), **options)
+        assert len(runs) == 2 + 12
+        assert report.iterations == (0, 3, 6, 9, 12)
+        assert len(report.rss_bytes) == 5
+
     def test_too_few_samples_is_a_usage_error(self) -> None:
         with pytest.raises(ValueError, match="samples >= 2"):
             assert_no_memory_growth(lambda: None, iterations=10, samples=1)

@@ -5,11 +5,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import select
 import tempfile
-import time
 from contextlib import asynccontextmanager, contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psutil
 
@@ -19,7 +17,7 @@ from snakepit.testing import servers
 from snakepit.testing.servers import SHOWCASE
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator, Callable, Iterator
 
     from snakepit.pool import SyncPool
 
@@ -32,6 +30,7 @@ __all__ = [
 ]
 
 _names = itertools.count(1)
+_P = TypeVar("_P", bound="Pool | SyncPool")
 
 
 def _test_defaults(options: dict[str, Any]) -> dict[str, Any]:
@@ -46,6 +45,27 @@ def _test_defaults(options: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
+@contextmanager
+def _checked(make: Callable[..., _P], adapter: str, options: dict[str, Any]) -> Iterator[_P]:
+    """A pool made by ``make`` with its own registry directory (unless ``options`` name one),
+    whose worker processes are proven gone when the block ends."""
+    with contextlib.ExitStack() as stack:
+        if "registry_dir" not in options:
+            options["registry_dir"] = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="sp-reg-")
+            )
+        pool = make(adapter=adapter, **_test_defaults(options))
+        pids: set[int] = set()
+        remove = pool.events.add_listener(
+            lambda e: pids.add(e.pid) if isinstance(e, WorkerReady) else None, WorkerReady
+        )
+        try:
+            yield pool
+        finally:
+            remove()
+            assert_no_worker_left(pids)
+
+
 @asynccontextmanager
 async def isolated_pool(adapter: str = SHOWCASE, **options: Any) -> AsyncIterator[Pool]:
     """A started pool with its own registry directory; at exit it is closed and every worker
@@ -56,22 +76,9 @@ async def isolated_pool(adapter: str = SHOWCASE, **options: Any) -> AsyncIterato
     Raises:
         AssertionError: a worker process outlived the pool.
     """
-    with contextlib.ExitStack() as stack:
-        if "registry_dir" not in options:
-            options["registry_dir"] = stack.enter_context(
-                tempfile.TemporaryDirectory(prefix="sp-reg-")
-            )
-        pool = Pool(adapter=adapter, **_test_defaults(options))
-        pids: set[int] = set()
-        remove = pool.events.add_listener(
-            lambda e: pids.add(e.pid) if isinstance(e, WorkerReady) else None, WorkerReady
-        )
-        try:
-            async with pool:
-                yield pool
-        finally:
-            remove()
-            assert_no_worker_left(pids)
+    with _checked(Pool, adapter, options) as pool:
+        async with pool:
+            yield pool
 
 
 @contextmanager
@@ -84,22 +91,8 @@ def isolated_sync_pool(adapter: str = SHOWCASE, **options: Any) -> Iterator[Sync
     """
     from snakepit.pool import SyncPool
 
-    with contextlib.ExitStack() as stack:
-        if "registry_dir" not in options:
-            options["registry_dir"] = stack.enter_context(
-                tempfile.TemporaryDirectory(prefix="sp-reg-")
-            )
-        pool = SyncPool(adapter=adapter, **_test_defaults(options))
-        pids: set[int] = set()
-        remove = pool.events.add_listener(
-            lambda e: pids.add(e.pid) if isinstance(e, WorkerReady) else None, WorkerReady
-        )
-        try:
-            with pool:
-                yield pool
-        finally:
-            remove()
-            assert_no_worker_left(pids)
+    with _checked(SyncPool, adapter, options) as pool, pool:
+        yield pool
 
 
 def assert_no_worker_left(pids: set[int], timeout: float = 10.0) -> None:
@@ -108,51 +101,20 @@ def assert_no_worker_left(pids: set[int], timeout: float = 10.0) -> None:
     Raises:
         AssertionError: a process still runs after ``timeout`` seconds.
     """
+    from supertester.processes import wait_exited_blocking
+
     procs = []
     for pid in pids:
         with contextlib.suppress(psutil.NoSuchProcess):
-            procs.append(psutil.Process(pid))
-    if hasattr(os, "pidfd_open"):
-        # Ended is enough: a worker orphaned by a dead fork server stays a zombie until init
-        # reaps it, which some inits do only every few seconds.
-        alive = _wait_ended(procs, timeout)
-    else:  # pragma: no cover - not Linux
-        _, alive = psutil.wait_procs(procs, timeout=timeout)
-    survivors = []
-    for p in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            if p.status() != psutil.STATUS_ZOMBIE:
-                survivors.append(p)
+            procs.append(psutil.Process(pid))  # who it is now: a reused pid is not ours
+    # Ended is enough: a worker orphaned by a dead fork server stays a zombie until init
+    # reaps it, which some inits do only every few seconds.
+    alive = wait_exited_blocking([p.pid for p in procs], timeout)
+    survivors = [p for p in procs if p.pid in alive and p.is_running()]
     for p in survivors:
         with contextlib.suppress(psutil.Error):
             p.kill()
     assert not survivors, f"worker processes outlived their pool: {[p.pid for p in survivors]}"
-
-
-def _wait_ended(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
-    """The processes still running after ``timeout`` (each watched through a pidfd)."""
-    fds: dict[int, psutil.Process] = {}
-    try:
-        for p in procs:
-            with contextlib.suppress(ProcessLookupError):
-                if p.is_running():  # the pid is still this process (start time checked)
-                    fds[os.pidfd_open(p.pid)] = p
-        poller = select.poll()
-        for fd in fds:
-            poller.register(fd, select.POLLIN)
-        deadline = time.monotonic() + timeout
-        pending = set(fds)
-        while pending:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            for fd, _ in poller.poll(left * 1000):
-                pending.discard(fd)
-                poller.unregister(fd)
-        return [fds[fd] for fd in pending]
-    finally:
-        for fd in fds:
-            os.close(fd)
 
 
 def pool_mailbox(pool: Pool) -> Any:

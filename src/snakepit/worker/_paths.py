@@ -13,8 +13,12 @@ import contextlib
 import os
 import site
 import sys
+from pathlib import Path
 
-__all__ = ["host_import_paths", "worker_pythonpath"]
+__all__ = ["PACKAGE_ROOT", "host_import_paths", "worker_pythonpath"]
+
+#: The directory ``snakepit`` itself is imported from.
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def _interpreter_roots() -> tuple[str, ...]:

@@ -26,32 +26,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from snakepit.clock import Clock, SystemClock
 from snakepit.errors import (
     ExecutionTimeoutError,
     WorkerAuthenticationError,
     WorkerCrashedError,
     WorkerStartupError,
 )
-from snakepit.events import EventBus, WorkerExited, WorkerLost, WorkerReady, WorkerStarting
-from snakepit.worker._calls import TransportCalls
-from snakepit.worker.handle import WorkerState
-from snakepit.worker.transport import (
-    DescribeResult,
-    GrpcTransport,
-    PingResult,
-    ToolSpec,
-    TransportError,
-)
+from snakepit.events import WorkerLost
+from snakepit.worker._base import HandleBase, WorkerState
+from snakepit.worker.transport import GrpcTransport, TransportError
 
 if TYPE_CHECKING:
     import grpc
 
-    from snakepit.worker.handle import WorkerOptions
+    from snakepit.clock import Clock
+    from snakepit.events import EventBus
+    from snakepit.worker._startup import WorkerOptions
+    from snakepit.worker.transport import PingResult
 
 __all__ = ["AttachedWorkerHandle", "Endpoint", "Placement"]
 
@@ -99,7 +93,7 @@ class Placement(Protocol):
         ...
 
 
-class AttachedWorkerHandle(TransportCalls):
+class AttachedWorkerHandle(HandleBase):
     """A worker the host reaches over TCP but did not spawn; see the module docstring."""
 
     def __init__(
@@ -112,48 +106,15 @@ class AttachedWorkerHandle(TransportCalls):
         clock: Clock | None = None,
         source: str = "",
     ) -> None:
-        self.id = worker_id
-        self.options = options
+        super().__init__(worker_id, options, events=events, clock=clock, source=source)
         self.placement = placement
-        self._events = events or EventBus(worker_id)
-        self._clock = clock or SystemClock()
-        self._source = source
-        self._log = logging.getLogger(f"snakepit.worker.{worker_id}")
-        self.state = WorkerState.STARTING
-        self.pid: int | None = None
         self.remote_pid: int | None = None
-        self.address: str | None = None
-        self.tools: dict[str, ToolSpec] = {}
-        self.describe_result: DescribeResult | None = None
-        self.exit_code: int | None = None
-        self.started_at: float | None = None
-        self.ready_at: float | None = None
-        self.requests = 0
         self.lost_reason: str | None = None
-        self._transport: GrpcTransport | None = None
-        self._exited: asyncio.Future[int | None] | None = None
         self._watch: asyncio.Task[None] | None = None
         self._ending: asyncio.Task[None] | None = None
-        self._stop_requested = False
 
     def __repr__(self) -> str:
         return f"<AttachedWorkerHandle {self.id} {self.placement.describe()} {self.state.value}>"
-
-    @property
-    def transport(self) -> GrpcTransport:
-        if self._transport is None:
-            raise RuntimeError(f"worker {self.id!r} is not connected")
-        return self._transport
-
-    @property
-    def alive(self) -> bool:
-        return self.state in (WorkerState.STARTING, WorkerState.READY)
-
-    async def wait_exited(self) -> int | None:
-        """Wait until the worker is lost, killed or stopped; its exit code is never known."""
-        if self._exited is None:
-            return None
-        return await asyncio.shield(self._exited)
 
     # -- start ---------------------------------------------------------------------------------
 
@@ -167,11 +128,8 @@ class AttachedWorkerHandle(TransportCalls):
         """
         o = self.options
         where = self.placement.describe()
-        self.started_at = self._clock.monotonic()
         self._exited = asyncio.get_running_loop().create_future()
-        self._events.publish(
-            WorkerStarting(source=self._source, at=self.started_at, worker_id=self.id)
-        )
+        self._starting()
         try:
             async with asyncio.timeout(o.startup_timeout):
                 endpoint = await self.placement.start(self.id, o.startup_timeout)
@@ -202,24 +160,11 @@ class AttachedWorkerHandle(TransportCalls):
                 exit_code=None,
                 stderr_tail="",
             )
-        self.address = endpoint.address
         self.remote_pid = self.describe_result.pid
-        self.tools = self.describe_result.tools
-        self.ready_at = self._clock.monotonic()
-        self.state = WorkerState.READY
         self._watch = asyncio.get_running_loop().create_task(
             self._watch_placement(), name=f"{self.id}:placement-watch"
         )
-        self._events.publish(
-            WorkerReady(
-                source=self._source,
-                at=self.ready_at,
-                worker_id=self.id,
-                pid=0,
-                address=endpoint.address,
-                startup_seconds=self.ready_at - self.started_at,
-            )
-        )
+        self._ready(endpoint.address, pid=0)
 
     def _startup_error(self, exc: BaseException, where: str) -> WorkerStartupError:
         if isinstance(exc, WorkerStartupError):
@@ -286,16 +231,7 @@ class AttachedWorkerHandle(TransportCalls):
         if self._exited is not None and not self._exited.done():
             self._exited.set_result(None)
             if was_ready:
-                self._events.publish(
-                    WorkerExited(
-                        source=self._source,
-                        at=self._clock.monotonic(),
-                        worker_id=self.id,
-                        pid=0,
-                        exit_code=None,
-                        expected=expected,
-                    )
-                )
+                self._publish_exited(None, expected=expected)
         if self._watch is not None and self._watch is not asyncio.current_task():
             self._watch.cancel()
 
@@ -335,9 +271,7 @@ class AttachedWorkerHandle(TransportCalls):
             WorkerCrashedError: the channel broke (the worker is lost).
         """
         try:
-            return await self.transport.ping(timeout=timeout)
-        except TransportError as exc:
-            raise await self._crash_error(exc, "Ping") from exc
+            return await super().ping(timeout=timeout)
         except ExecutionTimeoutError:
             if self.state is WorkerState.READY:
                 await self._lose(f"no answer to a heartbeat within {timeout}s")

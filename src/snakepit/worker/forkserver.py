@@ -23,21 +23,17 @@ sweeps it (its workers are recorded there too) after a host SIGKILL.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import functools
 import itertools
-import json
 import logging
 import os
-import select
-import signal
 import socket
 import subprocess
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from snakepit.worker.handle import printable
+from snakepit.worker._template import MAX_MESSAGE, Exit, ForkedProcess, Template, TemplateGone
 from snakepit.worker.launch import DEVNULL, PIPE, LaunchError
 
 if TYPE_CHECKING:
@@ -52,8 +48,6 @@ log = logging.getLogger("snakepit.forkserver")
 
 WORKER_MODULE = "snakepit.adapter"
 TEMPLATE_MODULE = "snakepit.adapter._forkserver"
-_MAX_MESSAGE = 1024 * 1024
-_OUTPUT_TAIL = 40
 _STOP_TIMEOUT = 5.0
 
 
@@ -75,270 +69,6 @@ def effective_start_method(start_method: str, python: str) -> str:
     if os.path.abspath(python) != os.path.abspath(sys.executable):
         return "spawn"
     return "forkserver"
-
-
-class _TemplateGone(Exception):
-    """The template died before it answered a request (the launch is retried once)."""
-
-
-class _Exit:
-    """A forked worker's end, as the template reports it or (template gone) its pidfd shows."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, pid: int, template: _Template) -> None:
-        self.pid = pid
-        self.template = template
-        self.future: asyncio.Future[int | None] = loop.create_future()
-        self._loop = loop
-        self._gone = False  # its pidfd said so; the template's report may still be on its way
-        self._pidfd: int | None = None
-        try:
-            self._pidfd = os.pidfd_open(pid)
-        except OSError:  # already reaped: the template's report is behind the reply
-            return
-        loop.add_reader(self._pidfd, self._on_pidfd)
-
-    def _on_pidfd(self) -> None:
-        self._gone = True
-        self._unwatch()
-        if not self.template.alive:
-            self.resolve(None)
-
-    def template_died(self) -> None:
-        if self._gone or self._pidfd is None or _readable(self._pidfd):
-            self.resolve(None)
-
-    def resolve(self, code: int | None) -> None:
-        self._unwatch()
-        if self._pidfd is not None:
-            os.close(self._pidfd)
-            self._pidfd = None
-        if not self.future.done():
-            self.future.set_result(code)
-
-    def _unwatch(self) -> None:
-        if self._pidfd is not None:
-            self._loop.remove_reader(self._pidfd)
-
-
-def _readable(fd: int) -> bool:
-    readable, _, _ = select.select([fd], [], [], 0)
-    return bool(readable)
-
-
-def _kill_unowned(future: asyncio.Future[_Exit]) -> None:
-    if not future.cancelled() and future.exception() is None:
-        with contextlib.suppress(OSError):
-            os.kill(future.result().pid, signal.SIGKILL)  # it may not lead its group yet
-
-
-class ForkedProcess:
-    """A worker forked by the template: what a handle needs of a process."""
-
-    def __init__(
-        self,
-        exit_: _Exit,
-        stdout: asyncio.StreamReader | None,
-        stderr: asyncio.StreamReader | None,
-        stdin_fd: int | None,
-        pipes: list[asyncio.BaseTransport],
-    ) -> None:
-        self._exit = exit_
-        self._pipes = pipes
-        self._stdout = stdout
-        self._stderr = stderr
-        self._stdin_fd = stdin_fd
-        exit_.future.add_done_callback(self._on_exit)
-
-    @property
-    def pid(self) -> int:
-        return self._exit.pid
-
-    @property
-    def stdout(self) -> asyncio.StreamReader | None:
-        return self._stdout
-
-    @property
-    def stderr(self) -> asyncio.StreamReader | None:
-        return self._stderr
-
-    @property
-    def returncode(self) -> int | None:
-        f = self._exit.future
-        return f.result() if f.done() else None
-
-    @property
-    def exited(self) -> bool:
-        return self._exit.future.done()
-
-    async def wait(self) -> int | None:
-        """Wait for the worker to end: its exit code, or None when its template had died."""
-        return await asyncio.shield(self._exit.future)
-
-    def close(self) -> None:
-        for pipe in self._pipes:
-            pipe.close()
-
-    def _on_exit(self, _: object) -> None:
-        if self._stdin_fd is not None:
-            os.close(self._stdin_fd)  # the write end of its stdin: nobody else needs it
-            self._stdin_fd = None
-
-    def __repr__(self) -> str:
-        return f"<ForkedProcess pid={self.pid} returncode={self.returncode}>"
-
-
-class _Template:
-    """One running template process and its control channel."""
-
-    def __init__(
-        self,
-        server: ForkServer,
-        proc: asyncio.subprocess.Process,
-        control: socket.socket,
-        number: int,
-    ) -> None:
-        self.server = server
-        self.proc = proc
-        self.pid = proc.pid
-        self.control = control
-        self.number = number
-        self.alive = True
-        self.ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.pending: dict[int, asyncio.Future[_Exit]] = {}
-        self.exits: dict[int, _Exit] = {}
-        self.output_tail: collections.deque[str] = collections.deque(maxlen=_OUTPUT_TAIL)
-        self._loop = asyncio.get_running_loop()
-        self._loop.add_reader(control.fileno(), self._on_readable)
-        self.output_task = self._loop.create_task(
-            self._forward_output(), name=f"forkserver-{number}:output"
-        )
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.output_tail)
-
-    async def _forward_output(self) -> None:
-        assert self.proc.stdout is not None
-        pending = b""
-        # Chunks, not readline(): a line over the reader's limit must not stop the reading.
-        while chunk := await self.proc.stdout.read(65536):
-            *lines, pending = (pending + chunk).split(b"\n")
-            if len(pending) > 65536:
-                lines, pending = [*lines, pending], b""
-            for line in lines:
-                self._log_line(line)
-        if pending:
-            self._log_line(pending)
-
-    def _log_line(self, line: bytes) -> None:
-        text = printable(line.decode(errors="replace").rstrip()[:4000])
-        self.output_tail.append(text)
-        log.info("fork server %d (pid %d): %s", self.number, self.pid, text)
-
-    def _on_readable(self) -> None:
-        while self.alive:
-            try:
-                data = self.control.recv(_MAX_MESSAGE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                data = b""
-            if not data:
-                self.died()
-                return
-            try:
-                message = json.loads(data)
-                self._dispatch(message)
-            except Exception:  # a bug here must not stop the reports that follow
-                log.exception("fork server %d: bad message %r", self.number, data[:200])
-
-    def _dispatch(self, message: dict[str, Any]) -> None:
-        op = message.get("op")
-        if op == "exit":
-            exit_ = self.exits.pop(int(message["pid"]), None)
-            if exit_ is not None:
-                exit_.resolve(int(message["code"]))
-        elif op == "spawned":
-            pid = int(message["pid"])
-            # Watched from here on, before anything else is read: its exit report may be next.
-            exit_ = self.exits[pid] = _Exit(self._loop, pid, self)
-            self._settle(message, exit_)
-        elif op == "error":
-            self._settle(
-                message, LaunchError(f"the fork server could not fork: {message['message']}")
-            )
-        elif op == "ready" and not self.ready.done():
-            self.ready.set_result(message)
-        elif op == "failed" and not self.ready.done():
-            self.ready.set_exception(
-                LaunchError(str(message["message"]), exit_code=int(message["code"]))
-            )
-
-    def _settle(self, message: dict[str, Any], outcome: _Exit | Exception) -> None:
-        future = self.pending.pop(int(message.get("id") or 0), None)
-        if future is None or future.done():
-            return
-        if isinstance(outcome, Exception):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
-
-    def died(self) -> None:
-        """The control channel closed: the template is gone (or being stopped)."""
-        if not self.alive:
-            return
-        self.alive = False
-        self._loop.remove_reader(self.control.fileno())
-        self.control.close()
-        if not self.ready.done():
-            self.ready.set_exception(_TemplateGone())
-        for future in self.pending.values():
-            if not future.done():
-                future.set_exception(_TemplateGone())
-        self.pending.clear()
-        for exit_ in list(self.exits.values()):
-            exit_.template_died()
-        self.exits = {pid: e for pid, e in self.exits.items() if not e.future.done()}
-        self.server._template_died(self)
-
-    async def spawn(
-        self, args: list[str], env: dict[str, str], cwd: str | None, fds: list[int]
-    ) -> _Exit:
-        request_id = next(self.server._ids)
-        future: asyncio.Future[_Exit] = self._loop.create_future()
-        self.pending[request_id] = future
-        data = json.dumps(
-            {"op": "spawn", "id": request_id, "args": args, "env": env, "cwd": cwd}
-        ).encode()
-        try:
-            socket.send_fds(self.control, [data], fds)
-        except OSError as exc:
-            self.pending.pop(request_id, None)
-            if len(data) > _MAX_MESSAGE // 2:
-                raise LaunchError(
-                    f"the worker's environment and arguments ({len(data)} bytes) are too large "
-                    "for the fork server; use start_method='spawn'"
-                ) from exc
-            self.died()
-            raise _TemplateGone() from exc
-        try:
-            return await asyncio.shield(future)
-        except asyncio.CancelledError:
-            # Nobody will own the worker forked for this request: do not let it start.
-            future.add_done_callback(_kill_unowned)
-            raise
-
-    async def stop(self) -> int | None:
-        """Close the channel (the template kills what it still has and exits); wait for it."""
-        self.died()
-        try:
-            code = await asyncio.wait_for(asyncio.shield(self.proc.wait()), _STOP_TIMEOUT)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
-            code = await self.proc.wait()
-        await asyncio.wait({self.output_task}, timeout=1.0)
-        return code
 
 
 class ForkServer:
@@ -372,8 +102,8 @@ class ForkServer:
         self.startup_timeout = startup_timeout
         self.label = label or "pool"
         self.templates_started = 0
-        self._template: _Template | None = None
-        self._live: set[_Template] = set()
+        self._template: Template | None = None
+        self._live: set[Template] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._lock: asyncio.Lock | None = None
         self._ids = itertools.count(1)
@@ -469,7 +199,7 @@ class ForkServer:
 
     async def _fork(
         self, args: list[str], env: dict[str, str], cwd: str | None, fds: list[int]
-    ) -> _Exit:
+    ) -> Exit:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
@@ -477,7 +207,7 @@ class ForkServer:
                 template = await self._ensure_template(env, cwd)
                 try:
                     return await template.spawn(args, env, cwd, fds)
-                except _TemplateGone:
+                except TemplateGone:
                     if attempt == 2:
                         raise LaunchError(
                             f"the fork server of {self.label} (pid {template.pid}) died while "
@@ -493,17 +223,17 @@ class ForkServer:
 
     # -- the template --------------------------------------------------------------------------
 
-    async def _ensure_template(self, env: Mapping[str, str], cwd: str | None) -> _Template:
+    async def _ensure_template(self, env: Mapping[str, str], cwd: str | None) -> Template:
         t = self._template
         if t is not None and t.alive:
             return t
         return await self._start_template(env, cwd)
 
-    async def _start_template(self, env: Mapping[str, str], cwd: str | None) -> _Template:
+    async def _start_template(self, env: Mapping[str, str], cwd: str | None) -> Template:
         host_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         host_end.setblocking(False)
         with contextlib.suppress(OSError):
-            host_end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _MAX_MESSAGE)
+            host_end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, MAX_MESSAGE)
         template_env = {k: v for k, v in env.items() if k != "SNAKEPIT_TOKEN"}
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -531,7 +261,13 @@ class ForkServer:
         finally:
             child_end.close()
         self.templates_started += 1
-        t = _Template(self, proc, host_end, self.templates_started)
+        t = Template(
+            proc,
+            host_end,
+            self.templates_started,
+            request_ids=self._ids,
+            on_death=self._template_died,
+        )
         self._template = t
         self._live.add(t)
         if self.registry is not None:
@@ -574,7 +310,7 @@ class ForkServer:
             )
         return t
 
-    async def _watch(self, t: _Template) -> None:
+    async def _watch(self, t: Template) -> None:
         code = await t.proc.wait()
         t.died()
         await asyncio.wait({t.output_task}, timeout=1.0)
@@ -591,7 +327,7 @@ class ForkServer:
             )
         self._live.discard(t)
 
-    def _template_died(self, t: _Template) -> None:
+    def _template_died(self, t: Template) -> None:
         if self._template is t:
             self._template = None
 

@@ -24,7 +24,7 @@ from snakepit.errors import (
 from snakepit.events import EventBus, WorkerExited, WorkerReady
 from snakepit.testing.servers import with_python_server
 from snakepit.worker import WorkerHandle
-from snakepit.worker.handle import printable, whole_records
+from snakepit.worker._stderr import printable, whole_records
 
 BOUND = 10.0  # seconds: an upper bound on waits, never a delay
 
