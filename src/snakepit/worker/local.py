@@ -32,6 +32,7 @@ from snakepit._trace_context import trace_context_for
 from snakepit._wire.constants import SHM_THRESHOLD
 from snakepit._wire.errors import exception_from_info
 from snakepit._wire.framing import (
+    ANCILLARY_SIZE,
     HOST_METHODS,
     Attachment,
     Flag,
@@ -41,6 +42,7 @@ from snakepit._wire.framing import (
     ProtocolError,
     pack,
     pack_attached,
+    received_fds,
     split_blobs,
 )
 from snakepit._wire.payload import from_payload
@@ -63,7 +65,6 @@ __all__ = ["LocalTransport", "socketpair"]
 log = logging.getLogger("snakepit.worker")
 _RECV = 256 * 1024
 _SOCKET_BUFFER = 4 * 1024 * 1024
-_ANCILLARY = socket.CMSG_SPACE(250 * 4)
 _DEADLINE_SLACK = 0.005
 
 
@@ -144,14 +145,14 @@ class LocalTransport:
         if wanted > len(buf):  # a large frame: read the rest of it at once
             buf = bytearray(wanted)
         try:
-            n, ancdata, _flags, _addr = self._sock.recvmsg_into([buf], _ANCILLARY)
+            n, ancdata, _flags, _addr = self._sock.recvmsg_into([buf], ANCILLARY_SIZE)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
             self._connection_lost(f"the channel failed: {exc}")
             return
         if ancdata:
-            self._frames.add_fds(_fds_of(ancdata))
+            self._frames.add_fds(received_fds(ancdata))
         if not n:
             self._connection_lost("the worker closed the channel")
             return
@@ -610,16 +611,6 @@ def _merge(payload: pb.Payload, attachments: list[Attachment], index: int) -> li
         if a.payload == index and a.blob < len(blobs):
             blobs[a.blob] = a.data
     return blobs
-
-
-def _fds_of(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
-    fds: list[int] = []
-    for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            arr = array.array("i")
-            arr.frombytes(data[: len(data) - (len(data) % arr.itemsize)])
-            fds.extend(arr)
-    return fds
 
 
 def socketpair() -> tuple[socket.socket, socket.socket]:
