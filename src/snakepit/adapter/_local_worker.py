@@ -263,3 +263,13 @@ class LocalWorker(CallRunner):
         crew = self._crew
         if crew is not None:
             crew.drain(timeout)
+
+    def join(self, timeout: float) -> None:
+        """Wait (bounded) for the crew's threads to end, once :meth:`run` returned.
+
+        A worker process never needs this (its end ends every thread); a worker that
+        runs inside another process (the in-process test worker) must leave none behind.
+        """
+        crew = self._crew
+        if crew is not None:
+            crew.join(timeout)
