@@ -1,12 +1,13 @@
-"""The worker side of the local transport: frames on the socket the host passed as stdin.
+"""The local worker's process: its channel on fd 0, its signals, its adapter's set-up and end.
 
-A plain synchronous loop, no event loop and no gRPC on the hot path; the
-pieces are :mod:`~snakepit.adapter._local_worker` (reading and dispatching
-frames), :mod:`~snakepit.adapter._local_calls` (running one call),
-:mod:`~snakepit.adapter._local_sink` (a stream going out, flow-controlled by
-credits), :mod:`~snakepit.adapter._local_crew` (the threads) and
-:mod:`~snakepit.adapter._local_link` (the connection, and the worker's own
-calls to the host on it). This module is the process around them.
+The worker side of the local transport is a plain synchronous loop, no event
+loop and no gRPC on the hot path. Its pieces: :mod:`~snakepit.adapter._local_worker`
+(reading and dispatching frames), :mod:`~snakepit.adapter._local_calls` (running
+one call), :mod:`~snakepit.adapter._local_sink` (a stream going out,
+flow-controlled by credits), :mod:`~snakepit.adapter._local_crew` (the threads)
+and :mod:`~snakepit.adapter._local_link` (the channel, and the worker's own calls
+to the host on it). This module is the process around them; the in-process test
+worker (:mod:`snakepit.testing._inprocess`) uses the same pieces without it.
 
 The channel is moved off fd 0 (which then reads /dev/null), so a subprocess a
 tool starts does not inherit it; the host's death is the channel's EOF.
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from snakepit.adapter import host_client
 from snakepit.adapter._local_crew import LoopThread
-from snakepit.adapter._local_link import Conn, LocalLink
+from snakepit.adapter._local_link import Conn
 from snakepit.adapter._local_worker import LocalWorker
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
     from snakepit.adapter._base import Adapter
 
-__all__ = ["LocalLink", "LocalWorker", "StartFailed", "serve", "set_up", "tear_down"]
+__all__ = ["EXIT_IMPORT", "EXIT_SETUP", "StartFailed", "serve", "set_up", "tear_down"]
 
 log = logging.getLogger("snakepit.adapter")
 EXIT_IMPORT, EXIT_SETUP = 3, 4

@@ -1,5 +1,4 @@
-"""The threads of a local worker: the crew that reads frames and runs synchronous tools, and
-the event loop thread of ``async`` tools."""
+"""The threads of a local worker: the crew that reads and runs sync tools, and the async loop."""
 
 from __future__ import annotations
 

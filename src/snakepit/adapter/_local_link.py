@@ -1,4 +1,4 @@
-"""The local worker's connection to the host, and its calls to the host on that connection.
+"""The local worker's end of the channel, and its own calls to the host on that channel.
 
 :class:`Conn` sends frames from any thread, one whole frame at a time.
 :class:`LocalLink` is the ``HostLink`` of :mod:`snakepit.adapter.host_client`

@@ -10,7 +10,10 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from snakepit._proto.snakepit.v1 import host_pb2 as hpb
+from snakepit._wire.errors import error_info
 from snakepit._wire.framing import HOST_METHODS, Flag, Frame, Kind, pack
+from snakepit.errors import SnakepitError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -20,13 +23,17 @@ if TYPE_CHECKING:
 __all__ = ["HostCalls"]
 
 log = logging.getLogger("snakepit.worker")
+_SERVICE = hpb.DESCRIPTOR.services_by_name["HostService"]
+_RESPONSES: dict[str, Any] = {
+    name: getattr(hpb, _SERVICE.methods_by_name[name].output_type.name) for name in HOST_METHODS
+}
 
 
 class HostCalls:
     """The worker's calls to the host in flight, each a task answering on the channel.
 
     Args:
-        host: answers the calls (None: every call gets an empty final reply).
+        host: answers the calls (None: each fails with a ``SnakepitError`` saying so).
         write: sends a frame to the worker.
         worker_id: for logs and task names.
     """
@@ -43,11 +50,14 @@ class HostCalls:
         """Answer the ``HOST_CALL`` ``frame`` (on a task of its own)."""
         index = frame.kind - Kind.HOST_CALL
         call_id = frame.call_id
-        if self._host is None or index >= len(HOST_METHODS):
+        if index >= len(HOST_METHODS):
             log.warning("worker %s called an unknown host method %d", self._worker_id, index)
             self._write(pack(Kind.HOST_REPLY, call_id, b"", Flag.END))
             return
         method = HOST_METHODS[index]
+        if self._host is None:
+            self._write(pack(Kind.HOST_REPLY, call_id, self._no_host(method), Flag.END))
+            return
         coro = (
             self._watch(call_id, frame.body)
             if method == "WatchVariables"
@@ -56,6 +66,20 @@ class HostCalls:
         task = asyncio.get_running_loop().create_task(coro, name=f"{self._worker_id}:host:{method}")
         self._tasks[call_id] = task
         task.add_done_callback(lambda _t: self._tasks.pop(call_id, None))
+
+    def _no_host(self, method: str) -> bytes:
+        """The answer to ``method`` of a worker that has no host: an error saying so (the
+        host tools of nobody are none)."""
+        response = _RESPONSES[method]()
+        if "error" in response.DESCRIPTOR.fields_by_name:
+            error = SnakepitError(
+                f"worker {self._worker_id!r} has no host to answer {method}: it runs outside a "
+                "pool; start it from a Pool to use sessions, variables and host tools",
+                worker_id=self._worker_id,
+            )
+            response.error.CopyFrom(error_info(error))
+        data: bytes = response.SerializeToString()
+        return data
 
     def cancel(self, call_id: int) -> None:
         """The worker gave the call up (``HOST_CANCEL``)."""

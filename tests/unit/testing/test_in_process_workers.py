@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import pytest
 
 import snakepit
-from snakepit.events import RequestDispatched, WorkerExited
+from snakepit.clock import SystemClock
+from snakepit.events import EventBus, RequestDispatched, WorkerExited
 from snakepit.testing import MockWorker, in_process_workers, pool_mailbox
+from snakepit.worker.handle import WorkerOptions
 from supertester import ThreadLeakCheck
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 MOCK = "snakepit.testing.adapters:MockAdapter"
 BOUND = 5.0
@@ -53,6 +59,19 @@ class TestRealWorkerCode:
         await pool.close()
         assert info.value.exit_code == 3
         assert "no_such_module" in info.value.stderr_tail
+
+    async def test_a_worker_outside_a_pool_says_it_has_no_host(self, tmp_path: Path) -> None:
+        """Built without a pool, a worker has no host: a tool's call to it fails with a
+        SnakepitError saying so, instead of answering with empty values."""
+        options = WorkerOptions(adapter="tests.support.parity:Parity", runtime_dir=tmp_path)
+        worker = MockWorker("w1", options, events=EventBus("t"), clock=SystemClock(), source="t")
+        await worker.start()
+        try:
+            with pytest.raises(snakepit.SnakepitError, match="no host to answer RegisterVariable"):
+                await worker.execute("remember", {"value": 1}, session_id="s", timeout=BOUND)
+            assert await worker.execute("host_tools", {}, timeout=BOUND) == []
+        finally:
+            await worker.stop()
 
 
 class TestNothingLeaks:
