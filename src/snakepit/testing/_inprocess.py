@@ -185,6 +185,7 @@ class InProcessWorker:
         self._sock = sock
         self._ended = ended
         self.gates = gates
+        self._killed = False
         self._thread = threading.Thread(
             target=self._main, name=f"snakepit-inprocess-{worker_id}", daemon=True
         )
@@ -217,13 +218,13 @@ class InProcessWorker:
                 if self.gates.pending():
                     # A call held at a gate cannot end by itself: the worker goes now, as a
                     # worker process does once its calls had their time.
-                    self.kill()
+                    self._cut()
                 worker.drain(_DRAIN)
                 worker.join(THREADS_GRACE)
         except StartFailed as failed:
             code, reason = failed.code, failed.reason
         finally:
-            if adapter is not None:
+            if adapter is not None and not self._killed:  # a killed process runs nothing more
                 tear_down(adapter, args.adapter, loop)
             loop.close(THREADS_GRACE)
             # Closed only now: the host reads the channel's end as the worker's.
@@ -237,12 +238,12 @@ class InProcessWorker:
 
     def kill(self) -> None:
         """Die now, as on SIGKILL: the channel ends (nothing more is sent on it, so the
-        host's calls in flight fail) and the calls held at gates never run."""
+        host's calls in flight fail), the calls held at gates never run, and the adapter's
+        ``teardown()`` does not run either."""
+        self._killed = True
+        self._cut()
+
+    def _cut(self) -> None:
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
         self.gates.abort()
-
-    def join(self, timeout: float) -> bool:
-        """Wait (bounded) for the worker's threads to end; True when they did."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
