@@ -11,9 +11,11 @@ attachment table and the frame's first byte carried one memfd per entry
 
 from __future__ import annotations
 
+import array
 import collections
 import enum
 import os
+import socket
 import struct
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -31,6 +33,7 @@ __all__ = [
     "ProtocolError",
     "pack",
     "pack_attached",
+    "received_fds",
     "split_blobs",
 ]
 
@@ -38,6 +41,8 @@ HEADER = struct.Struct("<BBHII")
 _COUNT = struct.Struct("<I")
 _ENTRY = struct.Struct("<IIQ")
 MAX_FDS_PER_FRAME = 250  # SCM_MAX_FD is 253 on Linux
+#: ``recvmsg``'s room for ancillary data: the descriptors of one frame
+ANCILLARY_SIZE = socket.CMSG_SPACE(MAX_FDS_PER_FRAME * 4)
 
 
 class Kind(enum.IntEnum):
@@ -157,6 +162,17 @@ def pack_attached(
         raise
     full = b"".join(table) + body
     return pack(kind, call_id, full, flags | Flag.ATTACHED), fds
+
+
+def received_fds(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
+    """The descriptors that ``recvmsg``'s ancillary data carried (``SCM_RIGHTS``)."""
+    fds: list[int] = []
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            arr = array.array("i")
+            arr.frombytes(data[: len(data) - (len(data) % arr.itemsize)])
+            fds.extend(arr)
+    return fds
 
 
 def _read_memfd(fd: int, length: int) -> bytes:

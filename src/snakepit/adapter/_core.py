@@ -1,7 +1,7 @@
 """What a worker does with a request, whatever the transport that carried it.
 
 The gRPC servicer (:mod:`snakepit.adapter._service`) and the local transport's
-loop (:mod:`snakepit.adapter._local`) both describe the adapter, look tools up,
+loop (:mod:`snakepit.adapter._local_worker`) both describe the adapter, look tools up,
 decode and bind arguments, and encode results through this module.
 """
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from snakepit.adapter._base import Adapter
+    from snakepit.adapter._host_client import HostClient
     from snakepit.adapter._tools import ToolInfo
 
 __all__ = ["describe_response", "lookup", "prepare", "result_encoding"]
@@ -89,8 +90,10 @@ def prepare(
     worker_id: str,
     allow_pickle: bool,
     blobs: Sequence[bytes] | None = None,
+    host: HostClient | None = None,
 ) -> Callable[[], Any]:
-    """Decode and bind the arguments: the call, ready to run.
+    """Decode and bind the arguments: the call, ready to run; a context reaches the host
+    through ``host`` (None: this process's client).
 
     Raises:
         SerializationError: the arguments cannot be decoded.
@@ -109,6 +112,7 @@ def prepare(
             request_id=request.request_id,
             worker_id=worker_id,
             tool=info.name,
+            host=host,
         )
     call = functools.partial(getattr(adapter, info.method_name), **kwargs)
     if request.trace_context:  # the host traces its calls (snakepit.tracing)

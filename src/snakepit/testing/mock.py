@@ -1,62 +1,51 @@
-"""In-process workers: the pool's logic without processes or sockets, for fast unit tests.
+"""In-process workers: the pool's logic without processes, for fast unit tests.
 
-``Pool(adapter=..., worker_factory=in_process_workers())`` runs every tool of
-the adapter inside the test's own process, through the same codec and the
-same argument checks as a real worker, and publishes the same events. A
+``Pool(adapter=..., worker_factory=in_process_workers())`` runs every worker
+inside the test's own process: the real worker code of the local transport on
+threads (:mod:`snakepit.testing._inprocess`), over a socket pair, with the
+host's real ``LocalTransport`` on the other end. Tool lookup, argument
+checks, contexts and calls to the host, streams, cancellation, deadlines and
+errors are those of a real worker, because the same code answers. A
 ``MockWorker`` can be made to crash, hang or refuse to start on demand, so
-supervision logic is testable in microseconds. Use real workers
+supervision logic is testable in milliseconds. Use real workers
 (``isolated_pool``) for anything about processes, signals or gRPC.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
+import contextlib
 import itertools
-import traceback
-from typing import TYPE_CHECKING, Any
+import socket
+from typing import TYPE_CHECKING
 
-from snakepit.adapter import Adapter
-from snakepit.codec import decode, encode
-from snakepit.errors import (
-    ExecutionTimeoutError,
-    RequestError,
-    SnakepitError,
-    ToolError,
-    ToolNotFoundError,
-    WorkerCrashedError,
-    WorkerStartupError,
-)
-from snakepit.events import EventBus, WorkerExited, WorkerReady, WorkerStarting
-from snakepit.worker.handle import WorkerState
-from snakepit.worker.transport import ParamSpec, PingResult, ToolSpec
+from snakepit.errors import WorkerCrashedError, WorkerStartupError
+from snakepit.testing._inprocess import THREADS_GRACE, Gate, Gates, InProcessWorker
+from snakepit.worker._base import HandleBase, WorkerState
+from snakepit.worker.local import LocalTransport
+from snakepit.worker.transport import TransportError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import Callable
 
     from snakepit.clock import Clock
+    from snakepit.events import EventBus
     from snakepit.pool._types import WorkerFactory
     from snakepit.worker.handle import WorkerOptions
 
 __all__ = ["MockWorker", "in_process_workers"]
 
 _fake_pids = itertools.count(900_000)
+_KILLED = -9
+_EXIT_MEANINGS = {3: "the adapter could not be imported", 4: "the adapter's setup() raised"}
 
 
-def _load(path: str) -> type[Adapter]:
-    module, _, name = path.partition(":")
-    cls = getattr(importlib.import_module(module), name)
-    if not (isinstance(cls, type) and issubclass(cls, Adapter)):
-        raise TypeError(f"{path} is not an Adapter subclass")
-    return cls
-
-
-class MockWorker:
+class MockWorker(HandleBase):
     """A worker that runs its adapter in this process. Implements the pool's ``WorkerLike``.
 
     Test controls: :meth:`crash` (as if the process died with ``exit_code``),
-    :meth:`hang_next` (the next call blocks until killed), ``fail_start``
-    (start raises ``WorkerStartupError``).
+    :meth:`hang_next` (the next call blocks until the worker dies), :meth:`hold_next`
+    (the next call waits for an event), ``fail_start`` (start raises ``WorkerStartupError``).
     """
 
     def __init__(
@@ -69,30 +58,23 @@ class MockWorker:
         source: str,
         fail_start: bool = False,
     ) -> None:
-        self.id = worker_id
-        self.options = options
-        self.pid: int | None = None
-        self.address: str | None = None
-        self.state = WorkerState.STARTING
-        self.requests = 0
-        self.tools: dict[str, ToolSpec] = {}
-        self.ready_at: float | None = None
-        self.exit_code: int | None = None
+        super().__init__(worker_id, options, events=events, clock=clock, source=source)
         self.fail_start = fail_start
-        self._events = events
-        self._clock = clock
-        self._source = source
-        self._adapter: Adapter | None = None
-        self._exited: asyncio.Future[int | None] | None = None
-        self._hang_next = False
-        self._holds: list[asyncio.Event] = []
-        self._stop_requested = False
+        self._worker: InProcessWorker | None = None
+        self._ended: asyncio.Future[tuple[int, str]] | None = None
+        self._gates = Gates()
 
     async def start(self) -> None:
-        self._exited = asyncio.get_running_loop().create_future()
-        self._events.publish(
-            WorkerStarting(source=self._source, at=self._clock.monotonic(), worker_id=self.id)
-        )
+        """Start the worker's threads and return once it is ready.
+
+        Raises:
+            WorkerStartupError: ``fail_start``, or the adapter could not be imported or
+                set up (exit code 3 or 4, as a worker process), or no ready within
+                ``startup_timeout``.
+        """
+        loop = asyncio.get_running_loop()
+        self._exited = loop.create_future()
+        self._starting()
         if self.fail_start:
             self._finish(1, publish=False)
             raise WorkerStartupError(
@@ -101,54 +83,82 @@ class MockWorker:
                 exit_code=1,
                 stderr_tail="",
             )
-        cls = _load(self.options.adapter)
-        self._adapter = cls()
-        result = self._adapter.setup()
-        if asyncio.iscoroutine(result):
-            await result
-        self.tools = {
-            name: ToolSpec(
-                name=name,
-                description=info.description,
-                params=tuple(
-                    ParamSpec(p.name, p.annotation, p.required, p.default_json) for p in info.params
-                ),
-                streaming=info.streaming,
-                uses_context=info.context_param is not None,
-                is_async=info.is_async,
-                idempotent=info.idempotent,
-            )
-            for name, info in cls.tools().items()
-        }
-        self.pid = next(_fake_pids)
-        self.address = f"inproc:{self.id}"
-        self.state = WorkerState.READY
-        self.ready_at = self._clock.monotonic()
-        self._events.publish(
-            WorkerReady(
-                source=self._source,
-                at=self.ready_at,
-                worker_id=self.id,
-                pid=self.pid,
-                address=self.address,
-                startup_seconds=0.0,
-            )
+        ended = self._ended = loop.create_future()
+
+        def on_end(code: int, reason: str) -> None:  # on the worker's last thread
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits
+                loop.call_soon_threadsafe(self._worker_ended, ended, code, reason)
+
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        o = self.options
+        transport = self._transport = LocalTransport(
+            ours,
+            worker_id=self.id,
+            max_message_bytes=o.max_message_bytes,
+            encoding=o.encoding,
+            host=o.host,
         )
+        self._worker = InProcessWorker(o, self.id, theirs, on_end, self._gates)
+        self._worker.start()
+        try:
+            async with asyncio.timeout(o.startup_timeout):
+                self.describe_result = await transport.ready()
+        except BaseException as exc:
+            await self._startup_failed(exc)
+            raise
+        self.pid = next(_fake_pids)
+        self._ready(f"inproc:{self.id}", pid=self.pid)
+
+    async def _startup_failed(self, exc: BaseException) -> None:
+        """Leave nothing running after a failed start; a ``WorkerStartupError`` says why.
+
+        Raises:
+            WorkerStartupError: unless ``exc`` is a cancellation (then it is left to rise).
+        """
+        assert self._worker is not None and self._ended is not None
+        self._worker.kill()
+        try:
+            code, reason = await asyncio.wait_for(asyncio.shield(self._ended), THREADS_GRACE)
+        except TimeoutError:  # stuck in the adapter's setup(): its thread cannot be stopped
+            code, reason = _KILLED, "setup() did not return"
+        await self.transport.close()
+        self._finish(code or _KILLED, publish=False)
+        if isinstance(exc, asyncio.CancelledError):
+            return
+        if isinstance(exc, TimeoutError):
+            reason = f"no ready within startup_timeout={self.options.startup_timeout}s"
+        meaning = _EXIT_MEANINGS.get(code)
+        raise WorkerStartupError(
+            f"worker {self.id!r} ({self.options.adapter}) failed to start: exit code "
+            f"{self.exit_code}" + (f" ({meaning})" if meaning else "") + f"\n{reason}",
+            worker_id=self.id,
+            exit_code=self.exit_code,
+            stderr_tail=reason,
+        ) from (exc if isinstance(exc, TransportError) else None)
+
+    def _worker_ended(self, ended: asyncio.Future[tuple[int, str]], code: int, reason: str) -> None:
+        """The worker's threads are over: as a process whose exit was seen."""
+        if not ended.done():
+            ended.set_result((code, reason))
+        self._finish(code, publish=self.state is not WorkerState.STARTING)
 
     # -- test controls -------------------------------------------------------------------------
 
     def crash(self, exit_code: int = 1) -> None:
         """Die now, as a process would: calls in flight fail with WorkerCrashedError."""
         self._finish(exit_code, publish=True)
+        if self._worker is not None:
+            self._worker.kill()
 
     def hang_next(self) -> None:
-        """Make the next call block until this worker is killed."""
-        self._hang_next = True
+        """Make the next call block (in the worker) until this worker dies."""
+        self.hold_next()
 
     def hold_next(self) -> asyncio.Event:
-        """Make the next call wait until the returned event is set, then run normally."""
-        gate = asyncio.Event()
-        self._holds.append(gate)
+        """Make the next call wait (in the worker) until the returned event is set, then run
+        normally; if the worker dies first, the call fails as with any worker's death."""
+        gate = Gate()
+        self._gates.add(gate)
         return gate
 
     # -- WorkerLike ------------------------------------------------------------------------------
@@ -161,150 +171,49 @@ class MockWorker:
         if self._exited is not None and not self._exited.done():
             self._exited.set_result(code)
         if publish:
-            self._events.publish(
-                WorkerExited(
-                    source=self._source,
-                    at=self._clock.monotonic(),
-                    worker_id=self.id,
-                    pid=self.pid or 0,
-                    exit_code=code,
-                    expected=self._stop_requested,
-                )
-            )
+            self._publish_exited(code, expected=self._stop_requested)
 
-    async def _until_exit(self) -> None:
-        assert self._exited is not None
-        await asyncio.shield(self._exited)
-
-    def _crashed(self, tool: str) -> WorkerCrashedError:
+    async def _crash_error(self, exc: TransportError, tool: str) -> WorkerCrashedError:
+        """The error of a call whose channel broke: the worker died (its exit, bounded)."""
+        if self._exited is not None and exc.code != "CLOSED":
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._exited), timeout=1.0)
         return WorkerCrashedError(
-            f"worker {self.id!r} exited during {tool!r}: exit code {self.exit_code}",
+            f"worker {self.id!r} exited during {tool!r}: exit code {self.exit_code}; the pool "
+            "replaces the worker, and the call may be retried",
             worker_id=self.id,
             pid=self.pid,
             exit_code=self.exit_code,
             tool=tool,
         )
 
-    async def _call(self, tool: str, args: dict[str, Any], streaming: bool) -> Any:
-        if self.state is not WorkerState.READY or self._adapter is None:
-            raise self._crashed(tool)
-        info = type(self._adapter).tools().get(tool)
-        if info is None:
-            raise ToolNotFoundError(
-                f"worker {self.id!r} has no tool {tool!r}", tool=tool, available=sorted(self.tools)
-            )
-        if info.streaming and not streaming:
-            raise RequestError(f"tool {tool!r} is a streaming tool; use stream()", tool=tool)
-        document, blobs = encode(args, what=f"args of tool {tool!r}")
-        kwargs = info.bind(decode(document, blobs))
-        method: Callable[..., Any] = getattr(self._adapter, info.method_name)
-        if info.context_param is not None:
-            kwargs[info.context_param] = None
-        if self._hang_next:
-            self._hang_next = False
-            await self._until_exit()
-            raise self._crashed(tool)
-        if self._holds:
-            await self._holds.pop(0).wait()
-        try:
-            if info.kind == "async":
-                return await method(**kwargs)
-            return method(**kwargs)
-        except SnakepitError:
-            raise
-        except Exception as exc:
-            raise ToolError(
-                f"tool {tool!r} raised {type(exc).__name__}: {exc}",
-                tool=tool,
-                remote_type=type(exc).__name__,
-                remote_traceback="".join(traceback.format_exception(exc)),
-                worker_id=self.id,
-            ) from None
-
-    async def _race_exit(self, coro: Any, tool: str, timeout: float | None) -> Any:
-        assert self._exited is not None
-        call = asyncio.ensure_future(coro)
-        exit_watch = asyncio.ensure_future(self._until_exit())
-        try:
-            done, _ = await asyncio.wait(
-                {call, exit_watch}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            exit_watch.cancel()
-        if call in done:
-            return call.result()
-        call.cancel()
-        if exit_watch in done or self.state is WorkerState.EXITED:
-            raise self._crashed(tool)
-        raise ExecutionTimeoutError(
-            f"tool {tool!r} on worker {self.id!r} ran past its deadline of {timeout}s",
-            tool=tool,
-            worker_id=self.id,
-            timeout=timeout,
-        )
-
-    async def execute(
-        self,
-        tool: str,
-        args: dict[str, Any],
-        *,
-        timeout: float | None = None,
-        session_id: str | None = None,
-        request_id: int = 0,
-    ) -> Any:
-        self.requests += 1
-        result = await self._race_exit(self._call(tool, args, False), tool, timeout)
-        document, blobs = encode(result, what=f"result of tool {tool!r}")
-        return decode(document, blobs)
-
-    async def stream(
-        self,
-        tool: str,
-        args: dict[str, Any],
-        *,
-        timeout: float | None = None,
-        session_id: str | None = None,
-        request_id: int = 0,
-    ) -> AsyncIterator[Any]:
-        self.requests += 1
-        produced = await self._race_exit(self._call(tool, args, True), tool, timeout)
-        if hasattr(produced, "__aiter__"):
-            async for chunk in produced:
-                yield chunk
-        elif hasattr(produced, "__next__"):
-            for chunk in produced:
-                if self.state is WorkerState.EXITED:
-                    raise self._crashed(tool)
-                yield chunk
-        else:
-            yield produced
-
-    async def ping(self, *, timeout: float | None = 5.0) -> PingResult:
-        if self.state is WorkerState.EXITED:
-            raise self._crashed("Ping")
-        return PingResult(pid=self.pid or 0, requests=self.requests, active=0, uptime_seconds=0.0)
-
-    async def settle(
-        self, request_ids: list[int], *, wait: float, timeout: float | None
-    ) -> list[int]:
-        # Tools run inline on the loop here: once a call is gone, none of its code runs.
-        if self.state is WorkerState.EXITED:
-            raise self._crashed("Settle")
-        return []
-
     async def stop(self, grace: float | None = None) -> int | None:
-        self._stop_requested = True
-        self._finish(0 if self.exit_code is None else self.exit_code, publish=True)
+        """Stop gracefully (calls in flight may end), killing after ``grace`` seconds.
+
+        Idempotent; returns the exit code.
+        """
+        grace = self.options.shutdown_grace if grace is None else grace
+        worker, ended = self._worker, self._ended
+        if worker is None or ended is None:
+            self._stop_requested = True
+            self._finish(self.exit_code, publish=False)
+            return self.exit_code
+        if self.state is not WorkerState.EXITED:
+            self._stop_requested = True
+            self.state = WorkerState.STOPPING
+            worker.stop()
+            try:
+                await asyncio.wait_for(asyncio.shield(ended), grace)
+            except TimeoutError:
+                self.kill()
+        await self.transport.close()
         return self.exit_code
 
     def kill(self) -> None:
         self._stop_requested = True
-        self._finish(-9, publish=True)
-
-    async def wait_exited(self) -> int | None:
-        if self._exited is None:
-            return self.exit_code
-        return await asyncio.shield(self._exited)
+        self._finish(_KILLED, publish=True)
+        if self._worker is not None:
+            self._worker.kill()
 
     def __repr__(self) -> str:
         return f"<MockWorker {self.id} {self.state.value}>"

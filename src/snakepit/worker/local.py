@@ -1,13 +1,10 @@
 """``Transport`` over the local channel: frames on a Unix socket pair, no gRPC.
 
-The worker holds the other end as its stdin. This side is driven by the event
-loop (``add_reader``/``add_writer`` on the raw socket, because shared-memory
-blobs arrive as descriptors that asyncio's stream transports cannot carry):
-call ids multiplex concurrent calls, frames written in one turn of the loop go
-out in one ``send``, and the worker's own calls to the host (``HOST_CALL``) are
-answered by the pool's :class:`~snakepit.bridge.ops.HostOps`, the same code
-that serves gRPC workers. The framing is specified in
-``proto/snakepit/v1/FRAMING.md``.
+The worker holds the other end as its stdin. The socket is a
+:class:`~snakepit.worker._local_channel.FrameChannel`; call ids multiplex
+concurrent calls on it, and the worker's own calls to the host (``HOST_CALL``)
+are answered by :class:`~snakepit.worker._local_host.HostCalls`. The framing is
+specified in ``proto/snakepit/v1/FRAMING.md``.
 
 Deadlines are kept here: past one, the call fails with
 ``ExecutionTimeoutError`` (the pool replaces the worker) and the worker is
@@ -17,13 +14,11 @@ flight fails with ``TransportError``, which the handle reports as a crash.
 
 from __future__ import annotations
 
-import array
 import asyncio
 import collections
 import contextlib
 import itertools
 import logging
-import os
 import socket
 from typing import TYPE_CHECKING, Any
 
@@ -32,13 +27,10 @@ from snakepit._trace_context import trace_context_for
 from snakepit._wire.constants import SHM_THRESHOLD
 from snakepit._wire.errors import exception_from_info
 from snakepit._wire.framing import (
-    HOST_METHODS,
     Attachment,
     Flag,
     Frame,
-    FrameBuffer,
     Kind,
-    ProtocolError,
     pack,
     pack_attached,
     split_blobs,
@@ -46,6 +38,8 @@ from snakepit._wire.framing import (
 from snakepit._wire.payload import from_payload
 from snakepit.codec import Encoding, encode
 from snakepit.errors import ExecutionTimeoutError, RequestError
+from snakepit.worker._local_channel import FrameChannel
+from snakepit.worker._local_host import HostCalls
 from snakepit.worker.transport import (
     DescribeResult,
     PingResult,
@@ -61,9 +55,6 @@ if TYPE_CHECKING:
 __all__ = ["LocalTransport", "socketpair"]
 
 log = logging.getLogger("snakepit.worker")
-_RECV = 256 * 1024
-_SOCKET_BUFFER = 4 * 1024 * 1024
-_ANCILLARY = socket.CMSG_SPACE(250 * 4)
 _DEADLINE_SLACK = 0.005
 
 
@@ -83,7 +74,7 @@ class _StreamState:
             waiter.set_result(None)
 
 
-class LocalTransport:
+class LocalTransport(FrameChannel):
     """``Transport`` for one local worker.
 
     Args:
@@ -103,66 +94,20 @@ class LocalTransport:
         encoding: Encoding = Encoding.JSON,
         host: HostOps | None = None,
     ) -> None:
-        self.worker_id = worker_id
-        self._sock = sock
-        self._fd = sock.fileno()
-        self._limit = max_message_bytes
         self._encoding = encoding
         self._allow_pickle = encoding is Encoding.PICKLE
-        self._host = host
-        self._loop = asyncio.get_running_loop()
-        self._frames = FrameBuffer(max_message_bytes + 1024 * 1024)
-        # One buffer for every read: recvmsg(n) would allocate (and map) n bytes per call.
-        self._recv_buf = bytearray(_RECV)
         self._ids = itertools.count(1)
         self._replies: dict[int, asyncio.Future[Frame]] = {}
         self._streams: dict[int, _StreamState] = {}
-        self._host_calls: dict[int, asyncio.Task[Any]] = {}
+        self._host_calls = HostCalls(host, self._write, worker_id=worker_id)
         self._deadlines: dict[int, tuple[float, asyncio.Future[Frame]]] = {}
         self._sweep: asyncio.TimerHandle | None = None
         self._sweep_at = 0.0
-        self._out: list[bytes] = []
-        self._out_fds: list[tuple[int, list[int]]] = []  # (index in _out, fds sent with it)
-        self._flush_scheduled = False
-        self._writing = False
-        self._pending_send = b""
-        self._ready: asyncio.Future[DescribeResult] = self._loop.create_future()
-        self._closed = False
-        self._lost: TransportError | None = None
-        self._closed_event = asyncio.Event()
-        sock.setblocking(False)
-        for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, option, _SOCKET_BUFFER)
-        self._loop.add_reader(self._fd, self._on_readable)
+        # Set up before the channel reads: a READY may be waiting on the socket already.
+        self._ready: asyncio.Future[DescribeResult] = asyncio.get_running_loop().create_future()
+        super().__init__(sock, worker_id=worker_id, max_message_bytes=max_message_bytes)
 
-    # -- the socket ----------------------------------------------------------------------------
-
-    def _on_readable(self) -> None:
-        buf = self._recv_buf
-        wanted = self._frames.wanted()
-        if wanted > len(buf):  # a large frame: read the rest of it at once
-            buf = bytearray(wanted)
-        try:
-            n, ancdata, _flags, _addr = self._sock.recvmsg_into([buf], _ANCILLARY)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self._connection_lost(f"the channel failed: {exc}")
-            return
-        if ancdata:
-            self._frames.add_fds(_fds_of(ancdata))
-        if not n:
-            self._connection_lost("the worker closed the channel")
-            return
-        self._frames.feed(memoryview(buf)[:n])
-        try:
-            frames = self._frames.frames()
-        except ProtocolError as exc:
-            self._connection_lost(f"the worker sent a malformed frame: {exc}")
-            return
-        for frame in frames:
-            self._on_frame(frame)
+    # -- the channel ---------------------------------------------------------------------------
 
     def _on_frame(self, frame: Frame) -> None:
         kind = frame.kind
@@ -175,11 +120,9 @@ class LocalTransport:
             if state is not None:
                 state.push(frame)
         elif kind >= Kind.HOST_CALL:
-            self._host_call(frame)
+            self._host_calls.start(frame)
         elif kind == Kind.HOST_CANCEL:
-            task = self._host_calls.pop(frame.call_id, None)
-            if task is not None:
-                task.cancel()
+            self._host_calls.cancel(frame.call_id)
         elif kind == Kind.READY:
             if not self._ready.done():
                 try:
@@ -193,105 +136,10 @@ class LocalTransport:
         else:
             log.warning("worker %s sent a frame of unknown kind %#x; ignored", self.worker_id, kind)
 
-    def _write(self, frame: bytes, fds: list[int] | None = None) -> None:
-        """Send a frame: at once when it is alone, else queued with the others of this turn
-        of the loop, which go out in one send."""
-        if self._lost is not None or self._closed:
-            if fds:
-                for fd in fds:
-                    os.close(fd)
-            return
-        if (
-            not fds
-            and not self._out
-            and not self._writing
-            and len(self._replies) + len(self._streams) <= 1
-        ):
-            # Nothing else is in flight to share a send with: save the loop a turn.
-            try:
-                sent = self._sock.send(frame)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError as exc:
-                self._connection_lost(f"cannot write to the worker: {exc}")
-                return
-            if sent == len(frame):
-                return
-            frame = frame[sent:]
-        if fds:
-            self._out_fds.append((len(self._out), fds))
-        self._out.append(frame)
-        if not self._flush_scheduled and not self._writing:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+    def _shares_sends(self) -> bool:
+        return len(self._replies) + len(self._streams) > 1
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
-        if self._writing or self._lost is not None:
-            return
-        out, self._out = self._out, []
-        marks, self._out_fds = self._out_fds, []
-        # Frames with descriptors go out on their own sendmsg (the fds ride on its first byte).
-        start = 0
-        chunks: list[tuple[bytes, list[int]]] = []
-        for index, fds in marks:
-            if index > start:
-                chunks.append((b"".join(out[start:index]), []))
-            chunks.append((out[index], fds))
-            start = index + 1
-        if start < len(out):
-            chunks.append((b"".join(out[start:]) if len(out) - start > 1 else out[start], []))
-        self._send_chunks(collections.deque(chunks))
-
-    def _send_chunks(self, chunks: collections.deque[tuple[bytes, list[int]]]) -> None:
-        while chunks:
-            data, fds = chunks[0]
-            try:
-                if fds:
-                    sent = self._sock.sendmsg(
-                        [data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
-                    )
-                    for fd in fds:
-                        os.close(fd)
-                    fds.clear()
-                else:
-                    sent = self._sock.send(data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except OSError as exc:
-                for _, left in chunks:
-                    for fd in left:
-                        os.close(fd)
-                self._connection_lost(f"cannot write to the worker: {exc}")
-                return
-            if sent < len(data):
-                chunks[0] = (data[sent:], fds)
-                self._writing = True
-                self._loop.add_writer(self._fd, self._on_writable, chunks)
-                return
-            chunks.popleft()
-        self._writing = False
-
-    def _on_writable(self, chunks: collections.deque[tuple[bytes, list[int]]]) -> None:
-        self._loop.remove_writer(self._fd)
-        self._writing = False
-        self._send_chunks(chunks)
-        if not self._writing and self._out:
-            self._flush()
-
-    def _connection_lost(self, reason: str) -> None:
-        if self._lost is not None:
-            return
-        self._lost = TransportError(
-            f"channel to worker {self.worker_id!r} broke: {reason}", code="EOF"
-        )
-        self._shutdown(self._lost)
-
-    def _shutdown(self, error: TransportError) -> None:
-        with contextlib.suppress(Exception):
-            self._loop.remove_reader(self._fd)
-        with contextlib.suppress(Exception):
-            self._loop.remove_writer(self._fd)
+    def _fail_all(self, error: TransportError) -> None:
         if not self._ready.done():
             self._ready.set_exception(error)
             self._ready.exception()  # retrieved: a worker that never got ready is reported apart
@@ -302,63 +150,11 @@ class LocalTransport:
         streams, self._streams = self._streams, {}
         for state in streams.values():
             state.push(error)
-        calls, self._host_calls = self._host_calls, {}
-        for task in calls.values():
-            task.cancel()
+        self._host_calls.cancel_all()
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None
         self._deadlines.clear()
-        self._frames.close()
-        for _, fds in self._out_fds:
-            for fd in fds:
-                os.close(fd)
-        self._out_fds = []
-        self._out = []
-        self._sock.close()
-        self._closed_event.set()
-
-    # -- worker -> host calls ------------------------------------------------------------------
-
-    def _host_call(self, frame: Frame) -> None:
-        index = frame.kind - Kind.HOST_CALL
-        call_id = frame.call_id
-        if self._host is None or index >= len(HOST_METHODS):
-            log.warning("worker %s called an unknown host method %d", self.worker_id, index)
-            self._write(pack(Kind.HOST_REPLY, call_id, b"", Flag.END))
-            return
-        method = HOST_METHODS[index]
-        coro = (
-            self._host_watch(call_id, frame.body)
-            if method == "WatchVariables"
-            else self._host_unary(call_id, method, frame.body)
-        )
-        task = self._loop.create_task(coro, name=f"{self.worker_id}:host:{method}")
-        self._host_calls[call_id] = task
-        task.add_done_callback(lambda _t: self._host_calls.pop(call_id, None))
-
-    async def _host_unary(self, call_id: int, method: str, body: bytes) -> None:
-        assert self._host is not None
-        try:
-            answer = await self._host.call(method, body)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("worker %s: host call %s failed", self.worker_id, method)
-            answer = b""
-        self._write(pack(Kind.HOST_REPLY, call_id, answer, Flag.END))
-
-    async def _host_watch(self, call_id: int, body: bytes) -> None:
-        assert self._host is not None
-        try:
-            items = self._host.watch(body)
-            async for item in items:
-                self._write(pack(Kind.HOST_REPLY, call_id, item.SerializeToString()))
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("worker %s: a watch failed", self.worker_id)
-        self._write(pack(Kind.HOST_REPLY, call_id, b"", Flag.END))
 
     # -- calls ---------------------------------------------------------------------------------
 
@@ -610,16 +406,6 @@ def _merge(payload: pb.Payload, attachments: list[Attachment], index: int) -> li
         if a.payload == index and a.blob < len(blobs):
             blobs[a.blob] = a.data
     return blobs
-
-
-def _fds_of(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
-    fds: list[int] = []
-    for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            arr = array.array("i")
-            arr.frombytes(data[: len(data) - (len(data) % arr.itemsize)])
-            fds.extend(arr)
-    return fds
 
 
 def socketpair() -> tuple[socket.socket, socket.socket]:
