@@ -27,19 +27,19 @@ if TYPE_CHECKING:
     from snakepit.testing.servers import SHOWCASE, with_python_server
 
 _WHERE = {
-    "assert_grpc_server_ready": "assertions",
-    "assert_streaming_response": "assertions",
-    "PoolSupervisor": "chaos",
-    "supervised": "chaos",
-    "MockWorker": "mock",
-    "in_process_workers": "mock",
-    "assert_no_worker_left": "pools",
-    "cleanup_sessions": "pools",
-    "isolated_pool": "pools",
-    "isolated_sync_pool": "pools",
-    "pool_mailbox": "pools",
-    "SHOWCASE": "servers",
-    "with_python_server": "servers",
+    "assert_grpc_server_ready": "snakepit.testing.assertions",
+    "assert_streaming_response": "snakepit.testing.assertions",
+    "PoolSupervisor": "snakepit.testing.chaos",
+    "supervised": "snakepit.testing.chaos",
+    "MockWorker": "snakepit.testing.mock",
+    "in_process_workers": "snakepit.testing.mock",
+    "assert_no_worker_left": "snakepit.testing.pools",
+    "cleanup_sessions": "snakepit.testing.pools",
+    "isolated_pool": "snakepit.testing.pools",
+    "isolated_sync_pool": "snakepit.testing.pools",
+    "pool_mailbox": "snakepit.testing.pools",
+    "SHOWCASE": "snakepit.testing.servers",
+    "with_python_server": "snakepit.testing.servers",
 }
 
 __all__ = [
@@ -63,4 +63,4 @@ def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'snakepit.testing' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"snakepit.testing.{module}"), name)
+    return getattr(importlib.import_module(module), name)
