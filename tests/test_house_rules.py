@@ -105,7 +105,7 @@ class TestWorkerIsolation:
             "import snakepit.adapter, snakepit.adapter._local, snakepit.adapter._main\n"
             "import snakepit.adapter._forkserver, snakepit.examples.showcase\n"
             "host = ('snakepit.pool', 'snakepit.worker', 'snakepit.bridge', 'snakepit.config',\n"
-            "        'snakepit.cli', 'snakepit.testing.pools', 'snakepit._executor', 'grpc')\n"
+            "        'snakepit.cli', 'snakepit.testing._pools', 'snakepit._executor', 'grpc')\n"
             "print(sorted(m for m in sys.modules if m.startswith(host)))\n"
         )
         out = subprocess.run(

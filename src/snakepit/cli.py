@@ -191,8 +191,8 @@ def _probe(adapter: str, python: str) -> dict[str, Any] | str:
     """What ``python`` reports about itself and the adapter, or why it cannot run."""
     import json
 
+    from snakepit.worker._handle import _PACKAGE_ROOT
     from snakepit.worker._paths import worker_pythonpath
-    from snakepit.worker.handle import _PACKAGE_ROOT
 
     env = dict(os.environ)
     env["PYTHONPATH"] = worker_pythonpath(env.get("PYTHONPATH", ""), _PACKAGE_ROOT)
@@ -248,7 +248,7 @@ def _doctor(adapter: str, python: str) -> int:
         dist = _DISTS[module_name]
         results.append(_check(dist, ok, detail, f"{python} -m pip install {dist}"))
     try:
-        from snakepit.worker.runtime import make_runtime_dir, remove_runtime_dir
+        from snakepit.worker._runtime import make_runtime_dir, remove_runtime_dir
 
         d = make_runtime_dir("doctor")
         path = os.path.join(d, "probe.sock")
@@ -283,7 +283,7 @@ def _doctor(adapter: str, python: str) -> int:
 
 
 def _worker_check(adapter: str, python: str) -> bool:
-    from snakepit.testing.servers import with_python_server
+    from snakepit.testing._servers import with_python_server
 
     # The failure is reported below, in full; the worker's own log lines would repeat it.
     # Muted for this check only: doctor may run inside a program with logging of its own.

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from snakepit.bridge.store import SessionStore
+    from snakepit.bridge._store import SessionStore
 
 from snakepit.errors import ConfigError, brief
 
@@ -310,7 +310,7 @@ def _session_store(value: Any) -> None:
                 f"invalid Pool option session_store: {exc}", option="session_store"
             ) from None
         return
-    from snakepit.bridge.store import SessionStore
+    from snakepit.bridge._store import SessionStore
 
     if not isinstance(value, SessionStore):
         _bad(

@@ -6,7 +6,7 @@ import pytest
 
 import snakepit
 from snakepit.testing import assert_grpc_server_ready
-from snakepit.testing.pools import isolated_pool
+from snakepit.testing._pools import isolated_pool
 
 
 @pytest.mark.usefixtures("both_transports")

@@ -8,7 +8,7 @@ import pytest
 
 import snakepit
 from snakepit.testing import assert_streaming_response
-from snakepit.testing.pools import isolated_pool
+from snakepit.testing._pools import isolated_pool
 
 STREAMS = "snakepit.testing.adapters:Streams"
 

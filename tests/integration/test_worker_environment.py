@@ -14,7 +14,7 @@ import pytest
 
 import snakepit
 from snakepit.testing import cleanup_sessions
-from snakepit.testing.pools import isolated_pool
+from snakepit.testing._pools import isolated_pool
 
 
 def _another_virtualenv(path: Path) -> Path:

@@ -41,14 +41,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from snakepit._proto.snakepit.v1 import host_pb2 as hpb
 from snakepit._proto.snakepit.v1 import worker_pb2 as pb
-from snakepit._wire.constants import (
+from snakepit._wire._constants import (
     SHM_THRESHOLD,
     STREAM_BATCH_BYTES,
     STREAM_BATCH_CHUNKS,
     STREAM_CREDITS,
 )
-from snakepit._wire.errors import error_info
-from snakepit._wire.framing import (
+from snakepit._wire._errors import error_info
+from snakepit._wire._framing import (
     HOST_METHODS,
     Attachment,
     Flag,
@@ -60,7 +60,7 @@ from snakepit._wire.framing import (
     pack_attached,
     split_blobs,
 )
-from snakepit.adapter import host_client
+from snakepit.adapter import _host_client as host_client
 from snakepit.adapter._core import describe_response, lookup, prepare, result_encoding
 from snakepit.codec import encode
 from snakepit.errors import RequestError, SnakepitError

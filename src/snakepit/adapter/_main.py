@@ -38,8 +38,8 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from snakepit._wire.constants import PROTOCOL_VERSION, READY_PREFIX
-from snakepit._wire.token import token_interceptor
+from snakepit._wire._constants import PROTOCOL_VERSION, READY_PREFIX
+from snakepit._wire._token import token_interceptor
 
 if TYPE_CHECKING:
     import asyncio
@@ -174,7 +174,7 @@ async def _serve(args: argparse.Namespace, secrets: dict[str, str]) -> int:
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
     from snakepit._proto.snakepit.v1 import worker_pb2_grpc as pb_grpc
-    from snakepit.adapter import host_client
+    from snakepit.adapter import _host_client as host_client
     from snakepit.adapter._service import WorkerServicer
 
     loop = asyncio.get_running_loop()

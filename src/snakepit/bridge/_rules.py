@@ -1,7 +1,7 @@
 """The session store's rules, in one place: pure decisions every backend applies.
 
-A backend (:class:`~snakepit.bridge.memory.InMemorySessionStore`,
-:class:`~snakepit.bridge.redis_store.RedisSessionStore`) keeps the data and
+A backend (:class:`~snakepit.bridge._memory.InMemorySessionStore`,
+:class:`~snakepit.bridge._redis_store.RedisSessionStore`) keeps the data and
 makes each operation atomic; what an operation *means* is decided here, from
 plain values, without I/O:
 
@@ -29,8 +29,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from snakepit._variables import Variable
-from snakepit.bridge.types import get_type, short_repr
-from snakepit.bridge.variables import validate_variable_name
+from snakepit.bridge._types import get_type, short_repr
+from snakepit.bridge._variables import validate_variable_name
 from snakepit.errors import (
     InvalidValueError,
     SessionNotFoundError,

@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar
 
 from snakepit import codec
-from snakepit.bridge.host_tools import HostToolRegistry
-from snakepit.bridge.memory import InMemorySessionStore, validate_session_id
-from snakepit.bridge.service import HostBridge
-from snakepit.bridge.types import short_repr
+from snakepit.bridge._host_tools import HostToolRegistry
+from snakepit.bridge._memory import InMemorySessionStore, validate_session_id
+from snakepit.bridge._service import HostBridge
+from snakepit.bridge._types import short_repr
 from snakepit.clock import Clock, SystemClock
 from snakepit.codec import Encoding
 from snakepit.config import PoolConfig
@@ -68,20 +68,20 @@ from snakepit.pool._status import StatusPublisher, remove_dead_statuses
 from snakepit.pool._supervisor import Supervisor
 from snakepit.pool._types import PoolStats, WorkerFactory, WorkerInfo, WorkerLike
 from snakepit.pool.scheduler import Dispatch, Queued, Rejected, Scheduler, Ticket
-from snakepit.worker.attached import AttachedWorkerHandle
-from snakepit.worker.forkserver import ForkServer, effective_start_method
-from snakepit.worker.handle import WorkerHandle, WorkerOptions, WorkerState
-from snakepit.worker.registry import ProcessRegistry
-from snakepit.worker.runtime import make_runtime_dir, remove_runtime_dir, sweep_runtime_dirs
-from snakepit.worker.transport import MAX_DEADLINE
+from snakepit.worker._attached import AttachedWorkerHandle
+from snakepit.worker._forkserver import ForkServer, effective_start_method
+from snakepit.worker._handle import WorkerHandle, WorkerOptions, WorkerState
+from snakepit.worker._registry import ProcessRegistry
+from snakepit.worker._runtime import make_runtime_dir, remove_runtime_dir, sweep_runtime_dirs
+from snakepit.worker._transport import MAX_DEADLINE
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 
-    from snakepit.bridge.store import SessionStore
+    from snakepit.bridge._store import SessionStore
     from snakepit.events import Event
     from snakepit.pool._session import Session, Sessions
-    from snakepit.worker.transport import ToolSpec
+    from snakepit.worker._transport import DescribedTool
 
 __all__ = ["Pool"]
 
@@ -183,7 +183,7 @@ class Pool:
             reject=self._fail_ticket,
             counters=self._counters,
         )
-        self._tools: dict[str, ToolSpec] = {}
+        self._tools: dict[str, DescribedTool] = {}
         self._affinity: dict[str, str] = {}
         self._request_ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -212,7 +212,7 @@ class Pool:
             )
             return store, True
         if isinstance(spec, str):
-            from snakepit.bridge.redis_store import RedisSessionStore
+            from snakepit.bridge._redis_store import RedisSessionStore
 
             store = RedisSessionStore(
                 spec,
@@ -1105,7 +1105,7 @@ class Pool:
         return self._state
 
     @property
-    def tools(self) -> dict[str, ToolSpec]:
+    def tools(self) -> dict[str, DescribedTool]:
         """The tools the workers serve, by name (known once the pool has started)."""
         return dict(self._tools)
 

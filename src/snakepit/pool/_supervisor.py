@@ -37,7 +37,7 @@ from snakepit.events import (
     WorkerUnhealthy,
 )
 from snakepit.pool.restarts import RestartPolicy, RestartTracker
-from snakepit.worker.handle import WorkerState
+from snakepit.worker._handle import WorkerState
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -48,8 +48,8 @@ if TYPE_CHECKING:
     from snakepit.events import EventBus
     from snakepit.pool._types import WorkerFactory, WorkerLike
     from snakepit.pool.scheduler import Dispatch, Scheduler, Ticket
-    from snakepit.worker.handle import WorkerOptions
-    from snakepit.worker.registry import ProcessRegistry
+    from snakepit.worker._handle import WorkerOptions
+    from snakepit.worker._registry import ProcessRegistry
 
 __all__ = ["Slot", "Supervisor"]
 

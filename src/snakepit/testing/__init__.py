@@ -14,32 +14,32 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from snakepit.testing.assertions import assert_grpc_server_ready, assert_streaming_response
-    from snakepit.testing.chaos import PoolSupervisor, supervised
-    from snakepit.testing.mock import MockWorker, in_process_workers
-    from snakepit.testing.pools import (
+    from snakepit.testing._assertions import assert_grpc_server_ready, assert_streaming_response
+    from snakepit.testing._chaos import PoolSupervisor, supervised
+    from snakepit.testing._mock import MockWorker, in_process_workers
+    from snakepit.testing._pools import (
         assert_no_worker_left,
         cleanup_sessions,
         isolated_pool,
         isolated_sync_pool,
         pool_mailbox,
     )
-    from snakepit.testing.servers import SHOWCASE, with_python_server
+    from snakepit.testing._servers import SHOWCASE, with_python_server
 
 _WHERE = {
-    "assert_grpc_server_ready": "snakepit.testing.assertions",
-    "assert_streaming_response": "snakepit.testing.assertions",
-    "PoolSupervisor": "snakepit.testing.chaos",
-    "supervised": "snakepit.testing.chaos",
-    "MockWorker": "snakepit.testing.mock",
-    "in_process_workers": "snakepit.testing.mock",
-    "assert_no_worker_left": "snakepit.testing.pools",
-    "cleanup_sessions": "snakepit.testing.pools",
-    "isolated_pool": "snakepit.testing.pools",
-    "isolated_sync_pool": "snakepit.testing.pools",
-    "pool_mailbox": "snakepit.testing.pools",
-    "SHOWCASE": "snakepit.testing.servers",
-    "with_python_server": "snakepit.testing.servers",
+    "assert_grpc_server_ready": "snakepit.testing._assertions",
+    "assert_streaming_response": "snakepit.testing._assertions",
+    "PoolSupervisor": "snakepit.testing._chaos",
+    "supervised": "snakepit.testing._chaos",
+    "MockWorker": "snakepit.testing._mock",
+    "in_process_workers": "snakepit.testing._mock",
+    "assert_no_worker_left": "snakepit.testing._pools",
+    "cleanup_sessions": "snakepit.testing._pools",
+    "isolated_pool": "snakepit.testing._pools",
+    "isolated_sync_pool": "snakepit.testing._pools",
+    "pool_mailbox": "snakepit.testing._pools",
+    "SHOWCASE": "snakepit.testing._servers",
+    "with_python_server": "snakepit.testing._servers",
 }
 
 __all__ = [

@@ -109,7 +109,7 @@ class Noisy(Adapter):
 
 
 class MockAdapter(Adapter):
-    """Safe to run in-process (``snakepit.testing.mock``): no tool exits or blocks the process.
+    """Safe to run in-process (``snakepit.testing._mock``): no tool exits or blocks the process.
 
     Crashes and hangs are injected from the test through ``MockWorker.crash()``/``hang_next()``.
     """

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from snakepit.worker.transport import TransportError
+from snakepit.worker._transport import TransportError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from snakepit.errors import WorkerCrashedError
-    from snakepit.worker.transport import Transport
+    from snakepit.worker._transport import Transport
 
 __all__ = ["TransportCalls"]
 

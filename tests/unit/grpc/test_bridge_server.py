@@ -14,8 +14,8 @@ import pytest
 import snakepit
 from snakepit._proto.snakepit.v1 import host_pb2 as hpb
 from snakepit._proto.snakepit.v1 import host_pb2_grpc
-from snakepit.adapter.host_client import error_from_wire, from_payload, to_payload
-from snakepit.bridge.host_tools import HostToolRegistry
+from snakepit.adapter._host_client import error_from_wire, from_payload, to_payload
+from snakepit.bridge._host_tools import HostToolRegistry
 from snakepit.errors import (
     HostToolError,
     InvalidArgumentsError,
@@ -352,6 +352,6 @@ class TestTransport:
         finally:
             await h.store.close()
             await h.bridge.stop(grace=None)
-            from snakepit.worker.runtime import remove_runtime_dir
+            from snakepit.worker._runtime import remove_runtime_dir
 
             remove_runtime_dir(runtime)

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from snakepit.adapter import SessionContext, host_client
-from snakepit.adapter.host_client import HostClient
+from snakepit.adapter import SessionContext
+from snakepit.adapter import _host_client as host_client
+from snakepit.adapter._host_client import HostClient
 from snakepit.errors import (
     HostToolError,
     SessionNotFoundError,

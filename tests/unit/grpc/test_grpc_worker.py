@@ -22,9 +22,9 @@ from snakepit.errors import (
     WorkerStartupError,
 )
 from snakepit.events import EventBus, WorkerExited, WorkerReady
-from snakepit.testing.servers import with_python_server
+from snakepit.testing._servers import with_python_server
 from snakepit.worker import WorkerHandle
-from snakepit.worker.handle import printable, whole_records
+from snakepit.worker._handle import printable, whole_records
 
 BOUND = 10.0  # seconds: an upper bound on waits, never a delay
 

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from snakepit.bridge import _rules as rules
 from snakepit.bridge._rules import validate_session_id
-from snakepit.bridge.store import BatchResult, Session, SessionStore
-from snakepit.bridge.watch import VariableWatch
+from snakepit.bridge._store import BatchResult, SessionInfo, SessionStore
+from snakepit.bridge._watch import VariableWatch
 from snakepit.clock import Clock, SystemClock
 from snakepit.events import (
     Event,
@@ -32,7 +32,7 @@ from snakepit.events import (
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from snakepit.bridge.variables import Variable
+    from snakepit.bridge._variables import Variable
 
 __all__ = ["InMemorySessionStore", "validate_session_id"]
 
@@ -59,8 +59,8 @@ class _State:
     def deadline(self) -> float:
         return rules.expires_at(self.last_access, self.ttl)
 
-    def snapshot(self) -> Session:
-        return Session(
+    def snapshot(self) -> SessionInfo:
+        return SessionInfo(
             id=self.id,
             metadata=dict(self.metadata),
             created_at=self.created_at,
@@ -183,7 +183,7 @@ class InMemorySessionStore(SessionStore):
         *,
         metadata: Mapping[str, Any] | None = None,
         ttl: float | None = None,
-    ) -> Session:
+    ) -> SessionInfo:
         """Create a session and publish ``SessionCreated``.
 
         Raises:
@@ -203,7 +203,7 @@ class InMemorySessionStore(SessionStore):
         *,
         metadata: Mapping[str, Any] | None = None,
         ttl: float | None = None,
-    ) -> Session:
+    ) -> SessionInfo:
         """The live session ``session_id`` (touched), or a new one made with these arguments.
 
         Raises:
@@ -242,7 +242,7 @@ class InMemorySessionStore(SessionStore):
         self._publish(SessionCreated(session_id=session_id, source=self.name, at=wall))
         return state
 
-    async def get(self, session_id: str) -> Session:
+    async def get(self, session_id: str) -> SessionInfo:
         """The session ``session_id``, touched.
 
         Raises:
@@ -250,7 +250,7 @@ class InMemorySessionStore(SessionStore):
         """
         return self._use(session_id).snapshot()
 
-    async def touch(self, session_id: str) -> Session:
+    async def touch(self, session_id: str) -> SessionInfo:
         """Mark the session used now, so its TTL restarts; returns its snapshot.
 
         Raises:
@@ -273,7 +273,7 @@ class InMemorySessionStore(SessionStore):
         self._remove(state, expired=False)
         return True
 
-    async def list_sessions(self) -> list[Session]:
+    async def list_sessions(self) -> list[SessionInfo]:
         """Snapshots of every live session, oldest first; nothing is touched.
 
         Raises:
@@ -282,7 +282,7 @@ class InMemorySessionStore(SessionStore):
         self._expire_due()
         return [state.snapshot() for state in self._sessions.values()]
 
-    async def set_affinity(self, session_id: str, worker_id: str | None) -> Session:
+    async def set_affinity(self, session_id: str, worker_id: str | None) -> SessionInfo:
         """Pin the session to ``worker_id`` (None unpins it).
 
         Raises:
@@ -315,7 +315,7 @@ class InMemorySessionStore(SessionStore):
 
     async def update_metadata(
         self, session_id: str, metadata: Mapping[str, Any], *, replace: bool = False
-    ) -> Session:
+    ) -> SessionInfo:
         """Change a session's metadata: merge ``metadata`` into it, or replace it whole.
 
         Raises:

@@ -15,8 +15,8 @@ import psutil
 
 from snakepit.events import WorkerReady
 from snakepit.pool import Pool
-from snakepit.testing import servers
-from snakepit.testing.servers import SHOWCASE
+from snakepit.testing import _servers as servers
+from snakepit.testing._servers import SHOWCASE
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator

@@ -5,7 +5,7 @@ loop (``add_reader``/``add_writer`` on the raw socket, because shared-memory
 blobs arrive as descriptors that asyncio's stream transports cannot carry):
 call ids multiplex concurrent calls, frames written in one turn of the loop go
 out in one ``send``, and the worker's own calls to the host (``HOST_CALL``) are
-answered by the pool's :class:`~snakepit.bridge.ops.HostOps`, the same code
+answered by the pool's :class:`~snakepit.bridge._ops.HostOps`, the same code
 that serves gRPC workers. The framing is specified in
 ``proto/snakepit/v1/FRAMING.md``.
 
@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 from snakepit._proto.snakepit.v1 import worker_pb2 as pb
 from snakepit._trace_context import trace_context_for
-from snakepit._wire.constants import SHM_THRESHOLD
-from snakepit._wire.errors import exception_from_info
-from snakepit._wire.framing import (
+from snakepit._wire._constants import SHM_THRESHOLD
+from snakepit._wire._errors import exception_from_info
+from snakepit._wire._framing import (
     HOST_METHODS,
     Attachment,
     Flag,
@@ -43,10 +43,10 @@ from snakepit._wire.framing import (
     pack_attached,
     split_blobs,
 )
-from snakepit._wire.payload import from_payload
+from snakepit._wire._payload import from_payload
 from snakepit.codec import Encoding, encode
 from snakepit.errors import ExecutionTimeoutError, RequestError
-from snakepit.worker.transport import (
+from snakepit.worker._transport import (
     DescribeResult,
     PingResult,
     TransportError,
@@ -56,7 +56,7 @@ from snakepit.worker.transport import (
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
 
-    from snakepit.bridge.ops import HostOps
+    from snakepit.bridge._ops import HostOps
 
 __all__ = ["LocalTransport", "socketpair"]
 

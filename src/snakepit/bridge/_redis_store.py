@@ -60,9 +60,9 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
 from snakepit import codec
 from snakepit._variables import Variable
 from snakepit.bridge import _rules as rules
+from snakepit.bridge._store import BatchResult, SessionInfo, SessionStore
 from snakepit.bridge._store_url import check_prefix, parse_store_url
-from snakepit.bridge.store import BatchResult, Session, SessionStore
-from snakepit.bridge.watch import VariableWatch
+from snakepit.bridge._watch import VariableWatch
 from snakepit.clock import Clock, SystemClock
 from snakepit.errors import SerializationError, SessionStoreUnavailableError
 from snakepit.events import (
@@ -504,9 +504,9 @@ class RedisSessionStore(SessionStore):
             await self._expire_one(session_id)
         return self._not_found(session_id)
 
-    def _session(self, fields_list: list[str], count: int) -> Session:
+    def _session(self, fields_list: list[str], count: int) -> SessionInfo:
         f = dict(zip(fields_list[::2], fields_list[1::2], strict=True))
-        return Session(
+        return SessionInfo(
             id=f["id"],
             metadata=_unpack(f["metadata"]),
             created_at=float(f["created_at"]),
@@ -609,7 +609,7 @@ class RedisSessionStore(SessionStore):
         *,
         metadata: Mapping[str, Any] | None = None,
         ttl: float | None = None,
-    ) -> Session:
+    ) -> SessionInfo:
         """Create a session and publish ``SessionCreated``.
 
         Raises:
@@ -629,7 +629,7 @@ class RedisSessionStore(SessionStore):
         *,
         metadata: Mapping[str, Any] | None = None,
         ttl: float | None = None,
-    ) -> Session:
+    ) -> SessionInfo:
         """The live session ``session_id`` (touched), or a new one made with these arguments.
 
         Raises:
@@ -643,7 +643,7 @@ class RedisSessionStore(SessionStore):
 
     async def _open(
         self, session_id: str, mode: str, metadata: Mapping[str, Any] | None, ttl: float | None
-    ) -> Session:
+    ) -> SessionInfo:
         seconds = self.ttl if ttl is None else rules.check_ttl(ttl)
         packed = _pack(dict(metadata or {}), f"metadata of session {session_id!r}")
         key_ms = (seconds + self._grace) * 1000
@@ -681,7 +681,7 @@ class RedisSessionStore(SessionStore):
         assert self.max_sessions is not None
         raise rules.quota_error(self.name, session_id, self.max_sessions)
 
-    async def _use(self, session_id: str, operation: str, *args: str) -> Session:
+    async def _use(self, session_id: str, operation: str, *args: str) -> SessionInfo:
         if not rules.is_session_id(session_id):
             raise self._not_found(session_id)
         reply = await self._script(operation, self._session_script, session_id, list(args))
@@ -689,7 +689,7 @@ class RedisSessionStore(SessionStore):
             raise await self._gone(session_id, reply[0])
         return self._session(reply[1], reply[2])
 
-    async def get(self, session_id: str) -> Session:
+    async def get(self, session_id: str) -> SessionInfo:
         """The session ``session_id``, touched.
 
         Raises:
@@ -698,7 +698,7 @@ class RedisSessionStore(SessionStore):
         """
         return await self._use(session_id, "get", "get")
 
-    async def touch(self, session_id: str) -> Session:
+    async def touch(self, session_id: str) -> SessionInfo:
         """Mark the session used now, so its TTL (and its keys' Redis expiry) restarts.
 
         Raises:
@@ -734,7 +734,7 @@ class RedisSessionStore(SessionStore):
         )
         return True
 
-    async def list_sessions(self) -> list[Session]:
+    async def list_sessions(self) -> list[SessionInfo]:
         """Snapshots of every live session (of every host), oldest first; nothing is touched.
 
         Raises:
@@ -767,7 +767,7 @@ class RedisSessionStore(SessionStore):
         )
         return members
 
-    async def set_affinity(self, session_id: str, worker_id: str | None) -> Session:
+    async def set_affinity(self, session_id: str, worker_id: str | None) -> SessionInfo:
         """Pin the session to ``worker_id`` (None unpins it); other hosts see the pin.
 
         Raises:
@@ -817,7 +817,7 @@ class RedisSessionStore(SessionStore):
 
     async def update_metadata(
         self, session_id: str, metadata: Mapping[str, Any], *, replace: bool = False
-    ) -> Session:
+    ) -> SessionInfo:
         """Change a session's metadata (merged, or replaced whole); compare-and-set on the server.
 
         Raises:

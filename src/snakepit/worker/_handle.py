@@ -32,21 +32,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from snakepit._wire.constants import READY_PREFIX as _READY
+from snakepit._wire._constants import READY_PREFIX as _READY
 from snakepit.clock import Clock, SystemClock
 from snakepit.codec import Encoding
 from snakepit.errors import WorkerCrashedError, WorkerStartupError
 from snakepit.events import EventBus, WorkerExited, WorkerReady, WorkerStarting
-from snakepit.worker import local
+from snakepit.worker import _local as local
 from snakepit.worker._calls import TransportCalls
 from snakepit.worker._identity import pid_taken_by_a_live_process
+from snakepit.worker._launch import DEVNULL, PIPE, SPAWN, LaunchError
 from snakepit.worker._paths import worker_pythonpath
-from snakepit.worker.launch import DEVNULL, PIPE, SPAWN, LaunchError
-from snakepit.worker.transport import (
+from snakepit.worker._transport import (
+    DescribedTool,
     DescribeResult,
     GrpcTransport,
     PingResult,
-    ToolSpec,
     Transport,
     TransportError,
 )
@@ -55,9 +55,9 @@ if TYPE_CHECKING:
     import socket
     from collections.abc import Callable, Mapping
 
-    from snakepit.bridge.ops import HostOps
-    from snakepit.worker.attached import Placement
-    from snakepit.worker.launch import Launcher, WorkerProcess
+    from snakepit.bridge._ops import HostOps
+    from snakepit.worker._attached import Placement
+    from snakepit.worker._launch import Launcher, WorkerProcess
 
 __all__ = ["WorkerHandle", "WorkerOptions", "WorkerState"]
 
@@ -190,7 +190,7 @@ class WorkerHandle(TransportCalls):
         self.state = WorkerState.STARTING
         self.pid: int | None = None
         self.address: str | None = None
-        self.tools: dict[str, ToolSpec] = {}
+        self.tools: dict[str, DescribedTool] = {}
         self.describe_result: DescribeResult | None = None
         self.exit_code: int | None = None
         self.started_at: float | None = None

@@ -28,15 +28,15 @@ from snakepit.errors import (
     WorkerStartupError,
 )
 from snakepit.events import EventBus, WorkerExited, WorkerReady, WorkerStarting
-from snakepit.worker.handle import WorkerState
-from snakepit.worker.transport import ParamSpec, PingResult, ToolSpec
+from snakepit.worker._handle import WorkerState
+from snakepit.worker._transport import DescribedParam, DescribedTool, PingResult
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
     from snakepit.clock import Clock
     from snakepit.pool._types import WorkerFactory
-    from snakepit.worker.handle import WorkerOptions
+    from snakepit.worker._handle import WorkerOptions
 
 __all__ = ["MockWorker", "in_process_workers"]
 
@@ -75,7 +75,7 @@ class MockWorker:
         self.address: str | None = None
         self.state = WorkerState.STARTING
         self.requests = 0
-        self.tools: dict[str, ToolSpec] = {}
+        self.tools: dict[str, DescribedTool] = {}
         self.ready_at: float | None = None
         self.exit_code: int | None = None
         self.fail_start = fail_start
@@ -107,11 +107,12 @@ class MockWorker:
         if asyncio.iscoroutine(result):
             await result
         self.tools = {
-            name: ToolSpec(
+            name: DescribedTool(
                 name=name,
                 description=info.description,
                 params=tuple(
-                    ParamSpec(p.name, p.annotation, p.required, p.default_json) for p in info.params
+                    DescribedParam(p.name, p.annotation, p.required, p.default_json)
+                    for p in info.params
                 ),
                 streaming=info.streaming,
                 uses_context=info.context_param is not None,

@@ -4,7 +4,7 @@ A worker on another machine (``Pool(remote_workers=[...])``, served by ``snakepi
 worker``) or in a Ray actor (``launcher="ray"``) is reached over TCP like any
 worker, but its process is not a child of the host: there is no pid to signal, no
 stderr to read, no exit status to reap. :class:`AttachedWorkerHandle` gives the pool
-the same interface as :class:`~snakepit.worker.handle.WorkerHandle` (states, calls,
+the same interface as :class:`~snakepit.worker._handle.WorkerHandle` (states, calls,
 ping, stop, kill, ``wait_exited``) over a :class:`Placement`, which knows where the
 process is and what can be done to it:
 
@@ -39,19 +39,19 @@ from snakepit.errors import (
 )
 from snakepit.events import EventBus, WorkerExited, WorkerLost, WorkerReady, WorkerStarting
 from snakepit.worker._calls import TransportCalls
-from snakepit.worker.handle import WorkerState
-from snakepit.worker.transport import (
+from snakepit.worker._handle import WorkerState
+from snakepit.worker._transport import (
+    DescribedTool,
     DescribeResult,
     GrpcTransport,
     PingResult,
-    ToolSpec,
     TransportError,
 )
 
 if TYPE_CHECKING:
     import grpc
 
-    from snakepit.worker.handle import WorkerOptions
+    from snakepit.worker._handle import WorkerOptions
 
 __all__ = ["AttachedWorkerHandle", "Endpoint", "Placement"]
 
@@ -123,7 +123,7 @@ class AttachedWorkerHandle(TransportCalls):
         self.pid: int | None = None
         self.remote_pid: int | None = None
         self.address: str | None = None
-        self.tools: dict[str, ToolSpec] = {}
+        self.tools: dict[str, DescribedTool] = {}
         self.describe_result: DescribeResult | None = None
         self.exit_code: int | None = None
         self.started_at: float | None = None

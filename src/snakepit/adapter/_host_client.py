@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeAlias,
 from snakepit._proto.snakepit.v1 import host_pb2 as hpb
 from snakepit._proto.snakepit.v1 import worker_pb2 as pb
 from snakepit._variables import BatchResult, Variable
-from snakepit._wire.constants import DEFAULT_MAX_MESSAGE, ENV_ADDRESS, ENV_TOKEN, TOKEN_HEADER
-from snakepit._wire.errors import exception_from_info as error_from_wire
-from snakepit._wire.payload import from_payload, to_payload
+from snakepit._wire._constants import DEFAULT_MAX_MESSAGE, ENV_ADDRESS, ENV_TOKEN, TOKEN_HEADER
+from snakepit._wire._errors import exception_from_info as error_from_wire
+from snakepit._wire._payload import from_payload, to_payload
 from snakepit.codec import Encoding
 from snakepit.errors import InvalidValueError, SessionNotFoundError, SnakepitError, VariableError
 
@@ -47,7 +47,7 @@ __all__ = [
     "HostClient",
     "HostLink",
     "HostWatch",
-    "SessionVariables",
+    "WorkerVariables",
     "configure",
     "configure_from_environ",
     "default_client",
@@ -59,7 +59,7 @@ __all__ = [
 _DEFAULT_MAX_MESSAGE = DEFAULT_MAX_MESSAGE
 
 T = TypeVar("T")
-# ``SessionVariables.list`` shadows the builtin inside that class.
+# ``WorkerVariables.list`` shadows the builtin inside that class.
 _Variables: TypeAlias = "list[Variable]"
 _Names: TypeAlias = "list[str]"
 
@@ -587,7 +587,7 @@ def _mapping(metadata: Any, of: str) -> dict[str, Any]:
     return dict(metadata)
 
 
-class SessionVariables:
+class WorkerVariables:
     """The variables of the session a tool runs in (``ctx.variables``).
 
     ``ctx.variables["x"]`` reads the value, ``ctx.variables["x"] = 3`` writes
@@ -968,7 +968,7 @@ class SessionVariables:
         return await self._client.aopen_watch(self._watch(names, include_current))
 
     def __repr__(self) -> str:
-        return f"<SessionVariables session={self._session_id!r} via {self._client!r}>"
+        return f"<WorkerVariables session={self._session_id!r} via {self._client!r}>"
 
 
 # -- the process's client ----------------------------------------------------------------------

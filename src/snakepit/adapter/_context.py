@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     # Loaded on first use: importing an adapter stays cheap (no gRPC until a tool needs the host).
-    from snakepit.adapter.host_client import HostClient, SessionVariables
+    from snakepit.adapter._host_client import HostClient, WorkerVariables
 
 __all__ = ["SessionContext"]
 
@@ -56,19 +56,19 @@ class SessionContext:
     def _client(self) -> HostClient:
         if self.host is not None:
             return self.host
-        from snakepit.adapter.host_client import default_client
+        from snakepit.adapter._host_client import default_client
 
         return default_client()
 
     @cached_property
-    def variables(self) -> SessionVariables:
+    def variables(self) -> WorkerVariables:
         """The session's variables: ``ctx.variables["x"]``, ``.get``, ``.set``, ``.aget``...
 
         Every operation raises ``SessionNotFoundError`` when the call runs outside a session.
         """
-        from snakepit.adapter.host_client import SessionVariables
+        from snakepit.adapter._host_client import WorkerVariables
 
-        return SessionVariables(
+        return WorkerVariables(
             self._client,
             self.session_id,
             where=f"tool {self.tool!r} (request {self.request_id} on worker {self.worker_id!r})",
