@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
-SHOWCASE = "snakepit.examples.showcase:Showcase"
+_SHOWCASE = "snakepit.examples.showcase:Showcase"
 
 
 _DEMO_TOOLS = frozenset({"add", "count", "remember", "pid", "recall", "fail", "crash", "hang"})
@@ -55,7 +55,7 @@ async def _demo(size: int, adapter: str) -> int:
         if missing:
             raise _DemoError(
                 f"the demo calls the showcase's tools and {adapter} lacks "
-                f"{', '.join(missing)}; run it with the default adapter ({SHOWCASE}), and "
+                f"{', '.join(missing)}; run it with the default adapter ({_SHOWCASE}), and "
                 f"try yours with: snakepit doctor --adapter {adapter}"
             )
         for w in pool.workers():
@@ -425,11 +425,11 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="run a pool of the showcase adapter and show what it does")
     demo.add_argument("--size", type=int, default=4, help="worker processes (default: 4)")
     demo.add_argument(
-        "--adapter", default=SHOWCASE, help=f"module:Class of the adapter (default: {SHOWCASE})"
+        "--adapter", default=_SHOWCASE, help=f"module:Class of the adapter (default: {_SHOWCASE})"
     )
     doctor = sub.add_parser("doctor", help="check this environment and say how to fix problems")
     doctor.add_argument(
-        "--adapter", default=SHOWCASE, help="module:Class of the adapter to try starting"
+        "--adapter", default=_SHOWCASE, help="module:Class of the adapter to try starting"
     )
     doctor.add_argument(
         "--python",

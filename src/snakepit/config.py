@@ -21,7 +21,18 @@ if TYPE_CHECKING:
 
 from snakepit.errors import ConfigError, brief
 
-__all__ = ["AFFINITY_MODES", "NAME_RULE", "PoolConfig"]
+__all__ = [
+    "AFFINITY_MODES",
+    "LAUNCHERS",
+    "MAX_COUNT",
+    "MAX_MESSAGE_MB",
+    "NAME_RULE",
+    "RAY_OPTIONS",
+    "SERIALIZATIONS",
+    "START_METHODS",
+    "TRANSPORTS",
+    "PoolConfig",
+]
 
 AFFINITY_MODES = ("hint", "strict_queue", "strict_fail_fast")
 TRANSPORTS = ("local", "grpc", "unix", "tcp")

@@ -69,7 +69,7 @@ class Event:
         return type(self).__name__
 
 
-log = logging.getLogger("snakepit.events")
+_log = logging.getLogger("snakepit.events")
 
 
 # -- workers -----------------------------------------------------------------------------------
@@ -408,12 +408,12 @@ class EventBus:
                 if matches(event, filter):
                     callback(event)
             except Exception:
-                log.exception("event listener %r failed on %s", callback, event.kind)
+                _log.exception("event listener %r failed on %s", callback, event.kind)
         for sub in subs:
             try:
                 sub._offer(event)
             except Exception:
-                log.exception("event subscription filter failed on %s", event.kind)
+                _log.exception("event subscription filter failed on %s", event.kind)
 
     def subscribe(self, filter: EventFilter = None, *, maxsize: int = 10_000) -> Subscription:
         """A new :class:`Subscription` to the events that pass ``filter`` from now on."""

@@ -105,7 +105,7 @@ class LeakCheck(abc.ABC):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        report_leaks(self.check(), exc, context=type(self).__name__)
+        _report_leaks(self.check(), exc, context=type(self).__name__)
 
     async def __aenter__(self) -> Self:
         self.snapshot()
@@ -117,10 +117,10 @@ class LeakCheck(abc.ABC):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        report_leaks(await self.check_async(), exc, context=type(self).__name__)
+        _report_leaks(await self.check_async(), exc, context=type(self).__name__)
 
 
-def report_leaks(leaks: list[Leak], exc: BaseException | None, *, context: str = "") -> None:
+def _report_leaks(leaks: list[Leak], exc: BaseException | None, *, context: str = "") -> None:
     """Raise :class:`LeakError` for ``leaks``; if the block already failed, note them on its error.
 
     Raises:

@@ -35,6 +35,9 @@ else:
         _async_fixture = pytest.fixture
 
 
+__all__ = ["snakepit_mock_pool", "snakepit_pool", "snakepit_sync_pool", "snakepit_worker"]
+
+
 @_async_fixture
 async def snakepit_pool() -> AsyncIterator[Callable[..., Awaitable[Pool]]]:
     """Factory of isolated, started pools (real workers); all are closed and checked at teardown."""
