@@ -16,7 +16,7 @@ import pytest
 
 import snakepit
 from snakepit.events import WorkerReady
-from snakepit.testing._pools import assert_no_worker_left, isolated_pool, pool_mailbox
+from snakepit.testing import assert_no_worker_left, isolated_pool, pool_mailbox
 from supertester.processes import _wait_exited
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ import pytest
 
 import snakepit
 from snakepit.events import WorkerReady
-from snakepit.testing._pools import isolated_pool, pool_mailbox
+from snakepit.testing import isolated_pool, pool_mailbox
 from snakepit.worker._forkserver import ForkServer, effective_start_method
 from snakepit.worker._launch import PIPE
 

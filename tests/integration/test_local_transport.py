@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from snakepit._wire._constants import STREAM_CREDITS
+from snakepit._wire import STREAM_CREDITS
 from snakepit.events import EventBus, WorkerReady
-from snakepit.testing._pools import isolated_pool
-from snakepit.testing._servers import with_python_server
+from snakepit.testing import isolated_pool, with_python_server
 
 PROBE = "snakepit.testing.adapters:Probe"
 BOUND = 10.0

@@ -11,7 +11,7 @@ import pytest
 
 import snakepit
 from snakepit.events import RequestDispatched, RequestQueued, WorkerReady, WorkerRestarting
-from snakepit.testing._pools import isolated_pool, pool_mailbox
+from snakepit.testing import isolated_pool, pool_mailbox
 
 prometheus_client = pytest.importorskip("prometheus_client")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402

@@ -1,4 +1,5 @@
-"""Fixtures for the session store tests: a fake clock, an event bus and a store on both."""
+"""Fixtures for the session store tests: a fake clock, an event bus and a store on both; and
+the host bridge serving a store over real gRPC, in process (tests/support/bridge_host.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import pytest
 from snakepit.bridge import InMemorySessionStore
 from snakepit.events import Event, EventBus
 from supertester import FakeClock
+from tests.support.bridge_host import host
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+__all__ = ["bus", "clock", "host", "published", "store"]
 
 
 @pytest.fixture

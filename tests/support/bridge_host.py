@@ -1,4 +1,4 @@
-"""An in-process host bridge for the bridge server and client tests: real gRPC, no workers."""
+"""An in-process host bridge for the bridge service and host client tests: real gRPC, no workers."""
 
 from __future__ import annotations
 

@@ -25,12 +25,12 @@ from snakepit.errors import (
     VariableValidationError,
     VersionConflictError,
 )
-from tests.unit.grpc.conftest import start_host
+from tests.support.bridge_host import start_host
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from tests.unit.grpc.conftest import Host
+    from tests.support.bridge_host import Host
 
 BOUND = 10.0  # seconds: an upper bound on waits, never a delay
 
