@@ -1,0 +1,44 @@
+"""A unit test starts no process: one that does fails, naming what it started."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+_SPAWNING = {"subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn", "os.exec"}
+# Tests that start processes but still live here, until the pool's rework moves them
+# (tests/unit/pool is rewritten on its own branch).
+_NOT_YET_MOVED = {"tests/unit/pool/test_registry.py"}
+_ROOT = Path(__file__).resolve().parents[2]
+_started: list[str] | None = None
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if _started is not None and event in _SPAWNING:
+        _started.append(f"{event} {str(args[1] if event == 'subprocess.Popen' else '')[:80]}")
+
+
+sys.addaudithook(_audit)  # process-wide and permanent, so it does nothing outside a unit test
+
+
+@pytest.fixture(autouse=True)
+def _no_process(request: pytest.FixtureRequest) -> Iterator[None]:
+    global _started
+    if str(Path(request.node.path).resolve().relative_to(_ROOT)) in _NOT_YET_MOVED:
+        yield
+        return
+    _started = []
+    try:
+        yield
+        started = _started
+    finally:
+        _started = None
+    assert not started, (
+        f"a unit test started a process ({'; '.join(started)}): move it to tests/integration"
+    )
