@@ -1,4 +1,5 @@
-"""A unit test starts no process: one that does fails, naming what it started."""
+"""A unit test starts no process: one that does fails, naming what it started. And the host
+bridge, in process (``host``), for the tests of the bridge service and the worker's client."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.support.bridge_host import host
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+__all__ = ["host"]
 
 _SPAWNING = {"subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn", "os.exec"}
 # Tests that start processes but still live here, until the pool's rework moves them

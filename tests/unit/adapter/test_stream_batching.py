@@ -1,109 +1,121 @@
-"""A local worker's stream batching, without a worker: chunks collect while a frame is in
-flight, a batch never outgrows the message limit, and credit bounds what is sent ahead."""
+"""A gRPC worker's stream batching, without a process: the chunks ready at one moment go in
+one message, no message outgrows the limit, and a chunk too big for any is a typed error."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from snakepit._proto.snakepit.v1 import worker_pb2 as pb
-from snakepit._wire import STREAM_BATCH_CHUNKS, STREAM_CREDITS
-from snakepit._wire._framing import Flag, Kind
-from snakepit.adapter._local import _Cancelled, _Sink
+from snakepit._wire import decode, to_payload
+from snakepit.adapter import Adapter, tool
+from snakepit.adapter._service import WorkerServicer
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
+BOUND = 10.0
 
 
-class Wire:
-    """Stands in for the worker's connection: records each frame a sink sends."""
+class Chunks(Adapter):
+    def setup(self) -> None:
+        self.go = threading.Event()
+        self.produced = threading.Event()
+        self.finish = threading.Event()
 
-    def __init__(self) -> None:
-        self.frames: list[tuple[list[bytes], int, pb.ErrorInfo | None]] = []
+    @tool
+    def paced(self, n: int) -> Iterator[int]:
+        """One chunk, then (on ``go``) ``n`` more at once, then (on ``finish``) the end."""
+        yield 0
+        assert self.go.wait(BOUND)
+        yield from range(1, n + 1)
+        self.produced.set()  # every chunk above is in the servicer's queue by now
+        assert self.finish.wait(BOUND)
 
-    def send_message(
-        self, kind: int, call_id: int, item: pb.StreamItem, attached: Any, flags: int = 0
+    @tool
+    def sized(self, n: int, size: int) -> Iterator[str]:
+        for i in range(n):
+            yield str(i % 10) * size
+
+    @tool
+    def failing(self) -> Iterator[int]:
+        yield 1
+        raise ValueError("no more")
+
+
+@pytest.fixture
+def executor() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(2) as pool:
+        yield pool
+
+
+def _servicer(adapter: Adapter, executor: ThreadPoolExecutor, limit: int) -> WorkerServicer:
+    return WorkerServicer(
+        adapter,
+        adapter_path="tests:Chunks",
+        worker_id="w1",
+        executor=executor,
+        max_message_bytes=limit,
+    )
+
+
+def _items(servicer: WorkerServicer, tool_name: str, **args: Any) -> AsyncIterator[pb.StreamItem]:
+    request = pb.ExecuteRequest(tool=tool_name, args=to_payload(args, "args"))
+    return servicer.ExecuteStream(request, None)  # type: ignore[arg-type]
+
+
+def _values(item: pb.StreamItem) -> list[Any]:
+    return [decode(c.document, list(c.blobs)) for c in item.chunks]
+
+
+class TestBatches:
+    async def test_the_chunks_ready_at_one_moment_go_in_one_message(
+        self, executor: ThreadPoolExecutor
     ) -> None:
-        assert (kind, call_id) == (Kind.STREAM_ITEM, 7)
-        error = item.error if item.HasField("error") else None
-        self.frames.append(([c.document for c in item.chunks], flags, error))
+        adapter = Chunks()
+        adapter.setup()
+        items = _items(_servicer(adapter, executor, 2**20), "paced", n=9)
+        try:
+            assert _values(await anext(items)) == [0]
+            adapter.go.set()
+            assert await asyncio.to_thread(adapter.produced.wait, BOUND)
+            assert _values(await anext(items)) == list(range(1, 10))
+            adapter.finish.set()
+            assert [i async for i in items] == []
+        finally:  # a failed assertion must not leave the tool's thread waiting
+            adapter.go.set()
+            adapter.finish.set()
+            await items.aclose()  # type: ignore[attr-defined]
 
-    def chunks(self) -> list[list[bytes]]:
-        return [docs for docs, _, _ in self.frames]
+    async def test_no_message_outgrows_the_limit_and_nothing_is_lost(
+        self, executor: ThreadPoolExecutor
+    ) -> None:
+        limit = 4096 + 1000  # 1000 bytes of chunks per message
+        items = [
+            i async for i in _items(_servicer(Chunks(), executor, limit), "sized", n=40, size=300)
+        ]
+        assert all(i.ByteSize() <= 1000 + 64 for i in items)
+        assert max(len(i.chunks) for i in items) <= 3
+        assert [v for i in items for v in _values(i)] == [str(k % 10) * 300 for k in range(40)]
 
+    async def test_a_chunk_too_big_for_any_message_is_a_request_error(
+        self, executor: ThreadPoolExecutor
+    ) -> None:
+        items = [
+            i
+            async for i in _items(_servicer(Chunks(), executor, 4096 + 100), "sized", n=1, size=500)
+        ]
+        assert items[-1].error.kind == "RequestError"
+        assert "max_message_mb" in items[-1].error.message
 
-def _chunk(i: int) -> pb.Payload:
-    return pb.Payload(document=str(i).encode())
-
-
-def _sink(limit: int = 64 * 2**20) -> tuple[_Sink, Wire]:
-    wire = Wire()
-    return _Sink(wire, 7, limit), wire  # type: ignore[arg-type]
-
-
-class TestBatching:
-    def test_a_chunk_leaves_at_once_when_nothing_is_in_flight(self) -> None:
-        sink, wire = _sink()
-        sink.put(_chunk(0), [], 1)
-        assert wire.chunks() == [[b"0"]]
-
-    def test_chunks_made_while_a_frame_is_in_flight_go_together_on_credit(self) -> None:
-        sink, wire = _sink()
-        for i in range(5):
-            sink.put(_chunk(i), [], 1)
-        assert wire.chunks() == [[b"0"]]  # the rest waits for the host to consume the first
-        sink.credit()
-        assert wire.chunks() == [[b"0"], [b"1", b"2", b"3", b"4"]]
-
-    def test_a_full_batch_goes_while_there_is_credit(self) -> None:
-        sink, wire = _sink()
-        for i in range(1 + STREAM_BATCH_CHUNKS):
-            sink.put(_chunk(i), [], 1)
-        assert [len(c) for c in wire.chunks()] == [1, STREAM_BATCH_CHUNKS]
-
-    def test_a_chunk_that_would_not_fit_the_message_starts_the_next_one(self) -> None:
-        sink, wire = _sink(limit=4096 + 100)  # 100 bytes of chunks per message
-        sink.put(_chunk(0), [], 10)  # goes at once
-        sink.put(_chunk(1), [], 60)
-        sink.put(_chunk(2), [], 60)  # 120 > 100: the batch [1] goes, [2] starts the next
-        assert wire.chunks() == [[b"0"], [b"1"]]
-        sink.finish()
-        assert wire.chunks() == [[b"0"], [b"1"], [b"2"]]
-
-    def test_no_more_than_the_credit_is_sent_ahead_of_the_host(self) -> None:
-        sink, wire = _sink()
-        for i in range(STREAM_CREDITS * STREAM_BATCH_CHUNKS):
-            sink.put(_chunk(i), [], 1)
-        assert len(wire.frames) == STREAM_CREDITS  # the next full batch would wait for credit
-
-
-class TestEnding:
-    def test_finish_sends_what_is_left_with_the_end(self) -> None:
-        sink, wire = _sink()
-        sink.put(_chunk(0), [], 1)
-        sink.put(_chunk(1), [], 1)
-        sink.finish()
-        assert wire.frames[-1][:2] == ([b"1"], Flag.END)
-
-    def test_a_failed_stream_ends_with_its_error(self) -> None:
-        sink, wire = _sink()
-        sink.finish(pb.ErrorInfo(kind="ToolError", message="boom"))
-        docs, flags, error = wire.frames[-1]
-        assert (docs, flags) == ([], Flag.END)
-        assert error is not None and error.message == "boom"
-
-    def test_a_cancelled_stream_refuses_chunks_and_sends_nothing_more(self) -> None:
-        sink, wire = _sink()
-        sink.put(_chunk(0), [], 1)
-        sink.cancel()
-        with pytest.raises(_Cancelled):
-            sink.put(_chunk(1), [], 1)
-        sink.credit()
-        sink.finish()
-        assert wire.chunks() == [[b"0"]]
-
-    async def test_an_async_producer_is_refused_the_same_way(self) -> None:
-        sink, wire = _sink()
-        await sink.aput(_chunk(0), [], 1)
-        sink.cancel()
-        with pytest.raises(_Cancelled):
-            await sink.aput(_chunk(1), [], 1)
-        assert wire.chunks() == [[b"0"]]
+    async def test_a_failing_generator_ends_the_stream_with_its_error_after_its_chunks(
+        self, executor: ThreadPoolExecutor
+    ) -> None:
+        items = [i async for i in _items(_servicer(Chunks(), executor, 2**20), "failing")]
+        assert [v for i in items for v in _values(i)] == [1]
+        assert items[-1].error.kind == "ToolError"
+        assert "ValueError: no more" in items[-1].error.message

@@ -1,5 +1,4 @@
-"""Fixtures for the session store tests: a fake clock, an event bus and a store on both; and
-the host bridge serving a store over real gRPC, in process (tests/support/bridge_host.py)."""
+"""Fixtures for the session store tests: a fake clock, an event bus and a store on both."""
 
 from __future__ import annotations
 
@@ -10,12 +9,9 @@ import pytest
 from snakepit.bridge import InMemorySessionStore
 from snakepit.events import Event, EventBus
 from supertester import FakeClock
-from tests.support.bridge_host import host
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-
-__all__ = ["bus", "clock", "host", "published", "store"]
 
 
 @pytest.fixture
