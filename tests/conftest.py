@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from snakepit.testing import servers
+from snakepit.testing import _servers as servers
 
 _MARKERS = {
     "unit": "unit",

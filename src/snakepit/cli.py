@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
-SHOWCASE = "snakepit.examples.showcase:Showcase"
+_SHOWCASE = "snakepit.examples.showcase:Showcase"
 
 
 _DEMO_TOOLS = frozenset({"add", "count", "remember", "pid", "recall", "fail", "crash", "hang"})
@@ -55,7 +55,7 @@ async def _demo(size: int, adapter: str) -> int:
         if missing:
             raise _DemoError(
                 f"the demo calls the showcase's tools and {adapter} lacks "
-                f"{', '.join(missing)}; run it with the default adapter ({SHOWCASE}), and "
+                f"{', '.join(missing)}; run it with the default adapter ({_SHOWCASE}), and "
                 f"try yours with: snakepit doctor --adapter {adapter}"
             )
         for w in pool.workers():
@@ -247,7 +247,7 @@ def _doctor(adapter: str, python: str) -> int:
         dist = _DISTS[module_name]
         results.append(_check(dist, ok, detail, f"{python} -m pip install {dist}"))
     try:
-        from snakepit.worker.runtime import make_runtime_dir, remove_runtime_dir
+        from snakepit.worker._runtime import make_runtime_dir, remove_runtime_dir
 
         d = make_runtime_dir("doctor")
         path = os.path.join(d, "probe.sock")
@@ -282,7 +282,7 @@ def _doctor(adapter: str, python: str) -> int:
 
 
 def _worker_check(adapter: str, python: str) -> bool:
-    from snakepit.testing.servers import with_python_server
+    from snakepit.testing._servers import with_python_server
 
     # The failure is reported below, in full; the worker's own log lines would repeat it.
     # Muted for this check only: doctor may run inside a program with logging of its own.
@@ -426,11 +426,11 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="run a pool of the showcase adapter and show what it does")
     demo.add_argument("--size", type=int, default=4, help="worker processes (default: 4)")
     demo.add_argument(
-        "--adapter", default=SHOWCASE, help=f"module:Class of the adapter (default: {SHOWCASE})"
+        "--adapter", default=_SHOWCASE, help=f"module:Class of the adapter (default: {_SHOWCASE})"
     )
     doctor = sub.add_parser("doctor", help="check this environment and say how to fix problems")
     doctor.add_argument(
-        "--adapter", default=SHOWCASE, help="module:Class of the adapter to try starting"
+        "--adapter", default=_SHOWCASE, help="module:Class of the adapter to try starting"
     )
     doctor.add_argument(
         "--python",

@@ -17,11 +17,22 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from snakepit.bridge.store import SessionStore
+    from snakepit.bridge._store import SessionStore
 
 from snakepit.errors import ConfigError, brief
 
-__all__ = ["AFFINITY_MODES", "NAME_RULE", "PoolConfig"]
+__all__ = [
+    "AFFINITY_MODES",
+    "LAUNCHERS",
+    "MAX_COUNT",
+    "MAX_MESSAGE_MB",
+    "NAME_RULE",
+    "RAY_OPTIONS",
+    "SERIALIZATIONS",
+    "START_METHODS",
+    "TRANSPORTS",
+    "PoolConfig",
+]
 
 AFFINITY_MODES = ("hint", "strict_queue", "strict_fail_fast")
 TRANSPORTS = ("local", "grpc", "unix", "tcp")
@@ -310,7 +321,7 @@ def _session_store(value: Any) -> None:
                 f"invalid Pool option session_store: {exc}", option="session_store"
             ) from None
         return
-    from snakepit.bridge.store import SessionStore
+    from snakepit.bridge._store import SessionStore
 
     if not isinstance(value, SessionStore):
         _bad(

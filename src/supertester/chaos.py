@@ -36,7 +36,7 @@ __all__ = [
     "plan_failures",
 ]
 
-DEFAULT_KINDS: tuple[str, ...] = ("exit", "timeout", "disconnect")
+_DEFAULT_KINDS: tuple[str, ...] = ("exit", "timeout", "disconnect")
 
 
 def _new_seed(seed: int | None) -> int:
@@ -210,7 +210,7 @@ class FailureReport:
 def plan_failures(
     child_ids: Sequence[str],
     failure_rate: float,
-    kinds: Sequence[str] = DEFAULT_KINDS,
+    kinds: Sequence[str] = _DEFAULT_KINDS,
     *,
     seed: int,
 ) -> tuple[InjectedFailure, ...]:
@@ -232,7 +232,7 @@ def plan_failures(
 async def inject_random_failures(
     target: FailureTarget,
     failure_rate: float,
-    kinds: Sequence[str] = DEFAULT_KINDS,
+    kinds: Sequence[str] = _DEFAULT_KINDS,
     *,
     seed: int | None = None,
     child_ids: Sequence[str] | None = None,
@@ -299,7 +299,7 @@ class FailureSchedule:
     """
 
     failure_rate: float
-    kinds: Sequence[str] = DEFAULT_KINDS
+    kinds: Sequence[str] = _DEFAULT_KINDS
     seed: int | None = None
     decisions: list[tuple[str, str | None]] = field(default_factory=list)
 

@@ -10,8 +10,8 @@ from typing import Literal
 
 __all__ = ["ChaosSuiteReport", "ScenarioOutcome", "run_chaos_suite"]
 
-Scenario = Callable[[], Awaitable[object]]
-Status = Literal["passed", "failed", "timed_out", "not_run"]
+_Scenario = Callable[[], Awaitable[object]]
+_Status = Literal["passed", "failed", "timed_out", "not_run"]
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class ScenarioOutcome:
     """
 
     name: str
-    status: Status
+    status: _Status
     error: BaseException | None = None
     seconds: float = 0.0
 
@@ -68,7 +68,7 @@ class ChaosSuiteReport:
 
 
 async def run_chaos_suite(
-    scenarios: Mapping[str, Scenario] | Sequence[Scenario],
+    scenarios: Mapping[str, _Scenario] | Sequence[_Scenario],
     deadline: float,
 ) -> ChaosSuiteReport:
     """Run async scenarios one after another, all within ``deadline`` seconds in total.
@@ -106,7 +106,7 @@ async def run_chaos_suite(
             async with scope:
                 await scenario()
         except TimeoutError as exc:
-            status: Status = "timed_out" if scope.expired() else "failed"
+            status: _Status = "timed_out" if scope.expired() else "failed"
             error = None if scope.expired() else exc
             outcomes.append(ScenarioOutcome(name, status, error, time.monotonic() - started))
         except Exception as exc:

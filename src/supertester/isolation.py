@@ -28,7 +28,7 @@ from supertester.leaks import (
     LeakCheck,
     TaskLeakCheck,
     ThreadLeakCheck,
-    report_leaks,
+    _report_leaks,
 )
 from supertester.process_leaks import ProcessLeakCheck
 
@@ -132,7 +132,7 @@ class Isolation(Block):
         self.leaks = leaks
         if self._path is not None and not self._keep_path:
             shutil.rmtree(self._path, ignore_errors=True)
-        report_leaks(leaks, exc, context=f"isolated block {self.name!r}")
+        _report_leaks(leaks, exc, context=f"isolated block {self.name!r}")
 
     def __repr__(self) -> str:
         return f"<Isolation {self.name} path={self._path}>"

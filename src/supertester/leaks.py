@@ -97,13 +97,13 @@ class LeakCheck(Block, abc.ABC):
         self.snapshot()
 
     def _end(self, exc: BaseException | None) -> None:
-        report_leaks(self.check(), exc, context=type(self).__name__)
+        _report_leaks(self.check(), exc, context=type(self).__name__)
 
     async def _end_async(self, exc: BaseException | None) -> None:
-        report_leaks(await self.check_async(), exc, context=type(self).__name__)
+        _report_leaks(await self.check_async(), exc, context=type(self).__name__)
 
 
-def report_leaks(leaks: list[Leak], exc: BaseException | None, *, context: str = "") -> None:
+def _report_leaks(leaks: list[Leak], exc: BaseException | None, *, context: str = "") -> None:
     """Raise :class:`LeakError` for ``leaks``; if the block already failed, note them on its error.
 
     Raises:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import psutil
 
 from supertester.leaks import Leak, LeakCheck
-from supertester.processes import describe_process, wait_exited, wait_exited_blocking
+from supertester.processes import _wait_exited, _wait_exited_blocking, describe_process
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -109,12 +109,12 @@ class ProcessLeakCheck(LeakCheck):
         candidates = self._candidates()
         if not candidates:
             return []
-        alive = wait_exited_blocking([proc.pid for proc in candidates], self.grace)
+        alive = _wait_exited_blocking([proc.pid for proc in candidates], self.grace)
         leaked = [proc for proc in candidates if proc.pid in alive or self._zombie(proc)]
         leaks = [Leak(self.kind, describe_process(proc.pid)) for proc in leaked]
         if self.kill_leaked and leaked:
             self._kill(leaked)
-            wait_exited_blocking([proc.pid for proc in leaked], self.grace)
+            _wait_exited_blocking([proc.pid for proc in leaked], self.grace)
         return self._mark_killed(leaks)
 
     async def check_async(self) -> list[Leak]:
@@ -123,12 +123,12 @@ class ProcessLeakCheck(LeakCheck):
         candidates = self._candidates()
         if not candidates:
             return []
-        alive = await wait_exited([proc.pid for proc in candidates], self.grace)
+        alive = await _wait_exited([proc.pid for proc in candidates], self.grace)
         leaked = [proc for proc in candidates if proc.pid in alive or self._zombie(proc)]
         leaks = [Leak(self.kind, describe_process(proc.pid)) for proc in leaked]
         if self.kill_leaked and leaked:
             self._kill(leaked)
-            await wait_exited([proc.pid for proc in leaked], self.grace)
+            await _wait_exited([proc.pid for proc in leaked], self.grace)
         return self._mark_killed(leaks)
 
     def _zombie(self, proc: psutil.Process) -> bool:

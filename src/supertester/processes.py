@@ -85,7 +85,7 @@ async def wait_for_exit(
             message describes each.
     """
     wanted = [pids] if isinstance(pids, int) else list(pids)
-    alive = await wait_exited(wanted, timeout)
+    alive = await _wait_exited(wanted, timeout)
     if alive:
         label = what or f"process(es) {', '.join(map(str, wanted))}"
         details = "; ".join(describe_process(pid) for pid in sorted(alive))
@@ -97,7 +97,7 @@ async def wait_for_exit(
         )
 
 
-async def wait_exited(pids: Iterable[int], timeout: float) -> set[int]:
+async def _wait_exited(pids: Iterable[int], timeout: float) -> set[int]:
     """Wait up to ``timeout`` for the processes to exit; return the pids still alive."""
     alive = {pid for pid in pids if is_alive(pid)}
     if not alive or timeout <= 0:
@@ -134,7 +134,7 @@ async def wait_exited(pids: Iterable[int], timeout: float) -> set[int]:
             os.close(fd)
 
 
-def wait_exited_blocking(pids: Iterable[int], timeout: float) -> set[int]:
+def _wait_exited_blocking(pids: Iterable[int], timeout: float) -> set[int]:
     """Block up to ``timeout`` for the processes to exit; return the pids still alive."""
     alive = {pid for pid in pids if is_alive(pid)}
     if not alive or timeout <= 0:

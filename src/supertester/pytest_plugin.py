@@ -42,6 +42,16 @@ else:
     except ImportError:  # pragma: no cover - async fixtures then need another async plugin
         _async_fixture = pytest.fixture
 
+__all__ = [
+    "fake_clock",
+    "isolation",
+    "mailbox",
+    "no_leaked_processes",
+    "pytest_addoption",
+    "pytest_runtest_makereport",
+    "recorder",
+]
+
 _Render = tuple[str, Callable[[], str]]
 _HISTORIES = pytest.StashKey[list[_Render]]()
 _SHOWN = pytest.StashKey[bool]()

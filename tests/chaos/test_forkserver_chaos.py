@@ -16,8 +16,8 @@ import pytest
 
 import snakepit
 from snakepit.events import WorkerReady
-from snakepit.testing.pools import assert_no_worker_left, isolated_pool, pool_mailbox
-from supertester.processes import wait_exited
+from snakepit.testing import assert_no_worker_left, isolated_pool, pool_mailbox
+from supertester.processes import _wait_exited
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -51,7 +51,7 @@ class TestTemplateDeath:
             old_workers = {w.pid for w in pool.workers()}
             (old_template,) = {template_of(pid) for pid in old_workers if pid}
             os.kill(old_template, signal.SIGKILL)
-            assert await wait_exited([old_template], BOUND) == set()
+            assert await _wait_exited([old_template], BOUND) == set()
 
             assert await pool.execute("add", {"a": 1, "b": 2}) == 3
             gate.set()

@@ -24,8 +24,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import snakepit
-from snakepit.testing.chaos import supervised
-from snakepit.testing.pools import isolated_pool
+from snakepit.testing import isolated_pool, supervised
 from supertester import wait_for_children
 
 if TYPE_CHECKING:

@@ -28,7 +28,7 @@ from snakepit.events import (
     WorkerStarting,
     WorkerUnhealthy,
 )
-from snakepit.testing.pools import assert_no_worker_left, isolated_pool, pool_mailbox
+from snakepit.testing import assert_no_worker_left, isolated_pool, pool_mailbox
 from supertester import FakeClock
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from snakepit.testing.pools import assert_no_worker_left, isolated_pool
+from snakepit.testing import assert_no_worker_left, isolated_pool
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -9,8 +9,7 @@ import pytest
 
 import snakepit
 from snakepit.events import WorkerExited, WorkerReady, WorkerUnhealthy
-from snakepit.testing.chaos import supervised
-from snakepit.testing.pools import isolated_pool, pool_mailbox
+from snakepit.testing import isolated_pool, pool_mailbox, supervised
 from supertester import inject_random_failures, wait_for_children
 
 BOUND = 30.0

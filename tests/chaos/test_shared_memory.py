@@ -13,7 +13,7 @@ import pytest
 
 import snakepit
 from snakepit.events import RequestDispatched, WorkerReady
-from snakepit.testing.pools import isolated_pool, pool_mailbox
+from snakepit.testing import isolated_pool, pool_mailbox
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from snakepit.events import PoolDegraded
-from snakepit.testing.chaos import supervised
-from snakepit.testing.pools import isolated_pool, pool_mailbox
+from snakepit.testing import isolated_pool, pool_mailbox, supervised
 from supertester import (
     assert_all_children_alive,
     assert_child_count,

@@ -19,7 +19,7 @@ import pytest
 
 import snakepit
 from snakepit.events import WorkerExited, WorkerReady, WorkerRecycled
-from snakepit.testing.pools import isolated_pool, pool_mailbox
+from snakepit.testing import isolated_pool, pool_mailbox
 from supertester import wait_for_exit
 
 if TYPE_CHECKING:

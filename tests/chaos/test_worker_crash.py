@@ -9,8 +9,7 @@ import pytest
 
 import snakepit
 from snakepit.events import RequestCompleted
-from snakepit.testing.chaos import supervised
-from snakepit.testing.pools import isolated_pool
+from snakepit.testing import isolated_pool, supervised
 from supertester import kill_children, wait_for_children
 
 BOUND = 30.0

@@ -9,7 +9,7 @@ import pytest
 
 import snakepit
 from snakepit.events import RequestDispatched, RequestQueued
-from snakepit.testing.pools import isolated_pool, pool_mailbox
+from snakepit.testing import isolated_pool, pool_mailbox
 from supertester import FakeClock
 from tests.support.executor_tasks import Gate
 

@@ -19,7 +19,7 @@ import pytest
 import snakepit
 from snakepit._executor import RemoteTraceback
 from snakepit.events import WorkerReady
-from snakepit.testing.pools import assert_no_worker_left
+from snakepit.testing import assert_no_worker_left
 from tests.support import executor_tasks as tasks
 from tests.support.executor_tasks import Gate
 

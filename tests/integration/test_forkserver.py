@@ -15,9 +15,9 @@ import pytest
 
 import snakepit
 from snakepit.events import WorkerReady
-from snakepit.testing.pools import isolated_pool, pool_mailbox
-from snakepit.worker.forkserver import ForkServer, effective_start_method
-from snakepit.worker.launch import PIPE
+from snakepit.testing import isolated_pool, pool_mailbox
+from snakepit.worker._forkserver import ForkServer, effective_start_method
+from snakepit.worker._launch import PIPE
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 import snakepit
-from snakepit.testing import assert_grpc_server_ready
-from snakepit.testing.pools import isolated_pool
+from snakepit.testing import assert_grpc_server_ready, isolated_pool
 
 
 @pytest.mark.usefixtures("both_transports")

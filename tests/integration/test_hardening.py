@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 import snakepit
-from snakepit.testing.pools import isolated_pool
+from snakepit.testing import isolated_pool
 
 MiB = 1024 * 1024
 

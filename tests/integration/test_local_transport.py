@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from snakepit._wire.constants import STREAM_CREDITS
+from snakepit._wire import STREAM_CREDITS
 from snakepit.events import EventBus, WorkerReady
-from snakepit.testing.pools import isolated_pool
-from snakepit.testing.servers import with_python_server
+from snakepit.testing import isolated_pool, with_python_server
 
 PROBE = "snakepit.testing.adapters:Probe"
 BOUND = 10.0

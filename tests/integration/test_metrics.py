@@ -11,7 +11,7 @@ import pytest
 
 import snakepit
 from snakepit.events import RequestDispatched, RequestQueued, WorkerReady, WorkerRestarting
-from snakepit.testing.pools import isolated_pool, pool_mailbox
+from snakepit.testing import isolated_pool, pool_mailbox
 
 prometheus_client = pytest.importorskip("prometheus_client")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
@@ -110,7 +110,7 @@ async def test_a_busy_worker_and_the_queue_show_at_scrape_time() -> None:
 
 def test_snakepit_never_imports_prometheus_client_unless_asked() -> None:
     code = (
-        "import sys, snakepit, snakepit.testing.pools\n"
+        "import sys, snakepit, snakepit.testing._pools\n"
         "print(sorted(m for m in sys.modules if m.startswith(('prometheus_client', 'opentelemetry'))))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

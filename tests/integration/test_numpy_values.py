@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
 
 import snakepit
-from snakepit.testing.pools import isolated_pool
+from snakepit.testing import isolated_pool
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -77,3 +79,19 @@ async def test_an_object_array_is_a_serialization_error_and_the_worker_stays(
             await pool.execute("objects")
         assert (await pool.execute("describe", {"a": np.zeros(2)}))["shape"] == [2]
         assert len(pool.workers()) == 1
+
+
+def test_plain_values_never_import_numpy() -> None:
+    """It costs nothing when off: encoding and decoding every other kind of value (and
+    refusing an unknown type) leaves numpy unloaded."""
+    code = (
+        "import sys, math, snakepit\n"
+        "from snakepit.codec import encode, decode\n"
+        "v = {'a': [1, 2.5, math.nan, b'x', bytearray(b'y'), None, 'z'], '\\x00n': 1}\n"
+        "assert decode(*encode(v))['\\x00n'] == 1\n"
+        "try:\n    encode({1, 2})\nexcept snakepit.SerializationError:\n    pass\n"
+        "print('numpy' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -20,7 +20,7 @@ from snakepit.events import (
     WorkerRestarting,
     WorkerUnhealthy,
 )
-from snakepit.testing.pools import isolated_pool, pool_mailbox
+from snakepit.testing import isolated_pool, pool_mailbox
 from supertester import FakeClock
 
 BOUND = 15.0  # an upper bound on waits, never a delay

@@ -8,7 +8,7 @@ import pytest
 
 import snakepit
 from snakepit.events import SessionCreated, SessionExpired
-from snakepit.testing.pools import isolated_pool, pool_mailbox
+from snakepit.testing import isolated_pool, pool_mailbox
 from supertester import FakeClock
 
 BOUND = 15.0  # an upper bound on waits, never a delay

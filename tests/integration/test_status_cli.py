@@ -16,7 +16,7 @@ import pytest
 import snakepit
 from snakepit.cli import main
 from snakepit.events import RequestDispatched
-from snakepit.testing.pools import isolated_pool, pool_mailbox
+from snakepit.testing import isolated_pool, pool_mailbox
 
 if TYPE_CHECKING:
     from pathlib import Path

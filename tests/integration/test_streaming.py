@@ -7,8 +7,7 @@ import asyncio
 import pytest
 
 import snakepit
-from snakepit.testing import assert_streaming_response
-from snakepit.testing.pools import isolated_pool
+from snakepit.testing import assert_streaming_response, isolated_pool
 
 STREAMS = "snakepit.testing.adapters:Streams"
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 import snakepit
-from snakepit.testing.pools import assert_no_worker_left
+from snakepit.testing import assert_no_worker_left
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

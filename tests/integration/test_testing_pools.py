@@ -1,4 +1,4 @@
-"""snakepit.testing.pools: the check that a pool left no worker process behind."""
+"""snakepit.testing._pools: the check that a pool left no worker process behind."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from snakepit.testing.pools import assert_no_worker_left
+from snakepit.testing import assert_no_worker_left
 
 
 def _child(code: str) -> subprocess.Popen[bytes]:

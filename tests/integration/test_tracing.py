@@ -11,7 +11,7 @@ import pytest
 
 import snakepit
 from snakepit.events import RequestDispatched
-from snakepit.testing.pools import isolated_pool, pool_mailbox
+from snakepit.testing import isolated_pool, pool_mailbox
 
 pytest.importorskip("opentelemetry.sdk")
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 import snakepit
-from snakepit.testing.pools import isolated_pool
+from snakepit.testing import isolated_pool
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -8,7 +8,7 @@ import pytest
 
 import snakepit
 from snakepit.codec import MAX_DEPTH
-from snakepit.testing.pools import isolated_pool
+from snakepit.testing import isolated_pool
 
 VALUES = "snakepit.testing.adapters:WireValues"
 STREAMS = "snakepit.testing.adapters:Streams"

@@ -13,8 +13,7 @@ import psutil
 import pytest
 
 import snakepit
-from snakepit.testing import cleanup_sessions
-from snakepit.testing.pools import isolated_pool
+from snakepit.testing import cleanup_sessions, isolated_pool
 
 
 def _another_virtualenv(path: Path) -> Path:

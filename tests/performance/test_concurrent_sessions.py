@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from snakepit.testing.pools import isolated_pool
+from snakepit.testing import isolated_pool
 
 
 class TestConcurrentSessions:

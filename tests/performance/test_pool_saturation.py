@@ -6,7 +6,7 @@ import asyncio
 
 import snakepit
 from snakepit.events import RequestDispatched, WorkerReady
-from snakepit.testing.pools import isolated_pool, pool_mailbox
+from snakepit.testing import isolated_pool, pool_mailbox
 
 
 class TestPoolSaturation:

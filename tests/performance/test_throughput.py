@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from snakepit.testing.pools import isolated_pool
+from snakepit.testing import isolated_pool
 
 
 class TestThroughput:

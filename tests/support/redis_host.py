@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 import snakepit
-from snakepit.testing.servers import SHOWCASE
+from snakepit.testing import SHOWCASE
 
 
 def emit(message: dict[str, Any]) -> None:

@@ -6,11 +6,10 @@ import datetime
 
 import pytest
 
-from snakepit import codec
-from snakepit._variables import Variable
+from snakepit import Variable, codec
 from snakepit.errors import SerializationError
 from snakepit.events import VariableUpdated
-from snakepit.pool._sync import SyncPool
+from snakepit.pool import SyncPool
 from snakepit.pool._sync_session import SyncSession, SyncSessions, SyncSessionVariables
 
 

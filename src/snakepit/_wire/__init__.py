@@ -8,7 +8,7 @@ token header, message limits). It imports protobuf messages only, never gRPC.
 
 from __future__ import annotations
 
-from snakepit._wire.constants import (
+from snakepit._wire._constants import (
     DEFAULT_MAX_MESSAGE,
     ENV_ADDRESS,
     ENV_TOKEN,
@@ -20,8 +20,8 @@ from snakepit._wire.constants import (
     STREAM_CREDITS,
     TOKEN_HEADER,
 )
-from snakepit._wire.errors import error_info, exception_from_info, host_error_info
-from snakepit._wire.payload import from_payload, to_payload
+from snakepit._wire._errors import error_info, exception_from_info, host_error_info
+from snakepit._wire._payload import from_payload, to_payload
 from snakepit.codec import Encoding, decode, encode, validate
 
 __all__ = [

@@ -8,7 +8,7 @@ codec and the errors.
 from __future__ import annotations
 
 from snakepit.adapter._base import Adapter
+from snakepit.adapter._context import SessionContext
 from snakepit.adapter._tools import ToolInfo, tool
-from snakepit.adapter.context import SessionContext
 
 __all__ = ["Adapter", "SessionContext", "ToolInfo", "tool"]

@@ -13,9 +13,9 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from snakepit._proto.snakepit.v1 import worker_pb2 as pb
-from snakepit._wire.constants import PROTOCOL_VERSION
-from snakepit._wire.payload import from_payload
-from snakepit.adapter.context import SessionContext
+from snakepit._wire._constants import PROTOCOL_VERSION
+from snakepit._wire._payload import from_payload
+from snakepit.adapter._context import SessionContext
 from snakepit.codec import Encoding, encode
 from snakepit.errors import ToolNotFoundError, brief
 

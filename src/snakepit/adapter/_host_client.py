@@ -21,7 +21,7 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from snakepit._wire.constants import DEFAULT_MAX_MESSAGE, ENV_ADDRESS, ENV_TOKEN
+from snakepit._wire._constants import DEFAULT_MAX_MESSAGE, ENV_ADDRESS, ENV_TOKEN
 from snakepit.adapter import _host_ops as ops
 from snakepit.adapter._host_link import GrpcLink, HostLink
 from snakepit.adapter._host_watch import AsyncHostWatch, HostWatch

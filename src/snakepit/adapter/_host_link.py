@@ -13,7 +13,7 @@ import contextlib
 import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
-from snakepit._wire.constants import ENV_ADDRESS, TOKEN_HEADER
+from snakepit._wire._constants import ENV_ADDRESS, TOKEN_HEADER
 from snakepit.errors import SnakepitError
 
 if TYPE_CHECKING:

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from snakepit._proto.snakepit.v1 import host_pb2 as hpb
 from snakepit._variables import BatchResult, Variable
-from snakepit._wire.errors import exception_from_info as error_from_wire
-from snakepit._wire.payload import from_payload, to_payload
+from snakepit._wire._errors import exception_from_info as error_from_wire
+from snakepit._wire._payload import from_payload, to_payload
 from snakepit.errors import InvalidValueError, SnakepitError, VariableError
 
 if TYPE_CHECKING:

@@ -20,14 +20,14 @@ if TYPE_CHECKING:
     from snakepit.adapter._host_client import HostClient
     from snakepit.adapter._host_watch import AsyncHostWatch, HostWatch
 
-__all__ = ["SessionVariables"]
+__all__ = ["WorkerVariables"]
 
-# ``SessionVariables.list`` shadows the builtin inside that class.
+# ``WorkerVariables.list`` shadows the builtin inside that class.
 _Variables: TypeAlias = "list[Variable]"
 _Names: TypeAlias = "list[str]"
 
 
-class SessionVariables:
+class WorkerVariables:
     """The variables of the session a tool runs in (``ctx.variables``).
 
     ``ctx.variables["x"]`` reads the value, ``ctx.variables["x"] = 3`` writes
@@ -317,4 +317,4 @@ class SessionVariables:
         )
 
     def __repr__(self) -> str:
-        return f"<SessionVariables session={self._session_id!r} via {self._client!r}>"
+        return f"<WorkerVariables session={self._session_id!r} via {self._client!r}>"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING
 
-from snakepit._wire.errors import exception_from_info as error_from_wire
+from snakepit._wire._errors import exception_from_info as error_from_wire
 from snakepit.adapter._host_ops import check_watch_start, update_from_wire
 from snakepit.errors import SnakepitError
 

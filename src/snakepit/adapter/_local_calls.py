@@ -13,9 +13,9 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from snakepit._proto.snakepit.v1 import worker_pb2 as pb
-from snakepit._wire.constants import SHM_THRESHOLD
-from snakepit._wire.errors import error_info
-from snakepit._wire.framing import Attachment, Flag, Kind, split_blobs
+from snakepit._wire._constants import SHM_THRESHOLD
+from snakepit._wire._errors import error_info
+from snakepit._wire._framing import Attachment, Flag, Kind, split_blobs
 from snakepit.adapter._core import prepare, result_encoding
 from snakepit.adapter._local_sink import Cancelled, Sink
 from snakepit.codec import encode

@@ -18,7 +18,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from snakepit._proto.snakepit.v1 import host_pb2 as hpb
-from snakepit._wire.framing import HOST_METHODS, Attachment, Flag, Kind, pack, pack_attached
+from snakepit._wire._framing import HOST_METHODS, Attachment, Flag, Kind, pack, pack_attached
 from snakepit.errors import SnakepitError
 
 if TYPE_CHECKING:

@@ -6,8 +6,8 @@ import threading
 from typing import TYPE_CHECKING
 
 from snakepit._proto.snakepit.v1 import worker_pb2 as pb
-from snakepit._wire.constants import STREAM_BATCH_BYTES, STREAM_BATCH_CHUNKS, STREAM_CREDITS
-from snakepit._wire.framing import Attachment, Flag, Kind
+from snakepit._wire._constants import STREAM_BATCH_BYTES, STREAM_BATCH_CHUNKS, STREAM_CREDITS
+from snakepit._wire._framing import Attachment, Flag, Kind
 from snakepit.adapter._local_link import closing_ok, set_result
 
 if TYPE_CHECKING:

@@ -27,8 +27,8 @@ import time
 from typing import TYPE_CHECKING
 
 from snakepit._proto.snakepit.v1 import worker_pb2 as pb
-from snakepit._wire.errors import error_info
-from snakepit._wire.framing import (
+from snakepit._wire._errors import error_info
+from snakepit._wire._framing import (
     ANCILLARY_SIZE,
     Frame,
     FrameBuffer,

@@ -38,8 +38,8 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from snakepit._wire.constants import PROTOCOL_VERSION, READY_PREFIX
-from snakepit._wire.token import token_interceptor
+from snakepit._wire._constants import PROTOCOL_VERSION, READY_PREFIX
+from snakepit._wire._token import token_interceptor
 
 if TYPE_CHECKING:
     import asyncio

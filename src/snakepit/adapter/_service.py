@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from snakepit._proto.snakepit.v1 import worker_pb2 as pb
 from snakepit._proto.snakepit.v1 import worker_pb2_grpc as pb_grpc
-from snakepit._wire.errors import error_info
+from snakepit._wire._errors import error_info
 from snakepit.adapter._core import describe_response, lookup, prepare
 from snakepit.codec import Encoding, encode
 from snakepit.errors import RequestError

@@ -10,21 +10,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from snakepit.bridge.memory import InMemorySessionStore, validate_session_id
-from snakepit.bridge.store import BatchResult, Session, SessionStore
-from snakepit.bridge.types import VARIABLE_TYPES, VariableType, get_type
-from snakepit.bridge.variables import Variable, validate_variable_name
-from snakepit.bridge.watch import VariableWatch
+from snakepit.bridge._memory import InMemorySessionStore, validate_session_id
+from snakepit.bridge._store import BatchResult, SessionInfo, SessionStore
+from snakepit.bridge._types import VARIABLE_TYPES, VariableType, get_type
+from snakepit.bridge._variables import Variable, validate_variable_name
+from snakepit.bridge._watch import VariableWatch
 
 if TYPE_CHECKING:
-    from snakepit.bridge.redis_store import RedisSessionStore
+    from snakepit.bridge._redis_store import RedisSessionStore
 
 __all__ = [
     "VARIABLE_TYPES",
     "BatchResult",
     "InMemorySessionStore",
     "RedisSessionStore",
-    "Session",
+    "SessionInfo",
     "SessionStore",
     "Variable",
     "VariableType",
@@ -38,7 +38,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # The redis client is imported only by a program that uses the Redis store.
     if name == "RedisSessionStore":
-        from snakepit.bridge.redis_store import RedisSessionStore
+        from snakepit.bridge._redis_store import RedisSessionStore
 
         return RedisSessionStore
     raise AttributeError(f"module 'snakepit.bridge' has no attribute {name!r}")

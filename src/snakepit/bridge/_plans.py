@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from snakepit._variables import Variable
 from snakepit.bridge._rules import mapping, merged_metadata, variable_not_found
-from snakepit.bridge.types import get_type, short_repr
-from snakepit.bridge.variables import validate_variable_name
+from snakepit.bridge._types import get_type, short_repr
+from snakepit.bridge._variables import validate_variable_name
 from snakepit.errors import (
     VariableError,
     VariableNotFoundError,

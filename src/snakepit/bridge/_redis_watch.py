@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     import redis.asyncio as aioredis
 
-    from snakepit.bridge.watch import VariableWatch
+    from snakepit.bridge._watch import VariableWatch
     from snakepit.errors import SessionStoreUnavailableError
 
 __all__ = ["Follower", "Subscriptions"]

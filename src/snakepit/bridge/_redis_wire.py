@@ -1,6 +1,6 @@
 """What the Redis store keeps in and sends to Redis: its Lua scripts and the text forms of its data.
 
-The scripts keep the rules atomic on the server (see :mod:`snakepit.bridge.redis_store`);
+The scripts keep the rules atomic on the server (see :mod:`snakepit.bridge._redis_store`);
 the forms are a stored version (``"version|incarnation|packed"``), a packed value
 (codec JSON, bytes carried base64 beside it) and a watch message
 (``"incarnation|seq|U..."`` for an update, ``"...|E<reason>"`` for an end).

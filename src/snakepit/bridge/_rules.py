@@ -1,8 +1,8 @@
 """Which inputs a session store accepts, and the errors that name the others.
 
 The stores' rules are pure decisions every backend applies, without I/O;
-a backend (:class:`~snakepit.bridge.memory.InMemorySessionStore`,
-:class:`~snakepit.bridge.redis_store.RedisSessionStore`) keeps the data and
+a backend (:class:`~snakepit.bridge._memory.InMemorySessionStore`,
+:class:`~snakepit.bridge._redis_store.RedisSessionStore`) keeps the data and
 makes each operation atomic. This module decides:
 
 * which ids, names, TTLs, settings, mappings and patterns are valid;
@@ -26,8 +26,8 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from snakepit.bridge.types import short_repr
-from snakepit.bridge.variables import validate_variable_name
+from snakepit.bridge._types import short_repr
+from snakepit.bridge._variables import validate_variable_name
 from snakepit.errors import (
     InvalidValueError,
     SessionNotFoundError,

@@ -2,7 +2,7 @@
 
 :class:`StoreBase` checks and keeps the settings every store takes (clock,
 default TTL, quota, history bound, events, name), publishes on the bus, and
-runs the store's :meth:`~snakepit.bridge.store.SessionStore.run_expiry` in a
+runs the store's :meth:`~snakepit.bridge._store.SessionStore.run_expiry` in a
 task it owns between ``async with`` and :meth:`close`.
 """
 
@@ -12,7 +12,7 @@ import asyncio
 from typing import TYPE_CHECKING, Self
 
 from snakepit.bridge import _rules as rules
-from snakepit.bridge.store import SessionStore
+from snakepit.bridge._store import SessionStore
 from snakepit.clock import Clock, SystemClock
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from snakepit.bridge._plans import plan_register
-from snakepit.bridge.types import short_repr
+from snakepit.bridge._types import short_repr
 from snakepit.errors import InvalidValueError, VariableRedefinedError
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ import math
 from typing import TYPE_CHECKING, Any, Final
 
 from snakepit import codec
-from snakepit.bridge.types import short_repr
+from snakepit.bridge._types import short_repr
 from snakepit.errors import (
     InvalidArgumentsError,
     InvalidValueError,
@@ -18,11 +18,11 @@ from snakepit.errors import (
     ToolNotFoundError,
     brief,
 )
-from snakepit.worker.transport import MAX_DEADLINE
+from snakepit.worker._transport import MAX_DEADLINE
 
 if TYPE_CHECKING:
     from snakepit.config import PoolConfig
-    from snakepit.worker.transport import ToolSpec
+    from snakepit.worker._transport import DescribedTool
 
 __all__ = ["DEFAULT", "call_args", "call_deadline", "call_retries", "earliest"]
 
@@ -36,7 +36,7 @@ DEFAULT: Final[Any] = _Default()
 
 
 def call_args(
-    tools: dict[str, ToolSpec],
+    tools: dict[str, DescribedTool],
     tool: str,
     args: Any,
     *,
@@ -118,7 +118,7 @@ def call_deadline(timeout: Any, default: float | None, tool: str = "") -> float 
 
 
 def call_retries(
-    tools: dict[str, ToolSpec], tool: str, retries: int | None, config: PoolConfig
+    tools: dict[str, DescribedTool], tool: str, retries: int | None, config: PoolConfig
 ) -> int:
     """How many times a call may run again after its worker crashed.
 

@@ -27,19 +27,19 @@ from snakepit.errors import (
 from snakepit.events import RequestCancelled, RequestCompleted, RequestDispatched, RequestFailed
 from snakepit.pool._arguments import call_args, call_deadline, earliest
 from snakepit.pool._scheduler import Ticket
-from snakepit.worker.handle import WorkerState
+from snakepit.worker._handle import WorkerState
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
 
     from snakepit._tasks import TaskOwner
-    from snakepit.bridge.store import SessionStore
+    from snakepit.bridge._store import SessionStore
     from snakepit.clock import Clock
     from snakepit.config import PoolConfig
     from snakepit.events import EventBus
     from snakepit.pool._engine import Engine
     from snakepit.pool._types import WorkerLike
-    from snakepit.worker.transport import ToolSpec
+    from snakepit.worker._transport import DescribedTool
 
 __all__ = ["CallPolicy", "StreamHold", "after_attempts", "stream_timeout"]
 
@@ -56,7 +56,7 @@ class CallPolicy:
     _engine: Engine
     _tasks: TaskOwner
     _counters: dict[str, int]
-    _tools: dict[str, ToolSpec]
+    _tools: dict[str, DescribedTool]
     _affinity: dict[str, str]
     _store: SessionStore
     _state: str

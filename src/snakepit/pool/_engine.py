@@ -40,7 +40,7 @@ from snakepit.pool._supervision import (
     Restart,
     Supervision,
 )
-from snakepit.worker.handle import WorkerState
+from snakepit.worker._handle import WorkerState
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -53,8 +53,8 @@ if TYPE_CHECKING:
     from snakepit.pool._scheduler import Ticket
     from snakepit.pool._supervision import Action, SlotState
     from snakepit.pool._types import WorkerFactory, WorkerLike
-    from snakepit.worker.handle import WorkerOptions
-    from snakepit.worker.registry import ProcessRegistry
+    from snakepit.worker._handle import WorkerOptions
+    from snakepit.worker._registry import ProcessRegistry
 
 __all__ = ["Engine"]
 

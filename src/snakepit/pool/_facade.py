@@ -10,12 +10,12 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar, cast
 
-from snakepit.bridge.memory import validate_session_id
+from snakepit.bridge._memory import validate_session_id
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable
 
-    from snakepit.bridge.host_tools import HostToolRegistry
+    from snakepit.bridge._host_tools import HostToolRegistry
     from snakepit.events import Event
     from snakepit.pool._pool import Pool
     from snakepit.pool._session import Session, Sessions

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from snakepit.config import PoolConfig
     from snakepit.pool._engine import Engine
     from snakepit.pool._types import WorkerLike
-    from snakepit.worker.transport import ToolSpec
+    from snakepit.worker._transport import DescribedTool
 
 __all__ = ["Observation"]
 
@@ -25,7 +25,7 @@ class Observation:
     config: PoolConfig
     _engine: Engine
     _state: str
-    _tools: dict[str, ToolSpec]
+    _tools: dict[str, DescribedTool]
     _counters: dict[str, int]
 
     @property
@@ -33,7 +33,7 @@ class Observation:
         return self._state
 
     @property
-    def tools(self) -> dict[str, ToolSpec]:
+    def tools(self) -> dict[str, DescribedTool]:
         """The tools the workers serve, by name (known once the pool has started)."""
         return dict(self._tools)
 

@@ -2,7 +2,7 @@
 
 ``placements_for(config)`` is None for local workers; otherwise it gives the pool an
 object that prepares what every worker start needs (the token, TLS credentials, a Ray
-connection) when the pool starts, makes a :class:`~snakepit.worker.attached.Placement`
+connection) when the pool starts, makes a :class:`~snakepit.worker._attached.Placement`
 for each start of a slot's worker, and cleans up when the pool closes.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from snakepit.errors import InvalidValueError
-from snakepit.worker.remote import RemotePlacement, load_tls_ca
+from snakepit.worker._remote import RemotePlacement, load_tls_ca
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import grpc
 
     from snakepit.config import PoolConfig
-    from snakepit.worker.attached import Placement
+    from snakepit.worker._attached import Placement
 
 __all__ = ["Placements", "placements_for"]
 

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from snakepit._tasks import TaskOwner
-from snakepit.bridge.host_tools import HostToolRegistry
-from snakepit.bridge.service import HostBridge
+from snakepit.bridge._host_tools import HostToolRegistry
+from snakepit.bridge._service import HostBridge
 from snakepit.clock import Clock, SystemClock
 from snakepit.config import PoolConfig
 from snakepit.errors import (
@@ -54,17 +54,17 @@ from snakepit.pool._wiring import (
     sweep_leftovers,
     worker_options,
 )
-from snakepit.worker.forkserver import ForkServer, effective_start_method
-from snakepit.worker.registry import ProcessRegistry
-from snakepit.worker.runtime import make_runtime_dir, remove_runtime_dir
+from snakepit.worker._forkserver import ForkServer, effective_start_method
+from snakepit.worker._registry import ProcessRegistry
+from snakepit.worker._runtime import make_runtime_dir, remove_runtime_dir
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from snakepit.pool._session import Sessions
     from snakepit.pool._types import WorkerFactory
-    from snakepit.worker.handle import WorkerOptions
-    from snakepit.worker.transport import ToolSpec
+    from snakepit.worker._handle import WorkerOptions
+    from snakepit.worker._transport import DescribedTool
 
 __all__ = ["Pool"]
 
@@ -120,7 +120,7 @@ class Pool(CallPolicy, Facade, Observation):
             tasks=self._tasks,
             counters=self._counters,
         )
-        self._tools: dict[str, ToolSpec] = {}
+        self._tools: dict[str, DescribedTool] = {}
         self._affinity: dict[str, str] = {}
         self._request_ids = itertools.count(1)
         self._registry: ProcessRegistry | None = None

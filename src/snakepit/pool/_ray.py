@@ -2,7 +2,7 @@
 
 When the pool starts it connects to Ray (``ray.init()`` if the program has not,
 which joins ``RAY_ADDRESS`` or starts a local instance) and draws a token. Each
-worker start creates a :class:`~snakepit.worker.ray_actor.WorkerActor` with the
+worker start creates a :class:`~snakepit.worker._ray_actor.WorkerActor` with the
 pool's ``ray_options``; Ray places it, the actor starts the worker process on its
 node (TCP on the node's IP, the pool's token) and reports the address, and the pool
 calls the worker directly, never through Ray. The placement watches the actor:
@@ -21,14 +21,14 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from snakepit.errors import InvalidValueError, WorkerStartupError
+from snakepit.worker._attached import Endpoint
 from snakepit.worker._paths import host_import_paths
-from snakepit.worker.attached import Endpoint
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from snakepit.config import PoolConfig
-    from snakepit.worker.attached import Placement
+    from snakepit.worker._attached import Placement
 
 __all__ = ["RayPlacement", "RayPlacements"]
 
@@ -56,7 +56,7 @@ class RayPlacements:
             ) from None
         if not ray.is_initialized():
             await asyncio.to_thread(ray.init, include_dashboard=False)
-        from snakepit.worker.ray_actor import WorkerActor
+        from snakepit.worker._ray_actor import WorkerActor
 
         self.actor_class = ray.remote(WorkerActor)
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from snakepit.errors import ExecutionTimeoutError, WorkerCrashedError, WorkerStartupError
 from snakepit.events import WorkerRestarting
 from snakepit.pool._supervision import Degrade
-from snakepit.worker.handle import WorkerState
+from snakepit.worker._handle import WorkerState
 
 if TYPE_CHECKING:
     from snakepit.pool._engine import Engine

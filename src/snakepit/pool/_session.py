@@ -16,9 +16,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Mapping
 
     from snakepit._variables import BatchResult, Variable
-    from snakepit.bridge.store import Session as SessionInfo
-    from snakepit.bridge.store import SessionStore
-    from snakepit.bridge.watch import VariableWatch
+    from snakepit.bridge._store import SessionInfo, SessionStore
+    from snakepit.bridge._watch import VariableWatch
     from snakepit.pool._pool import Pool
 
 __all__ = ["Session", "SessionVariables", "Sessions"]

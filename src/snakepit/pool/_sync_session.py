@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
 
     from snakepit._variables import BatchResult, Variable
-    from snakepit.bridge.store import Session as SessionInfo
+    from snakepit.bridge._store import SessionInfo
     from snakepit.events import VariableUpdated
     from snakepit.pool._session import Session, Sessions, SessionVariables
     from snakepit.pool._sync import SyncPool

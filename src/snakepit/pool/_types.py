@@ -10,8 +10,8 @@ if TYPE_CHECKING:
 
     from snakepit.clock import Clock
     from snakepit.events import EventBus
-    from snakepit.worker.handle import WorkerOptions, WorkerState
-    from snakepit.worker.transport import PingResult, ToolSpec
+    from snakepit.worker._handle import WorkerOptions, WorkerState
+    from snakepit.worker._transport import DescribedTool, PingResult
 
 __all__ = ["PoolStats", "WorkerFactory", "WorkerInfo", "WorkerLike"]
 
@@ -61,7 +61,7 @@ class WorkerLike(Protocol):
     address: str | None
     state: WorkerState
     requests: int
-    tools: dict[str, ToolSpec]
+    tools: dict[str, DescribedTool]
     ready_at: float | None
     exit_code: int | None
 

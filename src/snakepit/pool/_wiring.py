@@ -7,25 +7,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from snakepit.bridge.memory import InMemorySessionStore
+from snakepit.bridge._memory import InMemorySessionStore
 from snakepit.codec import Encoding
 from snakepit.pool._status import remove_dead_statuses
-from snakepit.worker.attached import AttachedWorkerHandle
-from snakepit.worker.handle import WorkerHandle, WorkerOptions
-from snakepit.worker.runtime import sweep_runtime_dirs
+from snakepit.worker._attached import AttachedWorkerHandle
+from snakepit.worker._handle import WorkerHandle, WorkerOptions
+from snakepit.worker._runtime import sweep_runtime_dirs
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from snakepit.bridge.service import HostBridge
-    from snakepit.bridge.store import SessionStore
+    from snakepit.bridge._service import HostBridge
+    from snakepit.bridge._store import SessionStore
     from snakepit.clock import Clock
     from snakepit.config import PoolConfig
     from snakepit.events import EventBus
     from snakepit.pool._placement import Placements
     from snakepit.pool._types import WorkerLike
-    from snakepit.worker.forkserver import ForkServer
-    from snakepit.worker.registry import ProcessRegistry
+    from snakepit.worker._forkserver import ForkServer
+    from snakepit.worker._registry import ProcessRegistry
 
 __all__ = ["COUNTERS", "handle_factory", "make_store", "sweep_leftovers", "worker_options"]
 
@@ -77,7 +77,7 @@ def make_store(
         )
         return store, True
     if isinstance(spec, str):
-        from snakepit.bridge.redis_store import RedisSessionStore
+        from snakepit.bridge._redis_store import RedisSessionStore
 
         store = RedisSessionStore(
             spec,

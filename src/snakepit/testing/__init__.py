@@ -14,32 +14,32 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from snakepit.testing.assertions import assert_grpc_server_ready, assert_streaming_response
-    from snakepit.testing.chaos import PoolSupervisor, supervised
-    from snakepit.testing.mock import MockWorker, in_process_workers
-    from snakepit.testing.pools import (
+    from snakepit.testing._assertions import assert_grpc_server_ready, assert_streaming_response
+    from snakepit.testing._chaos import PoolSupervisor, supervised
+    from snakepit.testing._mock import MockWorker, in_process_workers
+    from snakepit.testing._pools import (
         assert_no_worker_left,
         cleanup_sessions,
         isolated_pool,
         isolated_sync_pool,
         pool_mailbox,
     )
-    from snakepit.testing.servers import SHOWCASE, with_python_server
+    from snakepit.testing._servers import SHOWCASE, with_python_server
 
 _WHERE = {
-    "assert_grpc_server_ready": "assertions",
-    "assert_streaming_response": "assertions",
-    "PoolSupervisor": "chaos",
-    "supervised": "chaos",
-    "MockWorker": "mock",
-    "in_process_workers": "mock",
-    "assert_no_worker_left": "pools",
-    "cleanup_sessions": "pools",
-    "isolated_pool": "pools",
-    "isolated_sync_pool": "pools",
-    "pool_mailbox": "pools",
-    "SHOWCASE": "servers",
-    "with_python_server": "servers",
+    "assert_grpc_server_ready": "snakepit.testing._assertions",
+    "assert_streaming_response": "snakepit.testing._assertions",
+    "PoolSupervisor": "snakepit.testing._chaos",
+    "supervised": "snakepit.testing._chaos",
+    "MockWorker": "snakepit.testing._mock",
+    "in_process_workers": "snakepit.testing._mock",
+    "assert_no_worker_left": "snakepit.testing._pools",
+    "cleanup_sessions": "snakepit.testing._pools",
+    "isolated_pool": "snakepit.testing._pools",
+    "isolated_sync_pool": "snakepit.testing._pools",
+    "pool_mailbox": "snakepit.testing._pools",
+    "SHOWCASE": "snakepit.testing._servers",
+    "with_python_server": "snakepit.testing._servers",
 }
 
 __all__ = [
@@ -63,4 +63,4 @@ def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'snakepit.testing' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"snakepit.testing.{module}"), name)
+    return getattr(importlib.import_module(module), name)

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
     from snakepit.adapter._local_calls import Call
-    from snakepit.worker.handle import WorkerOptions
+    from snakepit.worker._handle import WorkerOptions
 
 __all__ = ["THREADS_GRACE", "Gate", "Gates", "InProcessWorker", "WorkerGone"]
 

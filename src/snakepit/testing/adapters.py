@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 #: The process that imported this module: with the fork server, the template.
-IMPORTED_IN = os.getpid()
+_IMPORTED_IN = os.getpid()
 
 
 class Minimal(Adapter):
@@ -54,7 +54,7 @@ class ForkProbe(Adapter):
         return {
             "pid": os.getpid(),
             "ppid": os.getppid(),
-            "imported_in": IMPORTED_IN,
+            "imported_in": _IMPORTED_IN,
             "setup_in": self._setup_in,
             "sid": os.getsid(0),
             "pgid": os.getpgid(0),
@@ -109,7 +109,7 @@ class Noisy(Adapter):
 
 
 class MockAdapter(Adapter):
-    """Safe to run in-process (``snakepit.testing.mock``): no tool exits or blocks the process.
+    """Safe to run in-process (``snakepit.testing._mock``): no tool exits or blocks the process.
 
     Crashes and hangs are injected from the test through ``MockWorker.crash()``/``hang_next()``.
     """

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
     from snakepit.pool import Pool, SyncPool
-    from snakepit.testing.mock import MockWorker
+    from snakepit.testing._mock import MockWorker
     from snakepit.worker import WorkerHandle
 
     _async_fixture = pytest.fixture
@@ -35,11 +35,14 @@ else:
         _async_fixture = pytest.fixture
 
 
+__all__ = ["snakepit_mock_pool", "snakepit_pool", "snakepit_sync_pool", "snakepit_worker"]
+
+
 @_async_fixture
 async def snakepit_pool() -> AsyncIterator[Callable[..., Awaitable[Pool]]]:
     """Factory of isolated, started pools (real workers); all are closed and checked at teardown."""
-    from snakepit.testing.pools import isolated_pool
-    from snakepit.testing.servers import SHOWCASE
+    from snakepit.testing._pools import isolated_pool
+    from snakepit.testing._servers import SHOWCASE
 
     async with contextlib.AsyncExitStack() as stack:
 
@@ -55,7 +58,7 @@ async def snakepit_mock_pool() -> AsyncIterator[
 ]:
     """Factory of started pools of in-process MockWorkers: ``pool, workers = await make(size=2)``."""
     from snakepit.pool import Pool
-    from snakepit.testing.mock import in_process_workers
+    from snakepit.testing._mock import in_process_workers
 
     async with contextlib.AsyncExitStack() as stack:
 
@@ -74,7 +77,7 @@ async def snakepit_mock_pool() -> AsyncIterator[
 @_async_fixture
 async def snakepit_worker() -> AsyncIterator[Callable[..., Awaitable[WorkerHandle]]]:
     """Factory of standalone worker processes (``with_python_server``), stopped at teardown."""
-    from snakepit.testing.servers import SHOWCASE, with_python_server
+    from snakepit.testing._servers import SHOWCASE, with_python_server
 
     async with contextlib.AsyncExitStack() as stack:
 
@@ -88,8 +91,8 @@ async def snakepit_worker() -> AsyncIterator[Callable[..., Awaitable[WorkerHandl
 def snakepit_sync_pool() -> Iterator[Callable[..., SyncPool]]:
     """Factory of isolated, started SyncPools (real workers) for plain ``def`` tests; all are
     closed and their workers proven gone at teardown."""
-    from snakepit.testing.pools import isolated_sync_pool
-    from snakepit.testing.servers import SHOWCASE
+    from snakepit.testing._pools import isolated_sync_pool
+    from snakepit.testing._servers import SHOWCASE
 
     with contextlib.ExitStack() as stack:
 

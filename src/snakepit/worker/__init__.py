@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from snakepit.worker.handle import WorkerHandle, WorkerOptions, WorkerState
-from snakepit.worker.local import LocalTransport
-from snakepit.worker.transport import (
+from snakepit.worker._handle import WorkerHandle, WorkerOptions, WorkerState
+from snakepit.worker._local import LocalTransport
+from snakepit.worker._transport import (
+    DescribedTool,
     DescribeResult,
     GrpcTransport,
     PingResult,
-    ToolSpec,
     Transport,
     TransportError,
 )
 
 __all__ = [
     "DescribeResult",
+    "DescribedTool",
     "GrpcTransport",
     "LocalTransport",
     "PingResult",
-    "ToolSpec",
     "Transport",
     "TransportError",
     "WorkerHandle",

@@ -1,7 +1,7 @@
 """What every worker handle shares: its state, its lifecycle events and its calls through the transport.
 
-A handle (a spawned or forked worker, :class:`~snakepit.worker.handle.WorkerHandle`, or
-one attached over the network, :class:`~snakepit.worker.attached.AttachedWorkerHandle`)
+A handle (a spawned or forked worker, :class:`~snakepit.worker._handle.WorkerHandle`, or
+one attached over the network, :class:`~snakepit.worker._attached.AttachedWorkerHandle`)
 starts its worker its own way and supplies ``_crash_error``, which turns a broken channel
 into the ``WorkerCrashedError`` that fits it (an exit code, or a lost remote worker).
 """
@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from snakepit.clock import Clock, SystemClock
 from snakepit.events import EventBus, WorkerExited, WorkerReady, WorkerStarting
-from snakepit.worker.transport import TransportError
+from snakepit.worker._transport import TransportError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from snakepit.errors import WorkerCrashedError
     from snakepit.worker._startup import WorkerOptions
-    from snakepit.worker.transport import DescribeResult, PingResult, ToolSpec, Transport
+    from snakepit.worker._transport import DescribedTool, DescribeResult, PingResult, Transport
 
 __all__ = ["HandleBase", "WorkerState"]
 
@@ -55,7 +55,7 @@ class HandleBase:
         self.state = WorkerState.STARTING
         self.pid: int | None = None
         self.address: str | None = None
-        self.tools: dict[str, ToolSpec] = {}
+        self.tools: dict[str, DescribedTool] = {}
         self.describe_result: DescribeResult | None = None
         self.exit_code: int | None = None
         self.started_at: float | None = None

@@ -4,7 +4,7 @@ Driven by the event loop (``add_reader``/``add_writer`` on the raw socket, becau
 shared-memory blobs arrive as descriptors that asyncio's stream transports cannot
 carry). Frames written in one turn of the loop go out in one ``send``; a frame with
 descriptors goes on a ``sendmsg`` of its own, the descriptors on its first byte.
-:class:`~snakepit.worker.local.LocalTransport` builds its calls on it.
+:class:`~snakepit.worker._local.LocalTransport` builds its calls on it.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import contextlib
 import os
 import socket
 
-from snakepit._wire.framing import ANCILLARY_SIZE, Frame, FrameBuffer, ProtocolError, received_fds
-from snakepit.worker.transport import TransportError
+from snakepit._wire._framing import ANCILLARY_SIZE, Frame, FrameBuffer, ProtocolError, received_fds
+from snakepit.worker._transport import TransportError
 
 __all__ = ["FrameChannel"]
 

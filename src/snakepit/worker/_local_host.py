@@ -1,6 +1,6 @@
 """Answers a local worker's calls to the host (``HOST_CALL`` frames) with the pool's ``HostOps``.
 
-The same :class:`~snakepit.bridge.ops.HostOps` serves gRPC workers: sessions,
+The same :class:`~snakepit.bridge._ops.HostOps` serves gRPC workers: sessions,
 variables, watches and host tools answer alike whatever the transport.
 """
 
@@ -11,14 +11,14 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from snakepit._proto.snakepit.v1 import host_pb2 as hpb
-from snakepit._wire.errors import error_info
-from snakepit._wire.framing import HOST_METHODS, Flag, Frame, Kind, pack
+from snakepit._wire._errors import error_info
+from snakepit._wire._framing import HOST_METHODS, Flag, Frame, Kind, pack
 from snakepit.errors import SnakepitError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from snakepit.bridge.ops import HostOps
+    from snakepit.bridge._ops import HostOps
 
 __all__ = ["HostCalls"]
 

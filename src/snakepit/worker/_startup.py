@@ -17,17 +17,17 @@ from typing import TYPE_CHECKING, Literal
 
 from snakepit.codec import Encoding
 from snakepit.errors import WorkerStartupError
+from snakepit.worker._launch import LaunchError
 from snakepit.worker._paths import PACKAGE_ROOT, worker_pythonpath
 from snakepit.worker._stderr import printable, printable_lines
-from snakepit.worker.launch import LaunchError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from pathlib import Path
 
-    from snakepit.bridge.ops import HostOps
-    from snakepit.worker.attached import Placement
-    from snakepit.worker.launch import Launcher
+    from snakepit.bridge._ops import HostOps
+    from snakepit.worker._attached import Placement
+    from snakepit.worker._launch import Launcher
 
 __all__ = [
     "EXIT_MEANINGS",

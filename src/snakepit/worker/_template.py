@@ -21,8 +21,8 @@ import signal
 import socket
 from typing import TYPE_CHECKING, Any
 
+from snakepit.worker._launch import LaunchError
 from snakepit.worker._stderr import forward_output
-from snakepit.worker.launch import LaunchError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -105,7 +105,7 @@ async def make_store(
         if server is None:
             store = InMemorySessionStore(settings.pop("clock", clock), **settings)
         else:
-            from snakepit.bridge.redis_store import RedisSessionStore
+            from snakepit.bridge import RedisSessionStore
 
             settings.setdefault("clock", clock)
             settings.setdefault("prefix", redis_prefix)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from snakepit.errors import SessionStoreUnavailableError
-from snakepit.testing.pools import isolated_pool
+from snakepit.testing import isolated_pool
 
 if TYPE_CHECKING:
     from types import TracebackType

@@ -23,8 +23,7 @@ if TYPE_CHECKING:
 
     import redis.asyncio as aioredis
 
-    from snakepit.bridge import SessionStore, VariableWatch
-    from snakepit.bridge.redis_store import RedisSessionStore
+    from snakepit.bridge import RedisSessionStore, SessionStore, VariableWatch
     from snakepit.events import VariableUpdated
     from supertester import FakeClock
     from tests.support.redis_server import RedisServer
@@ -48,7 +47,7 @@ async def raw(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
 
 
 def redis_store(make_store: Callable[..., SessionStore], **settings: Any) -> RedisSessionStore:
-    from snakepit.bridge.redis_store import RedisSessionStore
+    from snakepit.bridge import RedisSessionStore
 
     store = make_store(**settings)
     assert isinstance(store, RedisSessionStore)
@@ -140,7 +139,7 @@ class TestRedisExpiry:
     async def test_redis_itself_removes_a_session_whose_ttl_ran_out(
         self, redis_server: RedisServer, raw: aioredis.Redis, redis_prefix: str
     ) -> None:
-        from snakepit.bridge.redis_store import RedisSessionStore
+        from snakepit.bridge import RedisSessionStore
 
         await raw.config_set("notify-keyspace-events", "Ex")
         expired = raw.pubsub()
@@ -283,7 +282,7 @@ class TestUnavailable:
     async def test_a_redis_that_is_not_there_is_a_typed_error_naming_the_url_not_the_password(
         self, own_redis_server: RedisServer
     ) -> None:
-        from snakepit.bridge.redis_store import RedisSessionStore
+        from snakepit.bridge import RedisSessionStore
 
         server = own_redis_server
         url = f"redis://:hunter2@127.0.0.1:{server.port}/0"
@@ -305,7 +304,7 @@ class TestUnavailable:
     async def test_a_redis_killed_mid_use_fails_each_call_and_ends_watches_with_the_error(
         self, own_redis_server: RedisServer
     ) -> None:
-        from snakepit.bridge.redis_store import RedisSessionStore
+        from snakepit.bridge import RedisSessionStore
 
         server = own_redis_server
         store = RedisSessionStore(server.url, name="victim", timeout=2.0)

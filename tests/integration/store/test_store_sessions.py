@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from snakepit.bridge import Session, SessionStore
+from snakepit.bridge import SessionInfo, SessionStore
 from snakepit.errors import SessionNotFoundError, SessionQuotaError
 from snakepit.events import (
     Event,
@@ -44,7 +44,7 @@ class TestCreate:
         self, store: SessionStore, clock: FakeClock
     ) -> None:
         session = await store.create(metadata={"user": "ada"})
-        assert isinstance(session, Session)
+        assert isinstance(session, SessionInfo)
         assert session.id
         assert session.metadata == {"user": "ada"}
         assert session.ttl == 60.0

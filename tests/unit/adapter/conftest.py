@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from snakepit._wire.framing import Frame, FrameBuffer
+from snakepit._wire._framing import Frame, FrameBuffer
 from snakepit.adapter._local_link import Conn
 
 if TYPE_CHECKING:

@@ -7,8 +7,7 @@ from typing import Any
 import pytest
 
 from snakepit._proto.snakepit.v1 import host_pb2 as hpb
-from snakepit._wire.errors import error_info
-from snakepit._wire.payload import from_payload, to_payload
+from snakepit._wire import error_info, from_payload, to_payload
 from snakepit.adapter import _host_ops as ops
 from snakepit.codec import Encoding
 from snakepit.errors import (

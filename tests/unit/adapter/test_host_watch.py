@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from snakepit._proto.snakepit.v1 import host_pb2 as hpb
-from snakepit._wire.errors import error_info
-from snakepit._wire.payload import to_payload
+from snakepit._wire import error_info, to_payload
 from snakepit.adapter._host_watch import AsyncHostWatch, HostWatch
 from snakepit.errors import SessionNotFoundError, SnakepitError
 

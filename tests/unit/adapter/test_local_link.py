@@ -10,7 +10,7 @@ import pytest
 
 from snakepit._proto.snakepit.v1 import host_pb2 as hpb
 from snakepit._proto.snakepit.v1 import worker_pb2 as pb
-from snakepit._wire.framing import HOST_METHODS, Flag, Kind
+from snakepit._wire._framing import HOST_METHODS, Flag, Kind
 from snakepit.adapter._local_link import LocalLink
 from snakepit.errors import SnakepitError
 

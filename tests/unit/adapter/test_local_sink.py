@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from snakepit._proto.snakepit.v1 import worker_pb2 as pb
-from snakepit._wire.constants import STREAM_CREDITS
-from snakepit._wire.framing import Flag, Kind
+from snakepit._wire import STREAM_CREDITS
+from snakepit._wire._framing import Flag, Kind
 from snakepit.adapter._local_sink import Cancelled, Sink
 
 if TYPE_CHECKING:

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from snakepit._variables import Variable
+from snakepit import Variable
+from snakepit.bridge import VariableWatch
 from snakepit.bridge import _redis_wire as wire
 from snakepit.bridge._redis_watch import Follower, Subscriptions
-from snakepit.bridge.watch import VariableWatch
 from snakepit.errors import SerializationError, SessionStoreUnavailableError
 from snakepit.events import VariableUpdated
 

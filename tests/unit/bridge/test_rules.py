@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from snakepit._variables import Variable
+from snakepit import Variable
 from snakepit.bridge import _plans as plans
 from snakepit.bridge import _rules as rules
 from snakepit.errors import (

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from snakepit.bridge import VARIABLE_TYPES, Variable, get_type, validate_variable_name
-from snakepit.bridge.types import short_repr
+from snakepit.bridge._types import short_repr
 from snakepit.errors import VariableValidationError
 
 NAN = float("nan")

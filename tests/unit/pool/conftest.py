@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 import snakepit
-from snakepit.testing.mock import MockWorker, in_process_workers
-from snakepit.testing.pools import pool_mailbox
+from snakepit.testing import MockWorker, in_process_workers, pool_mailbox
 from supertester import FakeClock, Mailbox
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from snakepit.events import (
     WorkerRecycled,
     WorkerRestarting,
 )
-from snakepit.testing.mock import in_process_workers
+from snakepit.testing import in_process_workers
 
 MOCK = "snakepit.testing.adapters:MockAdapter"
 BOUND = 5.0

@@ -9,7 +9,7 @@ import pytest
 
 import snakepit
 from snakepit.events import PoolDegraded, RequestDispatched, WorkerReady, WorkerRestarting
-from snakepit.testing.mock import MockWorker, in_process_workers
+from snakepit.testing import MockWorker, in_process_workers
 
 if TYPE_CHECKING:
     from conftest import Harness

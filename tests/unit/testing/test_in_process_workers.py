@@ -1,4 +1,4 @@
-"""In-process workers (``snakepit.testing.mock``): real worker code on threads, nothing left behind."""
+"""In-process workers (``snakepit.testing._mock``): real worker code on threads, nothing left behind."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import snakepit
 from snakepit.clock import SystemClock
 from snakepit.events import EventBus, RequestDispatched, WorkerExited
 from snakepit.testing import MockWorker, in_process_workers, pool_mailbox
-from snakepit.worker.handle import WorkerOptions
+from snakepit.worker import WorkerOptions
 from supertester import ThreadLeakCheck
 
 if TYPE_CHECKING:

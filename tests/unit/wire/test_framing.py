@@ -9,7 +9,7 @@ import pytest
 
 from snakepit._proto.snakepit.v1 import worker_pb2 as pb
 from snakepit._wire import error_info, exception_from_info, host_error_info
-from snakepit._wire.framing import (
+from snakepit._wire._framing import (
     Attachment,
     Flag,
     FrameBuffer,

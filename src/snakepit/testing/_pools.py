@@ -13,8 +13,8 @@ import psutil
 
 from snakepit.events import WorkerReady
 from snakepit.pool import Pool
-from snakepit.testing import servers
-from snakepit.testing.servers import SHOWCASE
+from snakepit.testing import _servers as servers
+from snakepit.testing._servers import SHOWCASE
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
@@ -101,7 +101,7 @@ def assert_no_worker_left(pids: set[int], timeout: float = 10.0) -> None:
     Raises:
         AssertionError: a process still runs after ``timeout`` seconds.
     """
-    from supertester.processes import wait_exited_blocking
+    from supertester.processes import _wait_exited_blocking
 
     procs = []
     for pid in pids:
@@ -109,7 +109,7 @@ def assert_no_worker_left(pids: set[int], timeout: float = 10.0) -> None:
             procs.append(psutil.Process(pid))  # who it is now: a reused pid is not ours
     # Ended is enough: a worker orphaned by a dead fork server stays a zombie until init
     # reaps it, which some inits do only every few seconds.
-    alive = wait_exited_blocking([p.pid for p in procs], timeout)
+    alive = _wait_exited_blocking([p.pid for p in procs], timeout)
     survivors = [p for p in procs if p.pid in alive and p.is_running()]
     for p in survivors:
         with contextlib.suppress(psutil.Error):

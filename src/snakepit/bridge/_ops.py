@@ -4,7 +4,7 @@
 registry: requests are decoded, the store or tool does the work, and every
 failure is returned in the response body as a typed ``ErrorInfo`` (``kind``
 names a class of :mod:`snakepit.errors`, rebuilt in the worker). The gRPC
-bridge (:mod:`snakepit.bridge.service`) serves it as ``HostService``; the local
+bridge (:mod:`snakepit.bridge._service`) serves it as ``HostService``; the local
 transport dispatches its ``HOST_CALL`` frames to it.
 """
 
@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from snakepit._proto.snakepit.v1 import host_pb2 as hpb
 from snakepit._proto.snakepit.v1 import worker_pb2 as pb
-from snakepit._wire.errors import host_error_info
-from snakepit._wire.framing import HOST_METHODS
-from snakepit._wire.payload import from_payload, to_payload
+from snakepit._wire._errors import host_error_info
+from snakepit._wire._framing import HOST_METHODS
+from snakepit._wire._payload import from_payload, to_payload
 from snakepit.codec import Encoding
 from snakepit.errors import SnakepitError
 
@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
 
     from snakepit._variables import Variable
-    from snakepit.bridge.host_tools import HostToolRegistry
-    from snakepit.bridge.store import Session, SessionStore
+    from snakepit.bridge._host_tools import HostToolRegistry
+    from snakepit.bridge._store import SessionInfo, SessionStore
 
 __all__ = ["STREAMING_METHODS", "HostOps"]
 
@@ -56,7 +56,7 @@ def _variable_info(variable: Variable) -> hpb.VariableInfo:
     )
 
 
-def _session_info(session: Session) -> hpb.SessionInfo:
+def _session_info(session: SessionInfo) -> hpb.SessionInfo:
     return hpb.SessionInfo(
         id=session.id,
         metadata=to_payload(session.metadata, f"metadata of session {session.id!r}"),
@@ -99,7 +99,7 @@ class HostOps:
 
     # -- sessions ----------------------------------------------------------------------------
 
-    async def _session(self, op: Callable[[], Awaitable[Session]]) -> hpb.SessionResponse:
+    async def _session(self, op: Callable[[], Awaitable[SessionInfo]]) -> hpb.SessionResponse:
         try:
             return hpb.SessionResponse(session=_session_info(await op()))
         except Exception as exc:

@@ -4,7 +4,7 @@ A worker on another machine (``Pool(remote_workers=[...])``, served by ``snakepi
 worker``) or in a Ray actor (``launcher="ray"``) is reached over TCP like any
 worker, but its process is not a child of the host: there is no pid to signal, no
 stderr to read, no exit status to reap. :class:`AttachedWorkerHandle` gives the pool
-the same interface as :class:`~snakepit.worker.handle.WorkerHandle` (states, calls,
+the same interface as :class:`~snakepit.worker._handle.WorkerHandle` (states, calls,
 ping, stop, kill, ``wait_exited``) over a :class:`Placement`, which knows where the
 process is and what can be done to it:
 
@@ -37,7 +37,7 @@ from snakepit.errors import (
 )
 from snakepit.events import WorkerLost
 from snakepit.worker._base import HandleBase, WorkerState
-from snakepit.worker.transport import GrpcTransport, TransportError
+from snakepit.worker._transport import GrpcTransport, TransportError
 
 if TYPE_CHECKING:
     import grpc
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from snakepit.clock import Clock
     from snakepit.events import EventBus
     from snakepit.worker._startup import WorkerOptions
-    from snakepit.worker.transport import PingResult
+    from snakepit.worker._transport import PingResult
 
 __all__ = ["AttachedWorkerHandle", "Endpoint", "Placement"]
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from snakepit._proto.snakepit.v1 import worker_pb2 as pb
 from snakepit._trace_context import trace_context_for
-from snakepit._wire.constants import TOKEN_HEADER
-from snakepit._wire.errors import exception_from_info
+from snakepit._wire._constants import TOKEN_HEADER
+from snakepit._wire._errors import exception_from_info
 from snakepit.codec import Encoding, decode, encode
 from snakepit.errors import ExecutionTimeoutError, RequestError, brief
 
@@ -28,10 +28,10 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_DEADLINE",
     "DescribeResult",
+    "DescribedParam",
+    "DescribedTool",
     "GrpcTransport",
-    "ParamSpec",
     "PingResult",
-    "ToolSpec",
     "Transport",
     "TransportError",
     "describe_result",
@@ -60,7 +60,7 @@ class TransportError(Exception):
 
 
 @dataclass(frozen=True)
-class ParamSpec:
+class DescribedParam:
     name: str
     type: str
     required: bool
@@ -68,12 +68,12 @@ class ParamSpec:
 
 
 @dataclass(frozen=True)
-class ToolSpec:
+class DescribedTool:
     """A tool as the worker described it."""
 
     name: str
     description: str
-    params: tuple[ParamSpec, ...]
+    params: tuple[DescribedParam, ...]
     streaming: bool
     uses_context: bool
     is_async: bool = False
@@ -128,7 +128,7 @@ class DescribeResult:
     pid: int
     language: str
     protocol_version: str
-    tools: dict[str, ToolSpec]
+    tools: dict[str, DescribedTool]
 
 
 @dataclass(frozen=True)
@@ -180,10 +180,12 @@ def _error(info: pb.ErrorInfo, worker_id: str) -> Exception:
 def describe_result(r: pb.DescribeResponse) -> DescribeResult:
     """The host's view of a ``DescribeResponse`` (whichever transport brought it)."""
     tools = {
-        t.name: ToolSpec(
+        t.name: DescribedTool(
             name=t.name,
             description=t.description,
-            params=tuple(ParamSpec(p.name, p.type, p.required, p.default_json) for p in t.params),
+            params=tuple(
+                DescribedParam(p.name, p.type, p.required, p.default_json) for p in t.params
+            ),
             streaming=t.streaming,
             uses_context=t.uses_context,
             is_async=t.is_async,

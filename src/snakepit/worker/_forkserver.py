@@ -1,6 +1,6 @@
 """The host's side of the fork server (``start_method="forkserver"``).
 
-A :class:`ForkServer` is a :class:`~snakepit.worker.launch.Launcher` for one
+A :class:`ForkServer` is a :class:`~snakepit.worker._launch.Launcher` for one
 pool. On its first launch it starts a template process
 (``python -m snakepit.adapter._forkserver``, see there) that imports the
 adapter's module once; every worker after that is a fork of the template,
@@ -33,14 +33,14 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
+from snakepit.worker._launch import DEVNULL, PIPE, LaunchError
 from snakepit.worker._template import MAX_MESSAGE, Exit, ForkedProcess, Template, TemplateGone
-from snakepit.worker.launch import DEVNULL, PIPE, LaunchError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from snakepit.worker.launch import StdioSpec, WorkerProcess
-    from snakepit.worker.registry import ProcessRegistry
+    from snakepit.worker._launch import StdioSpec, WorkerProcess
+    from snakepit.worker._registry import ProcessRegistry
 
 __all__ = ["ForkServer", "ForkedProcess", "effective_start_method", "forkserver_available"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from snakepit._wire.constants import TOKEN_HEADER
+from snakepit._wire._constants import TOKEN_HEADER
 
 __all__ = ["token_interceptor"]
 

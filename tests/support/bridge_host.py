@@ -1,4 +1,4 @@
-"""An in-process host bridge for the bridge server and client tests: real gRPC, no workers."""
+"""An in-process host bridge for the bridge service and host client tests: real gRPC, no workers."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 from snakepit.bridge import InMemorySessionStore
-from snakepit.bridge.host_tools import HostToolRegistry
-from snakepit.bridge.service import HostBridge
-from snakepit.worker.runtime import make_runtime_dir, remove_runtime_dir
+from snakepit.bridge._host_tools import HostToolRegistry
+from snakepit.bridge._service import HostBridge
+from snakepit.worker._runtime import make_runtime_dir, remove_runtime_dir
 from supertester import FakeClock
 
 if TYPE_CHECKING:

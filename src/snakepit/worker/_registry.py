@@ -30,7 +30,7 @@ from snakepit.worker._identity import (
     running,
     same_process,
 )
-from snakepit.worker.runtime import remove_abandoned
+from snakepit.worker._runtime import remove_abandoned
 
 __all__ = ["ProcessRegistry", "default_registry_dir"]
 

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 from snakepit.errors import WorkerCrashedError, WorkerStartupError
 from snakepit.testing._inprocess import THREADS_GRACE, Gate, Gates, InProcessWorker
 from snakepit.worker._base import HandleBase, WorkerState
-from snakepit.worker.local import LocalTransport
-from snakepit.worker.transport import TransportError
+from snakepit.worker._local import LocalTransport
+from snakepit.worker._transport import TransportError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from snakepit.clock import Clock
     from snakepit.events import EventBus
     from snakepit.pool._types import WorkerFactory
-    from snakepit.worker.handle import WorkerOptions
+    from snakepit.worker._handle import WorkerOptions
 
 __all__ = ["MockWorker", "in_process_workers"]
 

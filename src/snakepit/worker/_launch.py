@@ -14,7 +14,7 @@ Two launchers exist:
 
 - :class:`SpawnLauncher` (``start_method="spawn"``): a fresh interpreter via
   ``asyncio.create_subprocess_exec``;
-- :class:`~snakepit.worker.forkserver.ForkServer` (``start_method="forkserver"``):
+- :class:`~snakepit.worker._forkserver.ForkServer` (``start_method="forkserver"``):
   a fork of a template process that has imported the adapter's module once.
 """
 

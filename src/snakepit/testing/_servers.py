@@ -7,8 +7,8 @@ import os
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from snakepit.worker.handle import WorkerHandle, WorkerOptions
-from snakepit.worker.runtime import make_runtime_dir, remove_runtime_dir
+from snakepit.worker._handle import WorkerHandle, WorkerOptions
+from snakepit.worker._runtime import make_runtime_dir, remove_runtime_dir
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from snakepit._variables import Variable
-from snakepit.bridge.types import short_repr
+from snakepit.bridge._types import short_repr
 from snakepit.errors import VariableValidationError
 
 __all__ = ["Variable", "validate_variable_name"]

@@ -22,7 +22,7 @@ from snakepit.errors import (
     WorkerStartupError,
 )
 from snakepit.events import EventBus, WorkerExited, WorkerReady
-from snakepit.testing.servers import with_python_server
+from snakepit.testing import with_python_server
 from snakepit.worker import WorkerHandle
 from snakepit.worker._stderr import printable, whole_records
 

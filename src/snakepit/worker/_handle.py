@@ -27,11 +27,12 @@ import signal
 from typing import TYPE_CHECKING, Any
 
 from snakepit._tasks import TaskOwner
-from snakepit._wire.constants import READY_PREFIX as _READY
+from snakepit._wire._constants import READY_PREFIX as _READY
 from snakepit.errors import WorkerCrashedError, WorkerStartupError
-from snakepit.worker import local
+from snakepit.worker import _local as local
 from snakepit.worker._base import HandleBase, WorkerState
 from snakepit.worker._identity import pid_taken_by_a_live_process
+from snakepit.worker._launch import DEVNULL, PIPE, SPAWN, LaunchError
 from snakepit.worker._startup import (
     EXIT_MEANINGS,
     WorkerOptions,
@@ -42,15 +43,14 @@ from snakepit.worker._startup import (
     worker_environment,
 )
 from snakepit.worker._stderr import LINE_SHOWN, forward_output, printable, shown
-from snakepit.worker.launch import DEVNULL, PIPE, SPAWN, LaunchError
-from snakepit.worker.transport import GrpcTransport, Transport, TransportError
+from snakepit.worker._transport import GrpcTransport, Transport, TransportError
 
 if TYPE_CHECKING:
     import socket
 
     from snakepit.clock import Clock
     from snakepit.events import EventBus
-    from snakepit.worker.launch import WorkerProcess
+    from snakepit.worker._launch import WorkerProcess
 
 __all__ = ["WorkerHandle", "WorkerOptions", "WorkerState"]
 

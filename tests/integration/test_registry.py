@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import psutil
 
-from snakepit.worker.registry import ProcessRegistry
-from snakepit.worker.runtime import make_runtime_dir, sweep_runtime_dirs
+from snakepit.worker._registry import ProcessRegistry
+from snakepit.worker._runtime import make_runtime_dir, sweep_runtime_dirs
 from supertester import is_alive, wait_for_exit
 
 if TYPE_CHECKING:

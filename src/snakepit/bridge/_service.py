@@ -1,6 +1,6 @@
 """The host bridge: ``HostService`` for worker code, on whichever transport the workers use.
 
-:class:`HostBridge` owns the pool's :class:`~snakepit.bridge.ops.HostOps` (the
+:class:`HostBridge` owns the pool's :class:`~snakepit.bridge._ops.HostOps` (the
 answers, independent of the transport). Local workers reach it over their own
 connection (their ``HOST_CALL`` frames are dispatched to :attr:`HostBridge.ops`);
 for gRPC workers it runs a gRPC server on the pool's private socket (a Unix
@@ -17,14 +17,14 @@ import os
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from snakepit._wire.constants import ENV_ADDRESS
-from snakepit.bridge.ops import HostOps
+from snakepit._wire._constants import ENV_ADDRESS
+from snakepit.bridge._ops import HostOps
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from snakepit.bridge.host_tools import HostToolRegistry
-    from snakepit.bridge.store import SessionStore
+    from snakepit.bridge._host_tools import HostToolRegistry
+    from snakepit.bridge._store import SessionStore
 
 __all__ = ["HostBridge", "HostServicer"]
 
@@ -82,7 +82,7 @@ class HostBridge:
         import grpc
 
         from snakepit._proto.snakepit.v1 import host_pb2_grpc
-        from snakepit._wire.token import token_interceptor
+        from snakepit._wire._token import token_interceptor
 
         limit = self._max_message_bytes
         options = [

@@ -3,7 +3,7 @@
 :class:`SessionStore` is the interface the pool and the host bridge service
 program against; every method is a coroutine so that a store backed by a
 network service (Redis, for several hosts) can implement it.
-:class:`~snakepit.bridge.memory.InMemorySessionStore` is the embedded default.
+:class:`~snakepit.bridge._memory.InMemorySessionStore` is the embedded default.
 
 Rules every store follows:
 
@@ -33,13 +33,13 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
     from snakepit._variables import Variable
-    from snakepit.bridge.watch import VariableWatch
+    from snakepit.bridge._watch import VariableWatch
 
-__all__ = ["BatchResult", "Session", "SessionStore"]
+__all__ = ["BatchResult", "SessionInfo", "SessionStore"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class Session:
+class SessionInfo:
     """A snapshot of one session, taken when the store returned it.
 
     Attributes:
@@ -73,7 +73,7 @@ class SessionStore(ABC):
         *,
         metadata: Mapping[str, Any] | None = None,
         ttl: float | None = None,
-    ) -> Session:
+    ) -> SessionInfo:
         """Create a session and publish ``SessionCreated``.
 
         Args:
@@ -95,7 +95,7 @@ class SessionStore(ABC):
         *,
         metadata: Mapping[str, Any] | None = None,
         ttl: float | None = None,
-    ) -> Session:
+    ) -> SessionInfo:
         """The live session ``session_id`` (touched), or a new one made with these arguments.
 
         Raises:
@@ -106,7 +106,7 @@ class SessionStore(ABC):
         """
 
     @abstractmethod
-    async def get(self, session_id: str) -> Session:
+    async def get(self, session_id: str) -> SessionInfo:
         """The session ``session_id``, touched.
 
         Raises:
@@ -115,7 +115,7 @@ class SessionStore(ABC):
         """
 
     @abstractmethod
-    async def touch(self, session_id: str) -> Session:
+    async def touch(self, session_id: str) -> SessionInfo:
         """Mark the session used now, so its TTL restarts; returns its snapshot.
 
         Raises:
@@ -135,7 +135,7 @@ class SessionStore(ABC):
         """
 
     @abstractmethod
-    async def list_sessions(self) -> list[Session]:
+    async def list_sessions(self) -> list[SessionInfo]:
         """Snapshots of every live session, oldest first; nothing is touched.
 
         Raises:
@@ -143,7 +143,7 @@ class SessionStore(ABC):
         """
 
     @abstractmethod
-    async def set_affinity(self, session_id: str, worker_id: str | None) -> Session:
+    async def set_affinity(self, session_id: str, worker_id: str | None) -> SessionInfo:
         """Pin the session to ``worker_id`` (None unpins it).
 
         Raises:
@@ -192,7 +192,7 @@ class SessionStore(ABC):
     @abstractmethod
     async def update_metadata(
         self, session_id: str, metadata: Mapping[str, Any], *, replace: bool = False
-    ) -> Session:
+    ) -> SessionInfo:
         """Change a session's metadata: merge ``metadata`` into it, or replace it whole.
 
         Args:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from snakepit.testing.servers import with_python_server
+from snakepit.testing import with_python_server
 
 STREAMS = "snakepit.testing.adapters:Streams"
 BOUND = 10.0  # seconds: an upper bound on waits, never a delay

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from snakepit._proto.snakepit.v1 import worker_pb2 as pb
 from snakepit._trace_context import trace_context_for
-from snakepit._wire.constants import SHM_THRESHOLD
-from snakepit._wire.errors import exception_from_info
-from snakepit._wire.framing import (
+from snakepit._wire._constants import SHM_THRESHOLD
+from snakepit._wire._errors import exception_from_info
+from snakepit._wire._framing import (
     Attachment,
     Flag,
     Frame,
@@ -35,12 +35,12 @@ from snakepit._wire.framing import (
     pack_attached,
     split_blobs,
 )
-from snakepit._wire.payload import from_payload
+from snakepit._wire._payload import from_payload
 from snakepit.codec import Encoding, encode
 from snakepit.errors import ExecutionTimeoutError, RequestError
 from snakepit.worker._local_channel import FrameChannel
 from snakepit.worker._local_host import HostCalls
-from snakepit.worker.transport import (
+from snakepit.worker._transport import (
     DescribeResult,
     PingResult,
     TransportError,
@@ -50,7 +50,7 @@ from snakepit.worker.transport import (
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
 
-    from snakepit.bridge.ops import HostOps
+    from snakepit.bridge._ops import HostOps
 
 __all__ = ["LocalTransport", "socketpair"]
 

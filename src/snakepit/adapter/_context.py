@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     # Loaded on first use: importing an adapter stays cheap (no gRPC until a tool needs the host).
     from snakepit.adapter._host_client import HostClient
-    from snakepit.adapter._host_variables import SessionVariables
+    from snakepit.adapter._host_variables import WorkerVariables
 
 __all__ = ["SessionContext"]
 
@@ -62,14 +62,14 @@ class SessionContext:
         return default_client()
 
     @cached_property
-    def variables(self) -> SessionVariables:
+    def variables(self) -> WorkerVariables:
         """The session's variables: ``ctx.variables["x"]``, ``.get``, ``.set``, ``.aget``...
 
         Every operation raises ``SessionNotFoundError`` when the call runs outside a session.
         """
-        from snakepit.adapter._host_variables import SessionVariables
+        from snakepit.adapter._host_variables import WorkerVariables
 
-        return SessionVariables(
+        return WorkerVariables(
             self._client,
             self.session_id,
             where=f"tool {self.tool!r} (request {self.request_id} on worker {self.worker_id!r})",

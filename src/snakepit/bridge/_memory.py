@@ -19,9 +19,9 @@ from snakepit.bridge import _plans as plans
 from snakepit.bridge import _rules as rules
 from snakepit.bridge import _transfer as transfer
 from snakepit.bridge._rules import validate_session_id
+from snakepit.bridge._store import BatchResult, SessionInfo
 from snakepit.bridge._store_base import StoreBase
-from snakepit.bridge.store import BatchResult, Session
-from snakepit.bridge.watch import VariableWatch
+from snakepit.bridge._watch import VariableWatch
 from snakepit.events import (
     EventBus,
     SessionCreated,
@@ -33,7 +33,7 @@ from snakepit.events import (
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from snakepit.bridge.variables import Variable
+    from snakepit.bridge._variables import Variable
     from snakepit.clock import Clock
 
 __all__ = ["InMemorySessionStore", "validate_session_id"]
@@ -61,8 +61,8 @@ class _State:
     def deadline(self) -> float:
         return rules.expires_at(self.last_access, self.ttl)
 
-    def snapshot(self) -> Session:
-        return Session(
+    def snapshot(self) -> SessionInfo:
+        return SessionInfo(
             id=self.id,
             metadata=dict(self.metadata),
             created_at=self.created_at,
@@ -143,7 +143,7 @@ class InMemorySessionStore(StoreBase):
         *,
         metadata: Mapping[str, Any] | None = None,
         ttl: float | None = None,
-    ) -> Session:
+    ) -> SessionInfo:
         session_id = rules.new_session_id(session_id)
         if self._find(session_id) is not None:
             raise rules.session_exists_error(self.name, session_id)
@@ -155,7 +155,7 @@ class InMemorySessionStore(StoreBase):
         *,
         metadata: Mapping[str, Any] | None = None,
         ttl: float | None = None,
-    ) -> Session:
+    ) -> SessionInfo:
         validate_session_id(session_id)
         state = self._find(session_id)
         if state is not None:
@@ -187,10 +187,10 @@ class InMemorySessionStore(StoreBase):
         self._publish(SessionCreated(session_id=session_id, source=self.name, at=wall))
         return state
 
-    async def get(self, session_id: str) -> Session:
+    async def get(self, session_id: str) -> SessionInfo:
         return self._use(session_id).snapshot()
 
-    async def touch(self, session_id: str) -> Session:
+    async def touch(self, session_id: str) -> SessionInfo:
         return self._use(session_id).snapshot()
 
     async def delete(self, session_id: str) -> bool:
@@ -200,11 +200,11 @@ class InMemorySessionStore(StoreBase):
         self._remove(state, expired=False)
         return True
 
-    async def list_sessions(self) -> list[Session]:
+    async def list_sessions(self) -> list[SessionInfo]:
         self._expire_due()
         return [state.snapshot() for state in self._sessions.values()]
 
-    async def set_affinity(self, session_id: str, worker_id: str | None) -> Session:
+    async def set_affinity(self, session_id: str, worker_id: str | None) -> SessionInfo:
         state = self._use(session_id)
         state.affinity = worker_id
         return state.snapshot()
@@ -222,7 +222,7 @@ class InMemorySessionStore(StoreBase):
 
     async def update_metadata(
         self, session_id: str, metadata: Mapping[str, Any], *, replace: bool = False
-    ) -> Session:
+    ) -> SessionInfo:
         state = self._use(session_id)
         state.metadata = rules.merged_metadata(state.metadata, metadata, replace=replace)
         return state.snapshot()

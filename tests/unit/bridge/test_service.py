@@ -14,9 +14,9 @@ import pytest
 import snakepit
 from snakepit._proto.snakepit.v1 import host_pb2 as hpb
 from snakepit._proto.snakepit.v1 import host_pb2_grpc
-from snakepit._wire.errors import exception_from_info as error_from_wire
-from snakepit._wire.payload import from_payload, to_payload
-from snakepit.bridge.host_tools import HostToolRegistry
+from snakepit._wire import exception_from_info as error_from_wire
+from snakepit._wire import from_payload, to_payload
+from snakepit.bridge._host_tools import HostToolRegistry
 from snakepit.errors import (
     HostToolError,
     InvalidArgumentsError,
@@ -26,12 +26,12 @@ from snakepit.errors import (
     VariableValidationError,
     VersionConflictError,
 )
-from tests.unit.grpc.conftest import start_host
+from tests.support.bridge_host import start_host
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from tests.unit.grpc.conftest import Host
+    from tests.support.bridge_host import Host
 
 BOUND = 10.0  # seconds: an upper bound on waits, never a delay
 
@@ -353,6 +353,6 @@ class TestTransport:
         finally:
             await h.store.close()
             await h.bridge.stop(grace=None)
-            from snakepit.worker.runtime import remove_runtime_dir
+            from snakepit.worker._runtime import remove_runtime_dir
 
             remove_runtime_dir(runtime)

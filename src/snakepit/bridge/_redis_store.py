@@ -62,10 +62,10 @@ from snakepit.bridge import _redis_wire as wire
 from snakepit.bridge import _rules as rules
 from snakepit.bridge import _transfer as transfer
 from snakepit.bridge._redis_watch import Follower, Subscriptions
+from snakepit.bridge._store import BatchResult, SessionInfo
 from snakepit.bridge._store_base import StoreBase
 from snakepit.bridge._store_url import check_prefix, parse_store_url
-from snakepit.bridge.store import BatchResult, Session
-from snakepit.bridge.watch import VariableWatch
+from snakepit.bridge._watch import VariableWatch
 from snakepit.errors import SessionStoreUnavailableError
 from snakepit.events import (
     EventBus,
@@ -115,7 +115,7 @@ class RedisSessionStore(StoreBase):
     owns, or run :meth:`run_expiry` in your own task group and :meth:`close`
     it at the end.
 
-    The methods keep the :class:`~snakepit.bridge.store.SessionStore` contract
+    The methods keep the :class:`~snakepit.bridge._store.SessionStore` contract
     across hosts: ``list_sessions`` and ``expire_due`` cover every host's
     sessions (oldest first), a pin or a watch is seen by every host, a
     session's TTL restarts its keys' Redis expiry, and every write (variables,
@@ -253,9 +253,9 @@ class RedisSessionStore(StoreBase):
             await self._expire_one(session_id)
         return self._not_found(session_id)
 
-    def _session(self, fields_list: list[str], count: int) -> Session:
+    def _session(self, fields_list: list[str], count: int) -> SessionInfo:
         f = dict(zip(fields_list[::2], fields_list[1::2], strict=True))
-        return Session(
+        return SessionInfo(
             id=f["id"],
             metadata=wire.unpack(f["metadata"]),
             created_at=float(f["created_at"]),
@@ -349,7 +349,7 @@ class RedisSessionStore(StoreBase):
         *,
         metadata: Mapping[str, Any] | None = None,
         ttl: float | None = None,
-    ) -> Session:
+    ) -> SessionInfo:
         session_id = rules.new_session_id(session_id)
         return await self._open(session_id, "create", metadata, ttl)
 
@@ -359,13 +359,13 @@ class RedisSessionStore(StoreBase):
         *,
         metadata: Mapping[str, Any] | None = None,
         ttl: float | None = None,
-    ) -> Session:
+    ) -> SessionInfo:
         rules.validate_session_id(session_id)
         return await self._open(session_id, "get_or_create", metadata, ttl)
 
     async def _open(
         self, session_id: str, mode: str, metadata: Mapping[str, Any] | None, ttl: float | None
-    ) -> Session:
+    ) -> SessionInfo:
         seconds = self.ttl if ttl is None else rules.check_ttl(ttl)
         packed = wire.pack(dict(metadata or {}), f"metadata of session {session_id!r}")
         key_ms = (seconds + self._grace) * 1000
@@ -403,7 +403,7 @@ class RedisSessionStore(StoreBase):
         assert self.max_sessions is not None
         raise rules.quota_error(self.name, session_id, self.max_sessions)
 
-    async def _use(self, session_id: str, operation: str, *args: str) -> Session:
+    async def _use(self, session_id: str, operation: str, *args: str) -> SessionInfo:
         if not rules.is_session_id(session_id):
             raise self._not_found(session_id)
         reply = await self._script(operation, self._session_script, session_id, list(args))
@@ -411,10 +411,10 @@ class RedisSessionStore(StoreBase):
             raise await self._gone(session_id, reply[0])
         return self._session(reply[1], reply[2])
 
-    async def get(self, session_id: str) -> Session:
+    async def get(self, session_id: str) -> SessionInfo:
         return await self._use(session_id, "get", "get")
 
-    async def touch(self, session_id: str) -> Session:
+    async def touch(self, session_id: str) -> SessionInfo:
         return await self._use(session_id, "touch", "get")
 
     async def delete(self, session_id: str) -> bool:
@@ -436,7 +436,7 @@ class RedisSessionStore(StoreBase):
         )
         return True
 
-    async def list_sessions(self) -> list[Session]:
+    async def list_sessions(self) -> list[SessionInfo]:
         await self.expire_due()
         ids = [i for i in await self._members() if rules.is_session_id(i)]
 
@@ -464,7 +464,7 @@ class RedisSessionStore(StoreBase):
         )
         return members
 
-    async def set_affinity(self, session_id: str, worker_id: str | None) -> Session:
+    async def set_affinity(self, session_id: str, worker_id: str | None) -> SessionInfo:
         return await self._use(session_id, "set_affinity", "affinity", "set", worker_id or "")
 
     async def get_affinity(self, session_id: str) -> str | None:
@@ -497,7 +497,7 @@ class RedisSessionStore(StoreBase):
 
     async def update_metadata(
         self, session_id: str, metadata: Mapping[str, Any], *, replace: bool = False
-    ) -> Session:
+    ) -> SessionInfo:
         if not rules.is_session_id(session_id):
             raise self._not_found(session_id)
         while True:

@@ -24,7 +24,7 @@ from snakepit.events import VariableUpdated
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from tests.unit.grpc.conftest import Host
+    from tests.support.bridge_host import Host
 
 BOUND = 10.0  # seconds: an upper bound on waits, never a delay
 

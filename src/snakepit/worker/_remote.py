@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from snakepit.worker.attached import Endpoint
+from snakepit.worker._attached import Endpoint
 
 if TYPE_CHECKING:
     import grpc
