@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import gc
 import importlib
 import json
@@ -55,11 +54,12 @@ import threading
 import traceback
 from typing import Any, NoReturn
 
+from snakepit.adapter._process import die_with_parent, exit_now
+
 __all__ = ["EXIT_THREADS", "main"]
 
 EXIT_BAD_ARGS, EXIT_IMPORT, EXIT_THREADS, EXIT_CHILD_SETUP = 2, 3, 6, 7
 MAX_MESSAGE = 4 * 1024 * 1024
-_PR_SET_PDEATHSIG = 1
 _STDIO = 3
 
 
@@ -110,7 +110,7 @@ class _Template:
         for pid in list(self.children):
             with contextlib.suppress(OSError):
                 os.killpg(pid, signal.SIGKILL)
-        _exit(0)
+        exit_now(0)
 
     def serve(self) -> NoReturn:
         poller = select.poll()
@@ -217,7 +217,7 @@ class _Template:
         except BaseException:
             with contextlib.suppress(Exception):
                 traceback.print_exc()
-        _exit(1)
+        exit_now(1)
 
 
 def _id_of(data: bytes) -> Any:
@@ -235,13 +235,9 @@ def _reset_logging() -> None:
 
 
 def _die_with_parent(parent_pid: int) -> None:
-    """SIGTERM (caught: the workers go first) when the host dies; then close the race."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    if parent_pid and os.getppid() != parent_pid:
-        _exit(0)
+    """SIGTERM (caught: the workers go first) when the host dies; leave now if it has."""
+    if not die_with_parent(parent_pid, signal.SIGTERM):
+        exit_now(0)
 
 
 def _native_threads() -> int:
@@ -251,25 +247,11 @@ def _native_threads() -> int:
         return threading.active_count()
 
 
-def _exit(code: int) -> NoReturn:
-    """Leave now, saving coverage data when the process runs under coverage (the test suite)."""
-    measuring = sys.modules.get("coverage")
-    if measuring is not None:
-        with contextlib.suppress(Exception):
-            current = measuring.Coverage.current()
-            if current is not None:
-                current.stop()
-                current.save()
-    with contextlib.suppress(Exception):
-        sys.stderr.flush()
-    os._exit(code)
-
-
 def _fail(control: socket.socket, code: int, message: str) -> NoReturn:
     sys.stderr.write(message + "\n")
     with contextlib.suppress(OSError):
         control.send(json.dumps({"op": "failed", "code": code, "message": message}).encode())
-    _exit(code)
+    exit_now(code)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

@@ -24,8 +24,6 @@ failed, 5 server could not bind.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import importlib
 import inspect
 import json
@@ -40,6 +38,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from snakepit._wire._constants import PROTOCOL_VERSION, READY_PREFIX
 from snakepit._wire._token import token_interceptor
+from snakepit.adapter._process import die_with_parent, exit_now
 
 if TYPE_CHECKING:
     import asyncio
@@ -48,7 +47,6 @@ if TYPE_CHECKING:
 __all__ = ["READY_PREFIX", "main"]
 
 EXIT_BAD_ARGS, EXIT_IMPORT, EXIT_SETUP, EXIT_BIND = 2, 3, 4, 5
-_PR_SET_PDEATHSIG = 1
 log = logging.getLogger("snakepit.adapter")
 
 
@@ -101,14 +99,8 @@ def _read_secrets(enabled: bool) -> dict[str, str]:
 
 
 def _die_with_parent(parent_pid: int) -> None:
-    """Ask Linux to SIGKILL us when the parent dies; then close the race with a pid check."""
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):  # pragma: no cover - not on glibc/musl
-            log.debug("prctl(PR_SET_PDEATHSIG) is unavailable")
-    if parent_pid and os.getppid() != parent_pid:
+    """SIGKILL when the host dies; leave now if it already has."""
+    if not die_with_parent(parent_pid, signal.SIGKILL):
         log.error("the host (pid %d) is already gone; exiting", parent_pid)
         os._exit(0)
 
@@ -271,25 +263,11 @@ async def _serve(args: argparse.Namespace, secrets: dict[str, str]) -> int:
 def _on_host_gone(loop: asyncio.AbstractEventLoop, stopping: asyncio.Event) -> None:
     log.warning("stdin closed: the host is gone; exiting")
     # A tool stuck in native code would block a graceful stop: give it a bound, then leave.
-    threading.Timer(3.0, _exit, args=(0,)).start()
+    threading.Timer(3.0, exit_now, args=(0,)).start()
     try:
         loop.call_soon_threadsafe(stopping.set)
     except RuntimeError:
         os._exit(0)
-
-
-def _exit(code: int) -> NoReturn:
-    """Leave at once (a hung tool thread must not keep the process alive), after saving
-    coverage data when the process runs under coverage (as the test suite does)."""
-    measuring = sys.modules.get("coverage")
-    if measuring is not None:
-        with contextlib.suppress(Exception):
-            current = measuring.Coverage.current()
-            if current is not None:
-                current.stop()
-                current.save()
-    sys.stderr.flush()
-    os._exit(code)
 
 
 def main(
@@ -319,13 +297,13 @@ def main(
             secrets = _read_secrets(args.secrets_stdin)  # first, before anything can fork
     except (OSError, ValueError) as exc:
         log.error("cannot read the secrets line on stdin: %s", exc)
-        _exit(EXIT_BAD_ARGS)
+        exit_now(EXIT_BAD_ARGS)
     if watch_parent:
         _die_with_parent(args.parent_pid)
     if args.local:
         from snakepit.adapter import _local
 
-        _exit(_local.serve(args, _load_adapter, _exit))
+        exit_now(_local.serve(args, _load_adapter, exit_now))
     import asyncio  # lazily: a worker without async tools never loads it
 
-    _exit(asyncio.run(_serve(args, secrets)))
+    exit_now(asyncio.run(_serve(args, secrets)))
