@@ -168,3 +168,67 @@ class TestWorkerIsolation:
         assert _worker_side("snakepit.adapter._local") and _worker_side("snakepit._wire._framing")
         assert not _worker_side("snakepit.pool._pool") and not _worker_side("snakepit.config")
         assert not _worker_side("snakepit.testing._pools") and not _worker_side("snakepit.worker")
+
+
+# The architecture page names every module under src/ in its map, and says why each long one
+# is long. A module is named as `src/...py` in backticks (the form TestDocs checks exists).
+_ARCHITECTURE = ROOT / "docs" / "architecture.md"
+_NAMED_MODULE = re.compile(r"`(src/[\w./-]+\.py)`")
+_LONG = 420  # lines; "~400" with room for a docstring's growth
+
+
+def _section(text: str, heading: str) -> str:
+    """The text under the level-2 ``heading`` of a markdown page, up to the next one."""
+    start = text.find(f"\n## {heading}\n")
+    assert start != -1, f"docs/architecture.md has no section '## {heading}'"
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+def _modules() -> dict[str, int]:
+    """Every module under src/snakepit and src/supertester (not the generated stubs), with its
+    length in lines."""
+    found = {}
+    for package in ("snakepit", "supertester"):
+        for path in sorted((ROOT / "src" / package).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if not rel.startswith("src/snakepit/_proto/"):
+                found[rel] = len(path.read_text().splitlines())
+    return found
+
+
+def _unmapped(text: str, modules: dict[str, int]) -> tuple[list[str], list[str]]:
+    """The modules the map does not name, and the long ones the "long" section does not."""
+    mapped = set(_NAMED_MODULE.findall(_section(text, "The map")))
+    explained = set(_NAMED_MODULE.findall(_section(text, "Why these modules are long")))
+    missing = sorted(set(modules) - mapped)
+    unexplained = sorted(m for m, lines in modules.items() if lines > _LONG and m not in explained)
+    return missing, unexplained
+
+
+class TestArchitectureMap:
+    def test_every_module_is_on_the_map_and_every_long_one_says_why(self) -> None:
+        """docs/architecture.md names every module under src/ in "The map", and every module
+        over 420 lines in "Why these modules are long"."""
+        missing, unexplained = _unmapped(_ARCHITECTURE.read_text(), _modules())
+        assert not missing, (
+            "modules missing from the map in docs/architecture.md (add a line each: "
+            f"`path`: what it is, in one sentence): {missing}"
+        )
+        assert not unexplained, (
+            "modules over 420 lines without a sentence under 'Why these modules are long' in "
+            f"docs/architecture.md (split them, or say why they are long): {unexplained}"
+        )
+
+    def test_the_check_sees_a_missing_module(self) -> None:
+        """A module the map leaves out, and a long module the page does not explain, are
+        reported (so the rule cannot pass vacuously)."""
+        assert "src/snakepit/pool/_engine.py" in _modules(), "the walk found no modules"
+        page = (
+            "# Architecture\n\n## The map\n\n- `src/snakepit/a.py`: one.\n- `src/snakepit/b.py`: two."
+            "\n\n## Why these modules are long\n\n- `src/snakepit/a.py`: why.\n\n## Decisions\n"
+        )
+        modules = {"src/snakepit/a.py": _LONG + 1, "src/snakepit/b.py": _LONG + 1}
+        assert _unmapped(page, modules) == ([], ["src/snakepit/b.py"])
+        modules["src/snakepit/c.py"] = 10
+        assert _unmapped(page, modules) == (["src/snakepit/c.py"], ["src/snakepit/b.py"])
