@@ -176,17 +176,14 @@ class _Builder:
         consuming = [_consumes([item]) for item in items]
         first_consuming = consuming.index(True) if True in consuming else len(items)
         last_consuming = len(items) - 1 - consuming[::-1].index(True) if True in consuming else -1
-        nullable, first, last = True, frozenset[int](), frozenset[int]()
-        for i, item in enumerate(items):
-            starts = at_start and i <= first_consuming
-            ends = at_end and i >= last_consuming
-            n, f, lst = self.node(item, flags, starts, ends)
-            self.link(last, f)
-            if nullable:
-                first |= f
-            last = (last | lst) if n else lst
-            nullable = nullable and n
-        return nullable, first, last
+        return self.concat(
+            [
+                self.node(
+                    item, flags, at_start and i <= first_consuming, at_end and i >= last_consuming
+                )
+                for i, item in enumerate(items)
+            ]
+        )
 
     def node(self, item: tuple[Any, Any], flags: int, at_start: bool, at_end: bool) -> _Fragment:
         op, arg = item
