@@ -1,16 +1,16 @@
-"""The per-call failure policy: what a call's end means for its counters, events and worker.
+"""What happens around each call on the pool: its start, its wait for a worker, its end.
 
-A call that fails is counted and published; what the failure says about its
-worker is passed to the engine: a deadline overrun or the cancellation of a
-running synchronous call kills the worker, a broken channel kills it if it
-still runs. A stream that ends early holds its slot until the worker confirms
-the tool's thread is free (``Settle``), or the worker is recycled. ``Pool``
-inherits these methods; they read the pool's engine, counters and tools.
+A call is checked, queued and handed a worker; when it fails, it is counted
+and published, and what the failure says about its worker (a deadline overrun,
+a broken channel, a cancelled tool thread) is reported to the pool's
+supervision, whose answer the engine applies. A stream that ends early holds
+its slot until the worker says whether the tool's thread is free (``Settle``);
+supervision decides whether to recycle it. ``Pool`` inherits these methods;
+they read the pool's engine, counters and tools.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
@@ -190,7 +190,8 @@ class CallPolicy:
         if deadline is not None:
             # What the queue left of the timeout (never zero: gRPC reads 0 as "no deadline").
             deadline = max(deadline - (self._clock.monotonic() - began), 1e-3)
-        self._engine.dispatched(worker)
+        engine = self._engine
+        engine.apply(engine.supervision.dispatched(worker.id, worker.requests))
         if self.events.wants(RequestDispatched):
             now = self._clock.monotonic()
             self.events.publish(
@@ -227,30 +228,24 @@ class CallPolicy:
         *,
         unary: bool,
     ) -> None:
-        """Count a call's failure and act on what it says about its worker."""
-        if not isinstance(exc, SnakepitError):
-            self._abandoned(ticket, worker.id, exc)
+        """Count a call's failure; supervision says what it means for its worker."""
         if isinstance(exc, ExecutionTimeoutError):
             self._counters["timeouts"] += 1
+        if isinstance(exc, SnakepitError):
             self._failed(ticket, worker.id, exc)
-            self._engine.kill(
-                worker,
-                f"call {ticket.id} ({ticket.tool!r}) ran past its {deadline}s deadline",
-                counted=False,
+        else:
+            self._abandoned(ticket, worker.id, exc)
+        engine = self._engine
+        engine.apply(
+            engine.supervision.call_failed(
+                worker.id,
+                f"call {ticket.id} ({ticket.tool!r})",
+                exc,
+                deadline=deadline,
+                on_thread=unary and self._runs_on_thread(ticket),
+                state=worker.state,
             )
-        elif isinstance(exc, WorkerCrashedError):
-            self._failed(ticket, worker.id, exc)
-            self._engine.broken(worker)
-        elif isinstance(exc, SnakepitError):
-            self._failed(ticket, worker.id, exc)
-        elif isinstance(exc, asyncio.CancelledError) and unary and self._runs_on_thread(ticket):
-            # A synchronous tool cannot be interrupted in its thread: the worker may run
-            # it for as long as it takes, so it is replaced rather than handed new calls.
-            self._engine.kill(
-                worker,
-                f"call {ticket.id} ({ticket.tool!r}) was cancelled while running",
-                counted=False,
-            )
+        )
 
     def _runs_on_thread(self, ticket: Ticket) -> bool:
         spec = self._tools.get(ticket.tool)
@@ -330,8 +325,14 @@ class CallPolicy:
                     f"call {ticket.id} ({ticket.tool!r}) ended early and the worker could not "
                     f"say whether its tool thread still runs ({type(exc).__name__})"
                 )
-            if ticket.id in running and worker.state is WorkerState.READY:
-                self._engine.recycle(worker, reason)
+            engine = self._engine
+            ready = worker.state is WorkerState.READY
+            running_on = ticket.id in running
+            engine.apply(
+                engine.supervision.settled(
+                    worker.id, running=running_on, reason=reason, ready=ready
+                )
+            )
         finally:
             self._engine.release(worker.id)
 
