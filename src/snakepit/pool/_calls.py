@@ -3,10 +3,8 @@
 A call is checked, queued and handed a worker; when it fails, it is counted
 and published, and what the failure says about its worker (a deadline overrun,
 a broken channel, a cancelled tool thread) is reported to the pool's
-supervision, whose answer the engine applies. A stream that ends early holds
-its slot until the worker says whether the tool's thread is free (``Settle``);
-supervision decides whether to recycle it. ``Pool`` inherits these methods;
-they read the pool's engine, counters and tools.
+supervision, whose answer the engine applies. ``Pool`` inherits these methods
+(through ``_streams``); they read the pool's engine, counters and tools.
 """
 
 from __future__ import annotations
@@ -27,10 +25,9 @@ from snakepit.errors import (
 from snakepit.events import RequestCancelled, RequestCompleted, RequestDispatched, RequestFailed
 from snakepit.pool._arguments import call_args, call_deadline, earliest
 from snakepit.pool._scheduler import Ticket
-from snakepit.worker.handle import WorkerState
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import Iterator
 
     from snakepit._tasks import TaskOwner
     from snakepit.bridge.store import SessionStore
@@ -41,7 +38,7 @@ if TYPE_CHECKING:
     from snakepit.pool._types import WorkerLike
     from snakepit.worker.transport import ToolSpec
 
-__all__ = ["CallPolicy", "StreamHold", "after_attempts", "stream_timeout"]
+__all__ = ["CallPolicy", "after_attempts"]
 
 log = logging.getLogger("snakepit.pool")
 
@@ -251,10 +248,6 @@ class CallPolicy:
         spec = self._tools.get(ticket.tool)
         return spec is not None and not spec.is_async
 
-    def _must_settle(self, ticket: Ticket) -> bool:
-        """An abandoned call may still hold a tool thread (a closing pool stops its workers)."""
-        return self._state == "running" and self._runs_on_thread(ticket)
-
     async def _done(self, ticket: Ticket, worker: WorkerLike, started: float) -> None:
         if ticket.session_id is not None:
             try:
@@ -276,66 +269,6 @@ class CallPolicy:
                 )
             )
 
-    def _stream_deadline(
-        self,
-        hold: StreamHold,
-        ticket: Ticket,
-        worker: WorkerLike,
-        chunks: AsyncIterator[Any],
-        deadline: float,
-    ) -> None:
-        """A stream's deadline passed. While a read is under way, gRPC's own deadline ends
-        it; otherwise its consumer holds the stream without reading: end it here."""
-        hold.overdue = True
-        if hold.reading:
-            return
-        hold.expired = True
-        self._counters["timeouts"] += 1
-        self._failed(ticket, worker.id, stream_timeout(ticket, worker, deadline, held=True))
-        self._tasks.spawn(self._expire(ticket, worker, chunks), f"expire-{ticket.id}")
-
-    async def _expire(self, ticket: Ticket, worker: WorkerLike, chunks: AsyncIterator[Any]) -> None:
-        try:
-            with contextlib.suppress(Exception):
-                await chunks.aclose()  # type: ignore[attr-defined]
-        except BaseException:
-            self._engine.release(worker.id)
-            raise
-        if self._must_settle(ticket):
-            await self._settle(ticket, worker)
-        else:
-            self._engine.release(worker.id)
-
-    async def _settle(self, ticket: Ticket, worker: WorkerLike) -> None:
-        """Hold an abandoned call's slot until its worker says the tool's thread is free;
-        replace the worker if it is not within ``shutdown_grace``."""
-        grace = self.config.shutdown_grace
-        try:
-            try:
-                running = await worker.settle(
-                    [ticket.id], wait=grace, timeout=grace + self.config.heartbeat_timeout
-                )
-                reason = (
-                    f"call {ticket.id} ({ticket.tool!r}) ended early but its tool thread "
-                    f"still ran {grace}s later"
-                )
-            except SnakepitError as exc:
-                running = [ticket.id]
-                reason = (
-                    f"call {ticket.id} ({ticket.tool!r}) ended early and the worker could not "
-                    f"say whether its tool thread still runs ({type(exc).__name__})"
-                )
-            engine = self._engine
-            ready = worker.state is WorkerState.READY
-            running_on = ticket.id in running
-            engine.apply(
-                engine.supervision.settled(
-                    worker.id, running=running_on, reason=reason, ready=ready
-                )
-            )
-        finally:
-            self._engine.release(worker.id)
-
 
 def after_attempts(crashes: list[WorkerCrashedError], retries: int) -> WorkerCrashedError:
     """The error of a call whose worker crashed under every attempt it was allowed."""
@@ -350,31 +283,3 @@ def after_attempts(crashes: list[WorkerCrashedError], retries: int) -> WorkerCra
         f"{len(crashes)} times, each on a fresh worker, and every worker crashed: {tried})",
         **{**last.details, "attempts": len(crashes), "errors": [str(c) for c in crashes]},
     )
-
-
-class StreamHold:
-    """Where a stream stands, for its deadline timer."""
-
-    __slots__ = ("expired", "overdue", "reading")
-
-    def __init__(self) -> None:
-        self.reading = False  # a read from the worker is under way
-        self.overdue = False  # the deadline passed
-        self.expired = False  # the deadline ended the call while its consumer held it
-
-
-def stream_timeout(
-    ticket: Ticket, worker: WorkerLike, deadline: float | None, *, held: bool
-) -> ExecutionTimeoutError:
-    if held:
-        message = (
-            f"stream of tool {ticket.tool!r} passed its deadline of {deadline}s while its "
-            f"consumer held it without reading; the call was ended and worker {worker.id!r} "
-            "freed"
-        )
-    else:
-        message = (
-            f"tool {ticket.tool!r} on worker {worker.id!r} ran past its deadline of "
-            f"{deadline}s; the worker will be replaced"
-        )
-    return ExecutionTimeoutError(message, tool=ticket.tool, worker_id=worker.id, timeout=deadline)

@@ -31,8 +31,7 @@ from snakepit.events import (
     WorkerUnhealthy,
 )
 from snakepit.pool import _routines as routines
-from snakepit.pool._scheduler import Dispatch, Queued, Rejected, Scheduler
-from snakepit.pool._supervision import (
+from snakepit.pool._actions import (
     CountCrash,
     CountRestart,
     Degrade,
@@ -40,8 +39,9 @@ from snakepit.pool._supervision import (
     Recycle,
     Restart,
     Retire,
-    Supervision,
 )
+from snakepit.pool._scheduler import Dispatch, Queued, Rejected, Scheduler
+from snakepit.pool._supervision import Supervision
 from snakepit.worker.handle import WorkerState
 
 if TYPE_CHECKING:
@@ -52,8 +52,8 @@ if TYPE_CHECKING:
     from snakepit.config import PoolConfig
     from snakepit.errors import SnakepitError
     from snakepit.events import EventBus
+    from snakepit.pool._actions import Action, SlotState
     from snakepit.pool._scheduler import Ticket
-    from snakepit.pool._supervision import Action, SlotState
     from snakepit.pool._types import WorkerFactory, WorkerLike
     from snakepit.worker.handle import WorkerOptions
     from snakepit.worker.registry import ProcessRegistry

@@ -17,8 +17,8 @@ from snakepit.events import WorkerRestarting
 from snakepit.worker.handle import WorkerState
 
 if TYPE_CHECKING:
+    from snakepit.pool._actions import Restart, SlotState
     from snakepit.pool._engine import Engine
-    from snakepit.pool._supervision import Restart, SlotState
     from snakepit.pool._types import WorkerLike
 
 __all__ = ["heartbeat", "maintain", "monitor", "replace", "retire", "retry_after_window"]

@@ -5,9 +5,8 @@ has at most one replacement under way. :class:`Supervision` keeps that
 bookkeeping and answers each thing that happens (a worker exited, a start
 failed, a replacement became ready, a call was dispatched or failed, a check
 found a worker too old, too big or silent) with *actions* for the pool's engine
-to carry out: :class:`Restart` a slot after a delay, :class:`Recycle`,
-:class:`Retire` or :class:`Kill` a worker, :class:`Degrade` the pool, count a
-crash or a restart. It alone writes its slots' fields. Nothing here runs on
+to carry out (``_actions``): restart a slot after a delay, recycle, retire or
+kill a worker, degrade the pool, count a crash or a restart. It alone writes its slots' fields. Nothing here runs on
 an event loop, starts a process or reads a clock; time comes in as ``now``, so
 every rule is unit tested without a loop, like the
 :class:`~snakepit.pool._scheduler.Scheduler` it reads to know which workers take work.
@@ -27,10 +26,19 @@ from __future__ import annotations
 
 import random
 from asyncio import CancelledError
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING
 
 from snakepit.errors import ExecutionTimeoutError, PoolDegradedError, WorkerCrashedError
+from snakepit.pool._actions import (
+    CountCrash,
+    CountRestart,
+    Degrade,
+    Kill,
+    Recycle,
+    Restart,
+    Retire,
+    SlotState,
+)
 from snakepit.pool._restarts import RestartPolicy, RestartTracker
 from snakepit.worker.handle import WorkerState
 
@@ -38,110 +46,10 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from snakepit.config import PoolConfig
+    from snakepit.pool._actions import Action
     from snakepit.pool._scheduler import Scheduler
 
-__all__ = [
-    "Action",
-    "CountCrash",
-    "CountRestart",
-    "Degrade",
-    "Kill",
-    "Recycle",
-    "Restart",
-    "Retire",
-    "SlotState",
-    "Supervision",
-]
-
-
-@dataclass(frozen=True)
-class Restart:
-    """Start a new occupant for slot ``slot`` after ``delay`` seconds of the clock.
-
-    ``attempt`` is how many unexpected exits and failed starts the slot has had in a
-    row (an exit the pool caused adds none); ``retry``: this follows a failed start of
-    the same replacement (announced already).
-    """
-
-    slot: int
-    delay: float
-    attempt: int = 0
-    retry: bool = False
-
-
-@dataclass(frozen=True)
-class Recycle:
-    """Stop sending work to ``worker_id``, start its replacement, stop it once idle."""
-
-    worker_id: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Retire:
-    """Stop ``worker_id`` gracefully once it runs no call; its exit is expected."""
-
-    worker_id: str
-
-
-@dataclass(frozen=True)
-class Kill:
-    """Kill ``worker_id`` now (whether its exit counts as a crash is recorded already)."""
-
-    worker_id: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Degrade:
-    """Stop restarting: slot ``slot`` stays empty until ``recover`` or ``restart_window``."""
-
-    slot: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class CountCrash:
-    """``worker_id`` (process ``pid``) exited unexpectedly with ``code``: count and log it."""
-
-    worker_id: str
-    pid: int | None
-    code: int | None
-
-
-@dataclass(frozen=True)
-class CountRestart:
-    """Slot ``slot``'s replacement after an exit serves: count a restart."""
-
-    slot: int
-
-
-Action: TypeAlias = Restart | Recycle | Retire | Kill | Degrade | CountCrash | CountRestart
-
-
-class SlotState:
-    """A place for one worker: its current occupant's id and whether a replacement is under way.
-
-    ``successor_of``: while a replacement is under way, the recycled occupant it succeeds
-    (None for a restart after an exit). Only :class:`Supervision` writes these fields.
-    """
-
-    __slots__ = ("generation", "index", "replacing", "successor_of", "worker_id")
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-        self.generation = 0
-        self.worker_id: str | None = None
-        self.replacing = False
-        self.successor_of: str | None = None
-
-    @property
-    def name(self) -> str:
-        return f"w{self.index}"
-
-    def __repr__(self) -> str:
-        more = " replacing" if self.replacing else ""
-        return f"<SlotState {self.name} {self.worker_id or 'empty'}{more}>"
+__all__ = ["Supervision"]
 
 
 class Supervision:

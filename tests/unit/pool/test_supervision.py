@@ -10,8 +10,7 @@ import pytest
 
 from snakepit.config import PoolConfig
 from snakepit.errors import ExecutionTimeoutError, PoolDegradedError, ToolError, WorkerCrashedError
-from snakepit.pool._scheduler import Scheduler
-from snakepit.pool._supervision import (
+from snakepit.pool._actions import (
     CountCrash,
     CountRestart,
     Degrade,
@@ -20,8 +19,9 @@ from snakepit.pool._supervision import (
     Restart,
     Retire,
     SlotState,
-    Supervision,
 )
+from snakepit.pool._scheduler import Scheduler
+from snakepit.pool._supervision import Supervision
 from snakepit.worker.handle import WorkerState
 
 
