@@ -1,4 +1,4 @@
-"""The engine's long-running routines: replacing a slot, retiring a worker, watching exits, checking health.
+"""The engine's routines: replacing a slot, retiring a worker, watching exits, checking health.
 
 Each runs as a task of the pool's :class:`~snakepit._tasks.TaskOwner`, reports
 what it meets (an exit, a start that failed, an old, big or silent worker) to the

@@ -1,4 +1,4 @@
-"""Streaming calls: how a stream holds its worker until it ends, passes its deadline, or is settled.
+"""Streaming calls: how a stream holds its worker until it ends, passes its deadline or is settled.
 
 A stream keeps its worker for as long as its consumer reads, and never past its
 deadline: a timer ends a stream whose consumer holds it without reading. A

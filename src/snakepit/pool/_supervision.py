@@ -6,10 +6,11 @@ bookkeeping and answers each thing that happens (a worker exited, a start
 failed, a replacement became ready, a call was dispatched or failed, a check
 found a worker too old, too big or silent) with *actions* for the pool's engine
 to carry out (``_actions``): restart a slot after a delay, recycle, retire or
-kill a worker, degrade the pool, count a crash or a restart. It alone writes its slots' fields. Nothing here runs on
-an event loop, starts a process or reads a clock; time comes in as ``now``, so
-every rule is unit tested without a loop, like the
-:class:`~snakepit.pool._scheduler.Scheduler` it reads to know which workers take work.
+kill a worker, degrade the pool, count a crash or a restart. It alone writes
+its slots' fields. Nothing here runs on an event loop, starts a process or
+reads a clock; time comes in as ``now``, so every rule is unit tested without a
+loop, like the :class:`~snakepit.pool._scheduler.Scheduler` it reads to know
+which workers take work.
 
 Rules, in short: an unexpected exit counts toward the restart intensity and is
 restarted after backoff; an exit the pool caused (a kill for a caller's deadline,
