@@ -57,6 +57,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
         name="redis",
     ) from exc
 
+from snakepit._tasks import sleep_or_wake
 from snakepit.bridge import _plans as plans
 from snakepit.bridge import _redis_wire as wire
 from snakepit.bridge import _rules as rules
@@ -319,12 +320,7 @@ class RedisSessionStore(StoreBase):
                 if self._closed:  # closed while this pass awaited Redis
                     break
                 wake = self._wake = loop.create_future()
-                sleeper = asyncio.ensure_future(self._sleep_until(target))
-                try:
-                    await asyncio.wait((sleeper, wake), return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    sleeper.cancel()
-                    await asyncio.wait((sleeper,))
+                await sleep_or_wake(self._sleep_until(target), wake)
         finally:
             self._wake = None
 

@@ -1,16 +1,14 @@
-"""The per-call failure policy: what a call's end means for its counters, events and worker.
+"""What happens around each call on the pool: its start, its wait for a worker, its end.
 
-A call that fails is counted and published; what the failure says about its
-worker is passed to the engine: a deadline overrun or the cancellation of a
-running synchronous call kills the worker, a broken channel kills it if it
-still runs. A stream that ends early holds its slot until the worker confirms
-the tool's thread is free (``Settle``), or the worker is recycled. ``Pool``
-inherits these methods; they read the pool's engine, counters and tools.
+A call is checked, queued and handed a worker; when it fails, it is counted
+and published, and what the failure says about its worker (a deadline overrun,
+a broken channel, a cancelled tool thread) is reported to the pool's
+supervision, whose answer the engine applies. ``Pool`` inherits these methods
+(through ``_streams``); they read the pool's engine, counters and tools.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
@@ -27,10 +25,9 @@ from snakepit.errors import (
 from snakepit.events import RequestCancelled, RequestCompleted, RequestDispatched, RequestFailed
 from snakepit.pool._arguments import call_args, call_deadline, earliest
 from snakepit.pool._scheduler import Ticket
-from snakepit.worker._handle import WorkerState
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import Iterator
 
     from snakepit._tasks import TaskOwner
     from snakepit.bridge._store import SessionStore
@@ -41,7 +38,7 @@ if TYPE_CHECKING:
     from snakepit.pool._types import WorkerLike
     from snakepit.worker._transport import DescribedTool
 
-__all__ = ["CallPolicy", "StreamHold", "after_attempts", "stream_timeout"]
+__all__ = ["CallPolicy", "after_attempts"]
 
 log = logging.getLogger("snakepit.pool")
 
@@ -190,7 +187,8 @@ class CallPolicy:
         if deadline is not None:
             # What the queue left of the timeout (never zero: gRPC reads 0 as "no deadline").
             deadline = max(deadline - (self._clock.monotonic() - began), 1e-3)
-        self._engine.dispatched(worker)
+        engine = self._engine
+        engine.apply(engine.supervision.dispatched(worker.id, worker.requests))
         if self.events.wants(RequestDispatched):
             now = self._clock.monotonic()
             self.events.publish(
@@ -227,38 +225,28 @@ class CallPolicy:
         *,
         unary: bool,
     ) -> None:
-        """Count a call's failure and act on what it says about its worker."""
-        if not isinstance(exc, SnakepitError):
-            self._abandoned(ticket, worker.id, exc)
+        """Count a call's failure; supervision says what it means for its worker."""
         if isinstance(exc, ExecutionTimeoutError):
             self._counters["timeouts"] += 1
+        if isinstance(exc, SnakepitError):
             self._failed(ticket, worker.id, exc)
-            self._engine.kill(
-                worker,
-                f"call {ticket.id} ({ticket.tool!r}) ran past its {deadline}s deadline",
-                counted=False,
+        else:
+            self._abandoned(ticket, worker.id, exc)
+        engine = self._engine
+        engine.apply(
+            engine.supervision.call_failed(
+                worker.id,
+                f"call {ticket.id} ({ticket.tool!r})",
+                exc,
+                deadline=deadline,
+                on_thread=unary and self._runs_on_thread(ticket),
+                state=worker.state,
             )
-        elif isinstance(exc, WorkerCrashedError):
-            self._failed(ticket, worker.id, exc)
-            self._engine.broken(worker)
-        elif isinstance(exc, SnakepitError):
-            self._failed(ticket, worker.id, exc)
-        elif isinstance(exc, asyncio.CancelledError) and unary and self._runs_on_thread(ticket):
-            # A synchronous tool cannot be interrupted in its thread: the worker may run
-            # it for as long as it takes, so it is replaced rather than handed new calls.
-            self._engine.kill(
-                worker,
-                f"call {ticket.id} ({ticket.tool!r}) was cancelled while running",
-                counted=False,
-            )
+        )
 
     def _runs_on_thread(self, ticket: Ticket) -> bool:
         spec = self._tools.get(ticket.tool)
         return spec is not None and not spec.is_async
-
-    def _must_settle(self, ticket: Ticket) -> bool:
-        """An abandoned call may still hold a tool thread (a closing pool stops its workers)."""
-        return self._state == "running" and self._runs_on_thread(ticket)
 
     async def _done(self, ticket: Ticket, worker: WorkerLike, started: float) -> None:
         if ticket.session_id is not None:
@@ -281,60 +269,6 @@ class CallPolicy:
                 )
             )
 
-    def _stream_deadline(
-        self,
-        hold: StreamHold,
-        ticket: Ticket,
-        worker: WorkerLike,
-        chunks: AsyncIterator[Any],
-        deadline: float,
-    ) -> None:
-        """A stream's deadline passed. While a read is under way, gRPC's own deadline ends
-        it; otherwise its consumer holds the stream without reading: end it here."""
-        hold.overdue = True
-        if hold.reading:
-            return
-        hold.expired = True
-        self._counters["timeouts"] += 1
-        self._failed(ticket, worker.id, stream_timeout(ticket, worker, deadline, held=True))
-        self._tasks.spawn(self._expire(ticket, worker, chunks), f"expire-{ticket.id}")
-
-    async def _expire(self, ticket: Ticket, worker: WorkerLike, chunks: AsyncIterator[Any]) -> None:
-        try:
-            with contextlib.suppress(Exception):
-                await chunks.aclose()  # type: ignore[attr-defined]
-        except BaseException:
-            self._engine.release(worker.id)
-            raise
-        if self._must_settle(ticket):
-            await self._settle(ticket, worker)
-        else:
-            self._engine.release(worker.id)
-
-    async def _settle(self, ticket: Ticket, worker: WorkerLike) -> None:
-        """Hold an abandoned call's slot until its worker says the tool's thread is free;
-        replace the worker if it is not within ``shutdown_grace``."""
-        grace = self.config.shutdown_grace
-        try:
-            try:
-                running = await worker.settle(
-                    [ticket.id], wait=grace, timeout=grace + self.config.heartbeat_timeout
-                )
-                reason = (
-                    f"call {ticket.id} ({ticket.tool!r}) ended early but its tool thread "
-                    f"still ran {grace}s later"
-                )
-            except SnakepitError as exc:
-                running = [ticket.id]
-                reason = (
-                    f"call {ticket.id} ({ticket.tool!r}) ended early and the worker could not "
-                    f"say whether its tool thread still runs ({type(exc).__name__})"
-                )
-            if ticket.id in running and worker.state is WorkerState.READY:
-                self._engine.recycle(worker, reason)
-        finally:
-            self._engine.release(worker.id)
-
 
 def after_attempts(crashes: list[WorkerCrashedError], retries: int) -> WorkerCrashedError:
     """The error of a call whose worker crashed under every attempt it was allowed."""
@@ -349,31 +283,3 @@ def after_attempts(crashes: list[WorkerCrashedError], retries: int) -> WorkerCra
         f"{len(crashes)} times, each on a fresh worker, and every worker crashed: {tried})",
         **{**last.details, "attempts": len(crashes), "errors": [str(c) for c in crashes]},
     )
-
-
-class StreamHold:
-    """Where a stream stands, for its deadline timer."""
-
-    __slots__ = ("expired", "overdue", "reading")
-
-    def __init__(self) -> None:
-        self.reading = False  # a read from the worker is under way
-        self.overdue = False  # the deadline passed
-        self.expired = False  # the deadline ended the call while its consumer held it
-
-
-def stream_timeout(
-    ticket: Ticket, worker: WorkerLike, deadline: float | None, *, held: bool
-) -> ExecutionTimeoutError:
-    if held:
-        message = (
-            f"stream of tool {ticket.tool!r} passed its deadline of {deadline}s while its "
-            f"consumer held it without reading; the call was ended and worker {worker.id!r} "
-            "freed"
-        )
-    else:
-        message = (
-            f"tool {ticket.tool!r} on worker {worker.id!r} ran past its deadline of "
-            f"{deadline}s; the worker will be replaced"
-        )
-    return ExecutionTimeoutError(message, tool=ticket.tool, worker_id=worker.id, timeout=deadline)

@@ -31,15 +31,17 @@ from snakepit.events import (
     WorkerUnhealthy,
 )
 from snakepit.pool import _routines as routines
-from snakepit.pool._scheduler import Dispatch, Queued, Rejected, Scheduler
-from snakepit.pool._supervision import (
+from snakepit.pool._actions import (
     CountCrash,
+    CountRestart,
     Degrade,
     Kill,
     Recycle,
     Restart,
-    Supervision,
+    Retire,
 )
+from snakepit.pool._scheduler import Dispatch, Queued, Rejected, Scheduler
+from snakepit.pool._supervision import Supervision
 from snakepit.worker._handle import WorkerState
 
 if TYPE_CHECKING:
@@ -50,8 +52,8 @@ if TYPE_CHECKING:
     from snakepit.config import PoolConfig
     from snakepit.errors import SnakepitError
     from snakepit.events import EventBus
+    from snakepit.pool._actions import Action, SlotState
     from snakepit.pool._scheduler import Ticket
-    from snakepit.pool._supervision import Action, SlotState
     from snakepit.pool._types import WorkerFactory, WorkerLike
     from snakepit.worker._handle import WorkerOptions
     from snakepit.worker._registry import ProcessRegistry
@@ -123,14 +125,19 @@ class Engine:
                     failed.set_exception(decision.error)
             elif isinstance(decision, Restart):
                 slot = self.supervision.slot(decision.slot)
-                slot.replacing = True
                 self.tasks.spawn(routines.replace(self, slot, decision), f"replace-{slot.name}")
             elif isinstance(decision, Recycle):
                 self._recycle(decision)
+            elif isinstance(decision, Retire):
+                worker = self.workers.get(decision.worker_id)
+                if worker is not None and worker.state is not WorkerState.EXITED:
+                    self.tasks.spawn(routines.retire(self, worker), f"retire-{worker.id}")
             elif isinstance(decision, Kill):
                 self._kill(decision)
             elif isinstance(decision, Degrade):
                 self._degrade(decision)
+            elif isinstance(decision, CountRestart):
+                self.counters["restarts"] += 1
             elif isinstance(decision, CountCrash):
                 self.counters["crashes"] += 1
                 log.warning(
@@ -141,10 +148,8 @@ class Engine:
                 )
 
     def _recycle(self, decision: Recycle) -> None:
-        worker = self.workers.get(decision.worker_id)
-        slot = self.supervision.slot_of.get(decision.worker_id)
-        if worker is None or slot is None:
-            return
+        worker = self.workers[decision.worker_id]  # supervision recycles only workers it holds
+        slot = self.supervision.slot_of[decision.worker_id]
         self.counters["recycled"] += 1
         self.events.publish(
             WorkerRecycled(
@@ -156,8 +161,7 @@ class Engine:
             )
         )
         self.apply(self.scheduler.set_accepting(worker.id, False))
-        slot.replacing = True
-        self.tasks.spawn(routines.replace_recycled(self, slot, worker), f"recycle-{worker.id}")
+        self.tasks.spawn(routines.replace(self, slot, None), f"recycle-{worker.id}")
 
     def _kill(self, decision: Kill) -> None:
         worker = self.workers.get(decision.worker_id)
@@ -238,24 +242,6 @@ class Engine:
         if self._idle is not None and not self.scheduler.busy_workers:
             self._idle.set()
 
-    def dispatched(self, worker: WorkerLike) -> None:
-        """A call was handed to ``worker`` (recycled after its last ``max_requests``)."""
-        self.apply(self.supervision.dispatched(worker.id, worker.requests))
-
-    def recycle(self, worker: WorkerLike, reason: str) -> None:
-        """Replace ``worker`` once it has finished its calls."""
-        self.apply(self.supervision.recycle(worker.id, reason))
-
-    def kill(self, worker: WorkerLike, reason: str, *, counted: bool) -> None:
-        """Kill a worker that cannot be trusted (``counted``: toward the restart intensity)."""
-        exited = worker.state is WorkerState.EXITED
-        self.apply(self.supervision.kill(worker.id, reason, counted=counted, exited=exited))
-
-    def broken(self, worker: WorkerLike) -> None:
-        """A call saw the channel break: if the process still runs, it cannot be trusted."""
-        if worker.state is WorkerState.READY:
-            self.kill(worker, "its channel broke while the process still ran", counted=True)
-
     def fail_queue(self, error: SnakepitError) -> None:
         """Fail every queued call with ``error``."""
         self.apply(Rejected(ticket, error) for ticket in self.scheduler.clear_queue())
@@ -286,7 +272,7 @@ class Engine:
         """
         self.registry = registry
         gate = asyncio.Semaphore(self.config.startup_concurrency)
-        self.supervision.running = True  # a worker that dies right after its start is replaced
+        self.supervision.start()  # a worker that dies right after its start is replaced
 
         async def start(slot: SlotState) -> None:
             async with gate:
@@ -310,7 +296,7 @@ class Engine:
             self.tasks.spawn(routines.maintain(self), "maintenance")
 
     async def start_worker(self, slot: SlotState) -> WorkerLike:
-        """Start a new occupant for ``slot``; the previous one, if alive, is retired.
+        """Start a new occupant for ``slot``; supervision says what its readiness means.
 
         Raises:
             WorkerStartupError: the worker did not become ready (it is killed).
@@ -328,18 +314,14 @@ class Engine:
             await worker.start()
         except BaseException:
             self.workers.pop(worker_id, None)
-            self.supervision.start_abandoned(worker_id)
             if worker.state is not WorkerState.EXITED:
                 worker.kill()  # never leave a started process behind
             raise
         if self.registry is not None and worker.pid:
             self.registry.add(worker_id, worker.pid)
-        old_id = self.supervision.occupy(slot, worker_id)
-        old = self.workers.get(old_id) if old_id is not None else None
         self.tasks.spawn(routines.monitor(self, worker), f"monitor-{worker_id}")
         self.apply(self.scheduler.add_worker(worker_id, self.config.max_concurrency))
-        if old is not None and old.state is not WorkerState.EXITED:
-            self.tasks.spawn(routines.retire(self, old), f"retire-{old.id}")
+        self.apply(self.supervision.occupy(slot, worker_id, self.clock.monotonic()))
         return worker
 
     async def recover(self) -> None:
@@ -375,7 +357,7 @@ class Engine:
 
     def closing(self) -> None:
         """No replacement starts from here on."""
-        self.supervision.running = False
+        self.supervision.stop()
 
     async def stop_all(self, grace: float) -> None:
         """Stop every worker (SIGTERM, then SIGKILL after ``grace``); no more replacements."""

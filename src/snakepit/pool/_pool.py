@@ -1,19 +1,17 @@
-"""``Pool``: the supervised pool of worker processes that users call; its lifecycle and calls.
+"""``Pool``: the supervised pool of worker processes that users start, call and close.
 
 The pool wires its parts together: the engine (which applies the pure
 scheduler's and supervision's decisions to real workers), the session store
 and host bridge, the process registry, the fork server and the event bus. It
-starts and closes them, and runs each call: ``execute`` and ``stream`` check
-the call (``_arguments``), wait for a worker from the engine, run the call with
-its deadline, and hand what its end means to the per-call policy (``_calls``).
-Sessions, host tools and plain functions (``_facade``) and the read-only views
-(``_observe``) are mixed in.
+starts and closes them, and runs unary calls: ``execute`` checks the call,
+waits for a worker and handles its end through ``_calls``, retrying crashes.
+Streams (``_streams``), sessions, host tools and plain functions (``_facade``)
+and the read-only views (``_observe``) are mixed in.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import os
@@ -27,9 +25,7 @@ from snakepit.bridge._service import HostBridge
 from snakepit.clock import Clock, SystemClock
 from snakepit.config import PoolConfig
 from snakepit.errors import (
-    ExecutionTimeoutError,
     PoolClosedError,
-    ToolError,
     WorkerCrashedError,
 )
 from snakepit.events import (
@@ -41,12 +37,13 @@ from snakepit.events import (
     SessionExpired,
 )
 from snakepit.pool._arguments import DEFAULT, call_deadline, call_retries
-from snakepit.pool._calls import CallPolicy, StreamHold, after_attempts, stream_timeout
+from snakepit.pool._calls import after_attempts
 from snakepit.pool._engine import Engine
 from snakepit.pool._facade import Facade
 from snakepit.pool._observe import Observation
 from snakepit.pool._placement import placements_for
 from snakepit.pool._status import StatusPublisher
+from snakepit.pool._streams import StreamCalls
 from snakepit.pool._wiring import (
     COUNTERS,
     handle_factory,
@@ -59,8 +56,6 @@ from snakepit.worker._registry import ProcessRegistry
 from snakepit.worker._runtime import make_runtime_dir, remove_runtime_dir
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from snakepit.pool._session import Sessions
     from snakepit.pool._types import WorkerFactory
     from snakepit.worker._handle import WorkerOptions
@@ -73,7 +68,7 @@ _pool_ids = itertools.count(1)
 PoolState = Literal["new", "starting", "running", "closing", "closed"]
 
 
-class Pool(CallPolicy, Facade, Observation):
+class Pool(StreamCalls, Facade, Observation):
     """A supervised pool of worker processes.
 
     Use it as an async context manager::
@@ -349,69 +344,3 @@ class Pool(CallPolicy, Facade, Observation):
                 continue
             await self._done(ticket, worker, started)
             return result
-
-    async def stream(
-        self,
-        tool: str,
-        args: dict[str, Any] | None = None,
-        *,
-        timeout: float | None = DEFAULT,
-        session_id: str | None = None,
-    ) -> AsyncIterator[Any]:
-        """Run a streaming tool and yield its chunks in order.
-
-        The worker is held until the stream ends or the iterator is closed, and never
-        past ``timeout``, which bounds the whole stream, queue wait included: if it passes
-        while the consumer holds the iterator without reading, the call is ended and the
-        worker freed at once, and the next read raises ``ExecutionTimeoutError``. Streams
-        are never retried (chunks may already have been consumed).
-
-        A synchronous generator cannot be interrupted in its thread: when a stream ends
-        early (closed, cancelled, past its deadline), the worker's slot is held until the
-        generator has stopped at its next chunk; if it has not within ``shutdown_grace``,
-        the worker is replaced (recycled), so no later call waits behind abandoned work.
-
-        Raises as :meth:`execute`, and ``RequestError`` when ``tool`` is not a streaming
-        tool (use :meth:`execute`).
-        """
-        ticket, worker, args, deadline = await self._begin(
-            tool, args, timeout, session_id, streaming=True
-        )
-        started = self._clock.monotonic()
-        chunks = worker.stream(
-            tool, args, timeout=deadline, session_id=session_id, request_id=ticket.id
-        )
-        hold = StreamHold()
-        timer = None
-        if deadline is not None:  # real time, like the deadline gRPC enforces
-            timer = asyncio.get_running_loop().call_later(
-                deadline, self._stream_deadline, hold, ticket, worker, chunks, deadline
-            )
-        ended = False  # the tool's code is over: its stream ended, it raised, or it was killed
-        try:
-            hold.reading = True
-            async for chunk in chunks:
-                if hold.overdue:  # the deadline passed while this chunk was on its way
-                    raise stream_timeout(ticket, worker, deadline, held=False)
-                hold.reading = False
-                yield chunk
-                if hold.expired:
-                    raise stream_timeout(ticket, worker, deadline, held=True)
-                hold.reading = True
-            ended = True
-        except BaseException as exc:
-            if not hold.expired:  # else the deadline already counted it
-                self._call_failed(ticket, worker, deadline, exc, unary=False)
-                ended = isinstance(exc, ToolError | ExecutionTimeoutError | WorkerCrashedError)
-            raise
-        finally:
-            if timer is not None:
-                timer.cancel()
-            if not hold.expired:  # else the deadline took the slot over
-                with contextlib.suppress(Exception):
-                    await chunks.aclose()  # type: ignore[attr-defined]
-                if ended or not self._must_settle(ticket):
-                    self._engine.release(worker.id)
-                else:
-                    self._tasks.spawn(self._settle(ticket, worker), f"settle-{ticket.id}")
-        await self._done(ticket, worker, started)

@@ -1,9 +1,9 @@
-"""The engine's long-running routines: replacing a slot, retiring a worker, watching exits, checking health.
+"""The engine's routines: replacing a slot, retiring a worker, watching exits, checking health.
 
-Each runs as a task of the pool's :class:`~snakepit._tasks.TaskOwner`, feeds
-what it meets (an exit, a failed start, an old, big or silent worker) to the
+Each runs as a task of the pool's :class:`~snakepit._tasks.TaskOwner`, reports
+what it meets (an exit, a start that failed, an old, big or silent worker) to the
 pure :class:`~snakepit.pool._supervision.Supervision`, and has the engine apply
-the answer.
+the answer; none decides anything itself.
 """
 
 from __future__ import annotations
@@ -14,63 +14,47 @@ from typing import TYPE_CHECKING
 
 from snakepit.errors import ExecutionTimeoutError, WorkerCrashedError, WorkerStartupError
 from snakepit.events import WorkerRestarting
-from snakepit.pool._supervision import Degrade
 from snakepit.worker._handle import WorkerState
 
 if TYPE_CHECKING:
+    from snakepit.pool._actions import Restart, SlotState
     from snakepit.pool._engine import Engine
-    from snakepit.pool._supervision import Restart, SlotState
     from snakepit.pool._types import WorkerLike
 
-__all__ = ["maintain", "monitor", "replace", "replace_recycled", "retire", "retry_after_window"]
+__all__ = ["heartbeat", "maintain", "monitor", "replace", "retire", "retry_after_window"]
 
 log = logging.getLogger("snakepit.pool")
 
 
-async def replace(engine: Engine, slot: SlotState, restart: Restart) -> None:
-    """Start ``slot``'s new occupant after the restart's delay, retrying failed starts."""
+async def replace(engine: Engine, slot: SlotState, restart: Restart | None) -> None:
+    """Start ``slot``'s new occupant: after ``restart``'s delay, or at once for the successor
+    of a recycled worker (``restart`` None); report how the start went to supervision."""
     try:
-        engine.events.publish(
-            WorkerRestarting(
-                source=engine.name,
-                at=engine.clock.monotonic(),
-                worker_id=slot.name,
-                attempt=restart.attempt,
-                delay=restart.delay,
-            )
-        )
-        delay = restart.delay
-        while True:
-            if delay > 0:
-                await engine.clock.sleep(delay)
-            if not engine.supervision.running:
-                return
-            try:
-                await engine.start_worker(slot)
-            except WorkerStartupError as exc:
-                log.error("replacement for slot %s failed to start: %s", slot.name, exc)
-                retry = engine.supervision.start_failed(slot, engine.clock.monotonic(), exc.message)
-                if isinstance(retry, Degrade):
-                    engine.apply([retry])
-                    return
-                delay = retry.delay
-                continue
-            engine.counters["restarts"] += 1
-            engine.supervision.restarted(slot, engine.clock.monotonic())
+        if restart is not None:
+            if not restart.retry:
+                engine.events.publish(
+                    WorkerRestarting(
+                        source=engine.name,
+                        at=engine.clock.monotonic(),
+                        worker_id=slot.name,
+                        attempt=restart.attempt,
+                        delay=restart.delay,
+                    )
+                )
+            if restart.delay > 0:
+                await engine.clock.sleep(restart.delay)
+        if engine.supervision.running:
+            await engine.start_worker(slot)  # its readiness is reported from there
             return
-    finally:
-        slot.replacing = False
-
-
-async def replace_recycled(engine: Engine, slot: SlotState, old: WorkerLike) -> None:
-    """Start the successor of a recycled worker; if it cannot start, retire the old one."""
-    try:
-        await engine.start_worker(slot)  # retires the old occupant once the new one serves
     except WorkerStartupError as exc:
-        log.error("replacement for recycled %s failed: %s", old.id, exc)
-        await retire(engine, old)  # its exit then goes through the usual restart path
-    finally:
-        slot.replacing = False
+        log.error("replacement for slot %s failed to start: %s", slot.name, exc)
+        now = engine.clock.monotonic()
+        engine.apply(engine.supervision.start_failed(slot, now, exc.message))
+        return
+    except BaseException:
+        engine.supervision.replacement_ended(slot)
+        raise
+    engine.supervision.replacement_ended(slot)
 
 
 async def retry_after_window(engine: Engine) -> None:
@@ -95,7 +79,6 @@ async def monitor(engine: Engine, worker: WorkerLike) -> None:
 
 async def retire(engine: Engine, worker: WorkerLike) -> None:
     """Wait until ``worker`` runs nothing, then stop it gracefully."""
-    engine.supervision.retiring(worker.id)
     while engine.scheduler.has_worker(worker.id) and engine.scheduler.in_flight(worker.id):
         waiter = asyncio.get_running_loop().create_future()
         engine.drain_waiters.setdefault(worker.id, []).append(waiter)
@@ -120,12 +103,14 @@ async def maintain(engine: Engine) -> None:
 
 
 async def heartbeat(engine: Engine, worker: WorkerLike) -> None:
-    """Ping ``worker``; one that does not answer in time is killed (counted)."""
+    """Ping ``worker``; report a failed heartbeat to supervision."""
     try:
         await worker.ping(timeout=engine.config.heartbeat_timeout)
     except (ExecutionTimeoutError, WorkerCrashedError) as exc:
-        if worker.state is WorkerState.READY:
-            engine.kill(worker, f"heartbeat failed: {type(exc).__name__}", counted=True)
+        ready = worker.state is WorkerState.READY
+        engine.apply(
+            engine.supervision.heartbeat_failed(worker.id, type(exc).__name__, ready=ready)
+        )
 
 
 def _rss_of(workers: list[WorkerLike]) -> list[tuple[str, int | None]]:

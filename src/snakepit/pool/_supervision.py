@@ -3,116 +3,54 @@
 A pool has ``size`` slots (``w1``..``wN``); each holds one worker at a time and
 has at most one replacement under way. :class:`Supervision` keeps that
 bookkeeping and answers each thing that happens (a worker exited, a start
-failed, a call was dispatched, a check found a worker too old or too big, a
-call or heartbeat found a worker untrustworthy) with *actions* for the pool's
-engine to carry out: :class:`Restart` a slot after a delay, :class:`Recycle` a
-worker, :class:`Kill` one (counted toward the restart intensity or not),
-:class:`Degrade` the pool, or :class:`CountCrash`. Nothing here touches
-asyncio, processes or a clock; time comes in as ``now``, so every rule is unit
-tested without an event loop, like the :class:`~snakepit.pool._scheduler.Scheduler`
-it reads to know which workers take work.
+failed, a replacement became ready, a call was dispatched or failed, a check
+found a worker too old, too big or silent) with *actions* for the pool's engine
+to carry out (``_actions``): restart a slot after a delay, recycle, retire or
+kill a worker, degrade the pool, count a crash or a restart. It alone writes
+its slots' fields. Nothing here runs on an event loop, starts a process or
+reads a clock; time comes in as ``now``, so every rule is unit tested without a
+loop, like the :class:`~snakepit.pool._scheduler.Scheduler` it reads to know
+which workers take work.
 
 Rules, in short: an unexpected exit counts toward the restart intensity and is
 restarted after backoff; an exit the pool caused (a kill for a caller's deadline,
 a retirement) is replaced at once; beyond the intensity the pool is degraded and
 stops restarting; a worker is recycled (replacement first, then the old one
-retires) after ``max_requests`` calls, ``ttl`` seconds, or past ``memory_limit_mb``.
+retires) after ``max_requests`` calls, ``ttl`` seconds, or past ``memory_limit_mb``;
+a recycled worker whose successor cannot start retires, and its exit refills the slot.
+A worker that cannot be trusted is killed: one that ran past a caller's deadline or
+was cancelled in a tool thread (not counted), one whose channel broke or that missed
+a heartbeat (counted).
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeAlias
+from asyncio import CancelledError
+from typing import TYPE_CHECKING
 
-from snakepit.errors import PoolDegradedError
+from snakepit.errors import ExecutionTimeoutError, PoolDegradedError, WorkerCrashedError
+from snakepit.pool._actions import (
+    CountCrash,
+    CountRestart,
+    Degrade,
+    Kill,
+    Recycle,
+    Restart,
+    Retire,
+    SlotState,
+)
 from snakepit.pool._restarts import RestartPolicy, RestartTracker
+from snakepit.worker._handle import WorkerState
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from snakepit.config import PoolConfig
+    from snakepit.pool._actions import Action
     from snakepit.pool._scheduler import Scheduler
 
-__all__ = [
-    "Action",
-    "CountCrash",
-    "Degrade",
-    "Kill",
-    "Recycle",
-    "Restart",
-    "SlotState",
-    "Supervision",
-]
-
-
-@dataclass(frozen=True)
-class Restart:
-    """Start a new occupant for slot ``slot`` after ``delay`` seconds of the clock.
-
-    ``attempt`` is how many times the slot failed in a row (0 after an exit the pool caused).
-    """
-
-    slot: int
-    delay: float
-    attempt: int = 0
-
-
-@dataclass(frozen=True)
-class Recycle:
-    """Stop sending work to ``worker_id``, start its replacement, stop it once idle."""
-
-    worker_id: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Kill:
-    """Kill ``worker_id`` now; ``counted``: its exit counts toward the restart intensity."""
-
-    worker_id: str
-    reason: str
-    counted: bool
-
-
-@dataclass(frozen=True)
-class Degrade:
-    """Stop restarting: slot ``slot`` stays empty until ``recover`` or ``restart_window``."""
-
-    slot: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class CountCrash:
-    """``worker_id`` (process ``pid``) exited unexpectedly with ``code``: count and log it."""
-
-    worker_id: str
-    pid: int | None
-    code: int | None
-
-
-Action: TypeAlias = Restart | Recycle | Kill | Degrade | CountCrash
-
-
-class SlotState:
-    """A place for one worker: its current occupant's id and whether a replacement is under way."""
-
-    __slots__ = ("generation", "index", "replacing", "worker_id")
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-        self.generation = 0
-        self.worker_id: str | None = None
-        self.replacing = False
-
-    @property
-    def name(self) -> str:
-        return f"w{self.index}"
-
-    def __repr__(self) -> str:
-        more = " replacing" if self.replacing else ""
-        return f"<SlotState {self.name} {self.worker_id or 'empty'}{more}>"
+__all__ = ["Supervision"]
 
 
 class Supervision:
@@ -137,8 +75,8 @@ class Supervision:
         self.config = config
         self.scheduler = scheduler
         self.slots = [SlotState(i + 1) for i in range(config.size)]
-        self.slot_of: dict[str, SlotState] = {}
-        self.running = False  # replacements start only while running
+        self.slot_of: dict[str, SlotState] = {}  # the workers that held a slot and still run
+        self._running = False  # replacements start only while running
         self.restarts = RestartTracker(
             RestartPolicy(
                 max_restarts=config.max_restarts,
@@ -156,6 +94,11 @@ class Supervision:
     @property
     def degraded(self) -> bool:
         return self.restarts.degraded
+
+    @property
+    def running(self) -> bool:
+        """Whether replacements start (between :meth:`start` and :meth:`stop`)."""
+        return self._running
 
     def unservable(self) -> PoolDegradedError | None:
         """The error for a call no worker can ever take now (degraded, nothing live or coming)."""
@@ -180,32 +123,59 @@ class Supervision:
 
     # -- starts --------------------------------------------------------------------------------
 
+    def start(self) -> None:
+        """The pool starts its workers: from now on, a worker that exits is replaced."""
+        self._running = True
+
+    def stop(self) -> None:
+        """The pool closes: no replacement starts from now on."""
+        self._running = False
+
     def new_worker_id(self, slot: SlotState) -> str:
         """The id of the next occupant of ``slot`` (``w1``, then ``w1-2``, ...)."""
         slot.generation += 1
-        worker_id = slot.name if slot.generation == 1 else f"{slot.name}-{slot.generation}"
-        self.slot_of[worker_id] = slot
-        return worker_id
+        return slot.name if slot.generation == 1 else f"{slot.name}-{slot.generation}"
 
-    def start_abandoned(self, worker_id: str) -> None:
-        """The worker ``worker_id`` never became ready: it never held its slot."""
-        self.slot_of.pop(worker_id, None)
-
-    def occupy(self, slot: SlotState, worker_id: str) -> str | None:
-        """``worker_id`` is ready and now holds ``slot``; returns the occupant it displaces."""
+    def occupy(self, slot: SlotState, worker_id: str, now: float) -> list[Action]:
+        """``worker_id`` is ready and now holds ``slot``: the occupant it displaces retires,
+        and a replacement after an exit counts as a restart (the slot's backoff starts over)."""
         old, slot.worker_id = slot.worker_id, worker_id
-        return old if old != worker_id else None
+        self.slot_of[worker_id] = slot
+        actions: list[Action] = []
+        if slot.replacing:
+            if slot.successor_of is None:
+                self.restarts.record_success(slot.name, now)
+                actions.append(CountRestart(slot.index))
+            self._replacement_over(slot)
+        if old is not None and old != worker_id and old in self.slot_of:
+            self._intentional.add(old)
+            actions.append(Retire(old))
+        return actions
 
-    def restarted(self, slot: SlotState, now: float) -> None:
-        """A replacement after an exit is ready: the slot's backoff starts over."""
-        self.restarts.record_success(slot.name, now)
+    def start_failed(self, slot: SlotState, now: float, message: str) -> list[Action]:
+        """A replacement for ``slot`` failed to start with ``message``.
 
-    def start_failed(self, slot: SlotState, now: float, message: str) -> Restart | Degrade:
-        """A replacement for ``slot`` failed to start: retry after backoff, or degrade."""
+        The recycled occupant it was to succeed, if it still runs, retires (its exit then
+        refills the slot at once); otherwise the start is retried after backoff, or the
+        pool degrades beyond the restart intensity.
+        """
+        if not slot.replacing:
+            return []  # a start of the pool or of recover(): its caller gets the error
+        recycled = slot.successor_of
+        self._replacement_over(slot)
+        if recycled is not None and slot.worker_id == recycled and recycled in self.slot_of:
+            self._intentional.add(recycled)
+            return [Retire(recycled)]
+        if not self._running:
+            return []
         retry = self.restarts.record_failure(slot.name, now)
         if retry is None:
-            return self._degrade(slot, f"replacements keep failing to start: {message}")
-        return Restart(slot.index, retry, self.restarts.consecutive_failures(slot.name))
+            return [self._degrade(slot, f"replacements keep failing to start: {message}")]
+        return [self._restart(slot, retry, retry=True)]
+
+    def replacement_ended(self, slot: SlotState) -> None:
+        """``slot``'s replacement ended without a start or a failure (cancelled, or closing)."""
+        self._replacement_over(slot)
 
     def reset(self) -> None:
         """Forget the restart history and leave the degraded state (``recover``)."""
@@ -222,10 +192,10 @@ class Supervision:
         expected = worker_id in self._intentional
         self._intentional.discard(worker_id)
         slot = self.slot_of.pop(worker_id, None)
-        if slot is None or slot.worker_id != worker_id or not self.running:
+        if slot is None or slot.worker_id != worker_id or not self._running:
             return []  # replaced already (recycling), or the pool is closing
         if expected:
-            return [*self._restart(slot, 0.0)]
+            return [] if slot.replacing else [self._restart(slot, 0.0)]
         crash = CountCrash(worker_id, pid, code)
         delay = self.restarts.record_failure(slot.name, now)
         if delay is None:
@@ -235,11 +205,9 @@ class Supervision:
                 f"{c.restart_window}s; not restarting slot {slot.name}"
             )
             return [crash, self._degrade(slot, reason)]
-        return [crash, *self._restart(slot, delay)]
-
-    def retiring(self, worker_id: str) -> None:
-        """The pool stops ``worker_id`` on purpose: its exit is not a crash."""
-        self._intentional.add(worker_id)
+        if slot.replacing:  # a recycled worker's successor is on its way already
+            return [crash]
+        return [crash, self._restart(slot, delay)]
 
     # -- recycling and killing -----------------------------------------------------------------
 
@@ -251,6 +219,8 @@ class Supervision:
         s = self.scheduler
         if not s.has_worker(worker_id) or not s.is_accepting(worker_id):
             return []  # already draining
+        slot.replacing = True
+        slot.successor_of = worker_id
         return [Recycle(worker_id, reason)]
 
     def dispatched(self, worker_id: str, requests: int) -> list[Recycle]:
@@ -287,24 +257,69 @@ class Supervision:
             )
         ]
 
-    def kill(self, worker_id: str, reason: str, *, counted: bool, exited: bool) -> list[Kill]:
-        """Kill a worker that cannot be trusted, unless it has ``exited`` already.
+    def call_failed(
+        self,
+        worker_id: str,
+        call: str,
+        error: BaseException,
+        *,
+        deadline: float | None,
+        on_thread: bool,
+        state: WorkerState,
+    ) -> list[Kill]:
+        """Call ``call`` on ``worker_id`` (now in ``state``) ended with ``error``: kill the
+        worker if that says it cannot be trusted.
 
-        ``counted``: its exit counts toward the restart intensity (a worker that stopped
-        answering does; one killed for a caller's deadline does not).
+        A deadline overrun and the cancellation of a call running in a tool thread
+        (``on_thread``: a thread cannot be interrupted) kill it, not counted: the pool
+        caused that exit. A broken channel while the process still runs kills it, counted.
         """
-        if exited:
+        if isinstance(error, ExecutionTimeoutError):
+            reason = f"{call} ran past its {deadline}s deadline"
+            return self._kill(worker_id, reason, counted=False, exited=state is WorkerState.EXITED)
+        if isinstance(error, WorkerCrashedError):
+            reason = "its channel broke while the process still ran"
+            return self._kill(
+                worker_id, reason, counted=True, exited=state is not WorkerState.READY
+            )
+        if isinstance(error, CancelledError) and on_thread:
+            reason = f"{call} was cancelled while running"
+            return self._kill(worker_id, reason, counted=False, exited=state is WorkerState.EXITED)
+        return []
+
+    def heartbeat_failed(self, worker_id: str, error: str, *, ready: bool) -> list[Kill]:
+        """``worker_id`` did not answer a heartbeat (``error``): kill it if it still serves,
+        counted (it stopped answering by itself)."""
+        return self._kill(worker_id, f"heartbeat failed: {error}", counted=True, exited=not ready)
+
+    def settled(self, worker_id: str, *, running: bool, reason: str, ready: bool) -> list[Recycle]:
+        """A call that ended early was settled on ``worker_id``: if its tool thread is still
+        ``running`` (or nobody could say), the worker is recycled for ``reason``."""
+        if not running or not ready:
             return []
-        if not counted:
-            self._intentional.add(worker_id)
-        return [Kill(worker_id, reason, counted)]
+        return self.recycle(worker_id, reason)
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _restart(self, slot: SlotState, delay: float) -> list[Restart]:
-        if slot.replacing or not self.running:
+    def _kill(self, worker_id: str, reason: str, *, counted: bool, exited: bool) -> list[Kill]:
+        """Kill a worker that cannot be trusted, unless it has ``exited`` already.
+
+        ``counted``: its exit counts toward the restart intensity.
+        """
+        if exited or worker_id not in self.slot_of:
             return []
-        return [Restart(slot.index, delay, self.restarts.consecutive_failures(slot.name))]
+        if not counted:
+            self._intentional.add(worker_id)
+        return [Kill(worker_id, reason)]
+
+    def _restart(self, slot: SlotState, delay: float, *, retry: bool = False) -> Restart:
+        slot.replacing = True
+        attempt = self.restarts.consecutive_failures(slot.name)
+        return Restart(slot.index, delay, attempt, retry)
+
+    def _replacement_over(self, slot: SlotState) -> None:
+        slot.replacing = False
+        slot.successor_of = None
 
     def _degrade(self, slot: SlotState, reason: str) -> Degrade:
         slot.worker_id = None

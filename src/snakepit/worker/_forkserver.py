@@ -33,6 +33,7 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
+from snakepit._tasks import TaskOwner
 from snakepit.worker._launch import DEVNULL, PIPE, LaunchError
 from snakepit.worker._template import MAX_MESSAGE, Exit, ForkedProcess, Template, TemplateGone
 
@@ -104,7 +105,7 @@ class ForkServer:
         self.templates_started = 0
         self._template: Template | None = None
         self._live: set[Template] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskOwner("fork server", "forkserver", log)
         self._lock: asyncio.Lock | None = None
         self._ids = itertools.count(1)
         self._closed = False
@@ -272,11 +273,7 @@ class ForkServer:
         self._live.add(t)
         if self.registry is not None:
             self.registry.add(f"forkserver-{t.number}", t.pid)
-        watch = asyncio.get_running_loop().create_task(
-            self._watch(t), name=f"forkserver-{t.number}:watch"
-        )
-        self._tasks.add(watch)
-        watch.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._watch(t), f"{t.number}:watch")
         try:
             async with asyncio.timeout(self.startup_timeout):
                 ready = await asyncio.shield(t.ready)
@@ -339,5 +336,4 @@ class ForkServer:
         self._template = None
         for t in list(self._live):
             await t.stop()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=_STOP_TIMEOUT)
+        await self._tasks.join(_STOP_TIMEOUT)

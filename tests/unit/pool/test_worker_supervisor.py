@@ -8,14 +8,38 @@ from typing import TYPE_CHECKING
 import pytest
 
 import snakepit
-from snakepit.events import PoolDegraded, RequestDispatched, WorkerReady, WorkerRestarting
-from snakepit.testing import MockWorker, in_process_workers
+from snakepit.events import (
+    PoolDegraded,
+    RequestDispatched,
+    WorkerReady,
+    WorkerRecycled,
+    WorkerRestarting,
+)
+from snakepit.testing import MockWorker, in_process_workers, pool_mailbox
+from supertester import FakeClock
 
 if TYPE_CHECKING:
     from conftest import Harness
 
+    from snakepit.clock import Clock
+    from snakepit.events import EventBus
+    from snakepit.worker import WorkerOptions
+
 MOCK = "snakepit.testing.adapters:MockAdapter"
 BOUND = 5.0
+
+
+class StopsSlowly(MockWorker):
+    """A worker whose ``stop()`` returns only once ``released`` is set, after its exit: a
+    real handle still closes its channel then, so the pool sees the exit before the stop
+    returns."""
+
+    released: asyncio.Event
+
+    async def stop(self, grace: float | None = None) -> int | None:
+        code = await super().stop(grace)
+        await self.released.wait()
+        return code
 
 
 class TestSupervision:
@@ -89,3 +113,45 @@ class TestSupervision:
         assert await running == {"status": "pong"}
         await asyncio.wait_for(closing, BOUND)
         assert all(w.state.value == "exited" for w in harness.workers)
+
+    async def test_a_recycled_worker_whose_successor_cannot_start_is_replaced(self) -> None:
+        """A recycled worker whose successor fails to start retires, and its exit refills
+        the slot at once, even while its stop() is still under way."""
+        released = asyncio.Event()
+
+        def factory(
+            worker_id: str, options: WorkerOptions, *, events: EventBus, clock: Clock, source: str
+        ) -> MockWorker:
+            worker = StopsSlowly(
+                worker_id,
+                options,
+                events=events,
+                clock=clock,
+                source=source,
+                fail_start=worker_id == "w1-2",
+            )
+            worker.released = released
+            return worker
+
+        pool = snakepit.Pool(
+            adapter=MOCK,
+            size=1,
+            max_requests=1,
+            heartbeat_interval=None,
+            worker_factory=factory,
+            clock=FakeClock(),
+        )
+        async with pool:
+            box = pool_mailbox(pool)
+            try:
+                assert await pool.execute("ping") == {"status": "pong"}
+                recycled = await box.assert_receive(WorkerRecycled, BOUND)
+                assert recycled.worker_id == "w1"
+                restarting = await box.assert_receive(WorkerRestarting, BOUND)
+                assert (restarting.worker_id, restarting.delay) == ("w1", 0.0)
+                ready = await box.assert_receive(WorkerReady, BOUND)
+                assert ready.worker_id == "w1-3"
+            finally:
+                released.set()
+            assert pool.stats().live_workers == 1
+            assert pool.stats().crashes == 0
