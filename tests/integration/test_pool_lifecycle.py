@@ -62,6 +62,7 @@ class TestDispatch:
             await stream.aclose()  # type: ignore[attr-defined]
             assert await pool.execute("ping", timeout=BOUND) == {"status": "pong"}
 
+    @pytest.mark.parametrize("both_transports", ["local"], indirect=True)  # host-side checks
     async def test_unknown_tool_and_bad_args_fail_before_dispatch(self) -> None:
         """The host rejects an unknown tool or a missing argument without using a worker."""
         async with isolated_pool() as pool:
@@ -197,6 +198,7 @@ class TestTimeoutsAndCrashes:
             assert pool.stats().live_workers == 2
             assert pool.stats().crashes == 1
 
+    @pytest.mark.parametrize("both_transports", ["local"], indirect=True)  # supervision only
     async def test_restart_intensity_makes_the_pool_degraded(self) -> None:
         """More crashes than max_restarts within the window stop restarts and report degraded."""
         async with isolated_pool(size=2, max_restarts=1, restart_window=60.0) as pool:
