@@ -1,9 +1,10 @@
 """Suite-wide configuration: bytecode caches, markers by folder, the slowest kinds of test
-first, and the fixture that runs a test over both transports."""
+first, a frozen heap, and the fixture that runs a test over both transports."""
 
 from __future__ import annotations
 
 import compileall
+import gc
 import os
 import sys
 from pathlib import Path
@@ -53,9 +54,10 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark each test by its folder, then order the tests longest kind first.
 
-    xdist hands tests out in this order, so the last ones a worker gets are the
-    millisecond unit tests, and no worker is left finishing a long test while the others
-    are idle. The sort is stable: pytest-randomly's shuffled order holds within each kind.
+    xdist (``--dist worksteal``) splits this order into one share per worker, and a
+    worker that runs out takes the tail of the largest share left, so the long tests
+    start early and no worker is left alone with a queue of them at the end. The sort is
+    stable: pytest-randomly's shuffled order holds within each kind.
     """
     kinds: dict[str, str] = {}
     for item in items:
@@ -68,6 +70,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(getattr(pytest.mark, marker))
             kinds[item.nodeid] = marker
     items.sort(key=lambda item: _RANK.get(kinds.get(item.nodeid, ""), 1))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Freeze what collection built (modules, test items, imported libraries): it lives until
+    the end anyway, and frozen objects are skipped by every later full garbage collection,
+    the automatic ones and those of the memory-growth checks (about 70 ms each otherwise)."""
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture(params=["local", "grpc"])
