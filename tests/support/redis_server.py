@@ -8,14 +8,12 @@ says so and the start is retried on a new port. Readiness is its own
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import selectors
 import shutil
-import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,9 +39,19 @@ def _free_port() -> int:
         return port
 
 
-def _die_with_parent() -> None:
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+# redis-server must die with this process (PR_SET_PDEATHSIG, kept across exec). Set in a
+# preexec_fn, it made the fork run the at-fork hooks of gRPC, whose threads earlier tests of
+# this xdist worker left running: now and then the child failed before exec ("epoll_wait
+# error: Bad file descriptor") and every Redis test of the worker errored. Without a
+# preexec_fn there are no hooks; a small interpreter sets the signal and execs the server.
+_DIE_WITH_PARENT = """
+import ctypes, os, signal, sys
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+except Exception:
+    pass
+os.execv(sys.argv[1], sys.argv[1:])
+"""
 
 
 @dataclass
@@ -122,7 +130,8 @@ def start_redis_server(directory: Path) -> RedisServer:
     output: list[str] = []
     for _ in range(_ATTEMPTS):
         port = _free_port()
-        command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        command = [sys.executable, "-I", "-S", "-c", _DIE_WITH_PARENT, binary]
+        command += ["--port", str(port), "--bind", "127.0.0.1", "--save", ""]
         command += ["--appendonly", "no", "--dir", str(directory), "--loglevel", "notice"]
         process = subprocess.Popen(
             command,
@@ -130,7 +139,6 @@ def start_redis_server(directory: Path) -> RedisServer:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             bufsize=0,
-            preexec_fn=_die_with_parent,
         )
         output = []
         if _wait_ready(process, output):
