@@ -1,8 +1,9 @@
 """One owner for a component's background tasks, and one sleep-or-wake deadline timer.
 
 ``TaskOwner`` is what ``asyncio.TaskGroup`` is to a block of code, for an object's
-lifetime instead: the pool and each worker handle spawn their background tasks
-through one and cancel or join them all when they close. Unlike a ``TaskGroup``,
+lifetime instead: the pool, each worker handle, a local channel's host calls and
+the session stores spawn their background tasks through one and cancel or join
+them all when they close. Unlike a ``TaskGroup``,
 a child that fails is logged and does not cancel its siblings: a failed monitor
 must not take the pool down.
 
@@ -14,10 +15,10 @@ appears: the pool's queue timeouts and the memory store's session expiry.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import logging
     from collections.abc import Callable, Coroutine
 
     from snakepit.clock import Clock
@@ -31,13 +32,13 @@ class TaskOwner:
     Args:
         kind: what the owner is, for log lines (``"pool"``, ``"worker"``).
         name: the owner's name: task names are ``name:what``.
-        log: where a failed task's exception is logged.
+        log: where a failed task's exception is logged (default: the ``snakepit`` logger).
     """
 
-    def __init__(self, kind: str, name: str, log: logging.Logger) -> None:
+    def __init__(self, kind: str, name: str, log: logging.Logger | None = None) -> None:
         self.kind = kind
         self.name = name
-        self._log = log
+        self._log = log if log is not None else logging.getLogger("snakepit")
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
@@ -77,6 +78,18 @@ class TaskOwner:
         pending = self.pending()
         if pending:
             await asyncio.wait(pending, timeout=timeout)
+
+    async def aclose(self) -> None:
+        """Cancel every task (but the caller's) and wait until each has ended.
+
+        Raises:
+            asyncio.CancelledError: the caller was cancelled (the tasks were cancelled too).
+        """
+        pending = self.pending()
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
 
     def __len__(self) -> int:
         return len(self._tasks)

@@ -48,6 +48,14 @@ class TestTaskOwner:
         assert await owner.spawn(closer(), "closer")
         assert other.cancelled()
 
+    async def test_aclose_cancels_and_waits_and_an_owner_needs_no_logger(self) -> None:
+        owner = TaskOwner("store", "s1")
+        forever: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        tasks = [owner.spawn(_wait(forever), f"t{i}") for i in range(2)]
+        await owner.aclose()
+        assert all(t.cancelled() for t in tasks)
+        assert len(owner) == 0
+
 
 async def _wait(fut: asyncio.Future[None]) -> None:
     await fut
