@@ -9,12 +9,14 @@ must not take the pool down.
 
 ``DeadlineTimer`` runs a callback whenever the earliest of a changing set of
 deadlines comes due on a ``Clock``, and is woken when an earlier deadline
-appears: the pool's queue timeouts and the memory store's session expiry.
+appears: the pool's queue timeouts, and the memory and Redis stores' session
+expiry (the Redis store's callback is a coroutine, its deadlines wall-clock ones).
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
 
     from snakepit.clock import Clock
 
-__all__ = ["DeadlineTimer", "TaskOwner", "sleep_or_wake"]
+__all__ = ["DeadlineTimer", "TaskOwner"]
 
 
 class TaskOwner:
@@ -104,14 +106,22 @@ class DeadlineTimer:
 
     Args:
         clock: the clock deadlines are read on (a ``FakeClock`` in tests).
-        next_deadline: the earliest deadline, in the clock's monotonic seconds, or None.
-        fire: handles what is due now.
+        next_deadline: the earliest deadline, in ``now``'s seconds, or None.
+        fire: handles what is due now; if it returns an awaitable, the loop awaits it.
+        now: the time deadlines are in (default: ``clock.monotonic``; a store whose
+            deadlines other hosts share passes ``clock.time``).
     """
 
     def __init__(
-        self, clock: Clock, next_deadline: Callable[[], float | None], fire: Callable[[], object]
+        self,
+        clock: Clock,
+        next_deadline: Callable[[], float | None],
+        fire: Callable[[], object],
+        *,
+        now: Callable[[], float] | None = None,
     ) -> None:
         self._clock = clock
+        self._now = now if now is not None else clock.monotonic
         self._next_deadline = next_deadline
         self._fire = fire
         self._wake: asyncio.Future[None] | None = None
@@ -142,23 +152,27 @@ class DeadlineTimer:
         loop = asyncio.get_running_loop()
         try:
             while not self._stopped:
-                self._fire()
+                fired = self._fire()
+                if inspect.isawaitable(fired):
+                    await fired
+                    if self._stopped:  # stopped while it awaited
+                        break
                 self.planned = self._next_deadline()
                 wake = self._wake = loop.create_future()
                 if self.planned is None:
                     await wake
                     continue
-                await sleep_or_wake(self._sleep_until(self.planned), wake)
+                await _sleep_or_wake(self._sleep_until(self.planned), wake)
         finally:
             self._wake = None
             self.planned = None
 
     async def _sleep_until(self, deadline: float) -> None:
         # The delay is measured when the sleep starts, not when its task was created.
-        await self._clock.sleep(deadline - self._clock.monotonic())
+        await self._clock.sleep(deadline - self._now())
 
 
-async def sleep_or_wake(sleep: Coroutine[Any, Any, None], wake: asyncio.Future[None]) -> None:
+async def _sleep_or_wake(sleep: Coroutine[Any, Any, None], wake: asyncio.Future[None]) -> None:
     """Wait until ``sleep`` returns or ``wake`` is done, whichever is first.
 
     The sleep is cancelled and awaited either way, so no timer outlives the wait.
