@@ -17,9 +17,9 @@ process is and what can be done to it:
 
 A lost worker ends its handle (state ``EXITED``, exit code unknown): calls in flight
 fail with ``WorkerCrashedError``, a ``WorkerLost`` event is published, and the
-supervisor retries the slot with its usual backoff and restart intensity. The pid the
-pool sees is None (the remote pid is ``remote_pid``): nothing local may be signalled
-or recorded in the orphan registry for it.
+pool's supervision retries the slot with its usual backoff and restart intensity.
+The pid the pool sees is None (the remote pid is ``remote_pid``): nothing local may
+be signalled or recorded in the orphan registry for it.
 """
 
 from __future__ import annotations
