@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 import snakepit
+from snakepit.pool._observe import worker_handle
 
 ADAPTER = "snakepit.examples.showcase:Showcase"
 
@@ -40,7 +41,7 @@ async def _run(calls: int, transport: str, top: int) -> None:
     async with snakepit.Pool(
         adapter=ADAPTER, size=1, transport=transport, heartbeat_interval=None
     ) as pool:
-        worker = pool._worker(pool.workers()[0].id)
+        worker = worker_handle(pool, pool.workers()[0].id)
         assert worker is not None
         depths = {
             "pool.execute('ping')": lambda: pool.execute("ping"),

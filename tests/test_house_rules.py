@@ -170,6 +170,59 @@ class TestWorkerIsolation:
         assert not _worker_side("snakepit.testing._pools") and not _worker_side("snakepit.worker")
 
 
+# The pure decision modules of the pool, imported on their own (the package's __init__
+# exports Pool, so the probe stands a bare package in for it): they must load nothing that
+# runs workers, no transport and no gRPC, so that their unit tests need no loop or process.
+_PURE_DECISIONS = ("_supervision", "_scheduler", "_restarts", "_actions")
+_PURE_PROBE = r"""
+import importlib, json, sys, types
+import snakepit
+pool = types.ModuleType("snakepit.pool")
+pool.__path__ = [snakepit.__path__[0] + "/pool"]
+sys.modules["snakepit.pool"] = pool
+for name in json.loads(sys.argv[1]):
+    importlib.import_module("snakepit.pool." + name)
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def _impure(modules: list[str]) -> list[str]:
+    """Of ``modules``, those a pure decision module must not load: worker handles and
+    transports, the pool's I/O side, gRPC."""
+    return [
+        m
+        for m in modules
+        if m.split(".")[0] == "grpc"
+        or m.startswith("snakepit.worker")
+        or m in ("snakepit.pool._pool", "snakepit.pool._engine", "snakepit.pool._routines")
+    ]
+
+
+class TestPureDecisions:
+    def test_the_decision_modules_load_no_worker_code(self) -> None:
+        """Supervision, the scheduler, the restart policy and the actions import no worker
+        handle, transport or gRPC."""
+        import json
+
+        out = subprocess.run(
+            [sys.executable, "-c", _PURE_PROBE, json.dumps(_PURE_DECISIONS)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        loaded = json.loads(out)
+        assert {f"snakepit.pool.{name}" for name in _PURE_DECISIONS} <= set(loaded)
+        assert not _impure(loaded), (
+            f"a pure decision module loads {_impure(loaded)}: pass it plain values (ready: "
+            "bool, not a WorkerState from a handle module) or import under TYPE_CHECKING"
+        )
+
+    def test_the_probe_sees_worker_code(self) -> None:
+        """The check flags what it should (so the rule cannot pass vacuously)."""
+        loaded = ["snakepit.errors", "snakepit.worker._handle", "grpc._channel", "asyncio"]
+        assert _impure(loaded) == ["snakepit.worker._handle", "grpc._channel"]
+
+
 # The architecture page names every module under src/ in its map, and says why each long one
 # is long. A module is named as `src/...py` in backticks (the form TestDocs checks exists).
 _ARCHITECTURE = ROOT / "docs" / "architecture.md"

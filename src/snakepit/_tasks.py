@@ -1,28 +1,31 @@
 """One owner for a component's background tasks, and one sleep-or-wake deadline timer.
 
 ``TaskOwner`` is what ``asyncio.TaskGroup`` is to a block of code, for an object's
-lifetime instead: the pool and each worker handle spawn their background tasks
-through one and cancel or join them all when they close. Unlike a ``TaskGroup``,
+lifetime instead: the pool, each worker handle, a local channel's host calls and
+the session stores spawn their background tasks through one and cancel or join
+them all when they close. Unlike a ``TaskGroup``,
 a child that fails is logged and does not cancel its siblings: a failed monitor
 must not take the pool down.
 
 ``DeadlineTimer`` runs a callback whenever the earliest of a changing set of
 deadlines comes due on a ``Clock``, and is woken when an earlier deadline
-appears: the pool's queue timeouts and the memory store's session expiry.
+appears: the pool's queue timeouts, and the memory and Redis stores' session
+expiry (the Redis store's callback is a coroutine, its deadlines wall-clock ones).
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import logging
     from collections.abc import Callable, Coroutine
 
     from snakepit.clock import Clock
 
-__all__ = ["DeadlineTimer", "TaskOwner", "sleep_or_wake"]
+__all__ = ["DeadlineTimer", "TaskOwner"]
 
 
 class TaskOwner:
@@ -31,13 +34,13 @@ class TaskOwner:
     Args:
         kind: what the owner is, for log lines (``"pool"``, ``"worker"``).
         name: the owner's name: task names are ``name:what``.
-        log: where a failed task's exception is logged.
+        log: where a failed task's exception is logged (default: the ``snakepit`` logger).
     """
 
-    def __init__(self, kind: str, name: str, log: logging.Logger) -> None:
+    def __init__(self, kind: str, name: str, log: logging.Logger | None = None) -> None:
         self.kind = kind
         self.name = name
-        self._log = log
+        self._log = log if log is not None else logging.getLogger("snakepit")
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
@@ -78,6 +81,18 @@ class TaskOwner:
         if pending:
             await asyncio.wait(pending, timeout=timeout)
 
+    async def aclose(self) -> None:
+        """Cancel every task (but the caller's) and wait until each has ended.
+
+        Raises:
+            asyncio.CancelledError: the caller was cancelled (the tasks were cancelled too).
+        """
+        pending = self.pending()
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
     def __len__(self) -> int:
         return len(self._tasks)
 
@@ -91,14 +106,22 @@ class DeadlineTimer:
 
     Args:
         clock: the clock deadlines are read on (a ``FakeClock`` in tests).
-        next_deadline: the earliest deadline, in the clock's monotonic seconds, or None.
-        fire: handles what is due now.
+        next_deadline: the earliest deadline, in ``now``'s seconds, or None.
+        fire: handles what is due now; if it returns an awaitable, the loop awaits it.
+        now: the time deadlines are in (default: ``clock.monotonic``; a store whose
+            deadlines other hosts share passes ``clock.time``).
     """
 
     def __init__(
-        self, clock: Clock, next_deadline: Callable[[], float | None], fire: Callable[[], object]
+        self,
+        clock: Clock,
+        next_deadline: Callable[[], float | None],
+        fire: Callable[[], object],
+        *,
+        now: Callable[[], float] | None = None,
     ) -> None:
         self._clock = clock
+        self._now = now if now is not None else clock.monotonic
         self._next_deadline = next_deadline
         self._fire = fire
         self._wake: asyncio.Future[None] | None = None
@@ -129,23 +152,27 @@ class DeadlineTimer:
         loop = asyncio.get_running_loop()
         try:
             while not self._stopped:
-                self._fire()
+                fired = self._fire()
+                if inspect.isawaitable(fired):
+                    await fired
+                    if self._stopped:  # stopped while it awaited
+                        break
                 self.planned = self._next_deadline()
                 wake = self._wake = loop.create_future()
                 if self.planned is None:
                     await wake
                     continue
-                await sleep_or_wake(self._sleep_until(self.planned), wake)
+                await _sleep_or_wake(self._sleep_until(self.planned), wake)
         finally:
             self._wake = None
             self.planned = None
 
     async def _sleep_until(self, deadline: float) -> None:
         # The delay is measured when the sleep starts, not when its task was created.
-        await self._clock.sleep(deadline - self._clock.monotonic())
+        await self._clock.sleep(deadline - self._now())
 
 
-async def sleep_or_wake(sleep: Coroutine[Any, Any, None], wake: asyncio.Future[None]) -> None:
+async def _sleep_or_wake(sleep: Coroutine[Any, Any, None], wake: asyncio.Future[None]) -> None:
     """Wait until ``sleep`` returns or ``wake`` is done, whichever is first.
 
     The sleep is cancelled and awaited either way, so no timer outlives the wait.

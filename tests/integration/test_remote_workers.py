@@ -15,6 +15,10 @@ import pytest
 import snakepit
 from snakepit.cli import main as cli_main
 from snakepit.events import RequestDispatched, WorkerLost, WorkerReady
+from snakepit.worker._attached import AttachedWorkerHandle
+from snakepit.worker._base import WorkerState
+from snakepit.worker._remote import RemotePlacement
+from snakepit.worker._startup import WorkerOptions
 from tests.support.remote_worker import SHOWCASE, Tls, make_tls, serve, served
 
 if TYPE_CHECKING:
@@ -225,3 +229,31 @@ class TestRayOptions:
         """What launcher='ray' takes is checked when the pool is built, naming the option."""
         with pytest.raises(snakepit.InvalidValueError, match=needle):
             snakepit.Pool(adapter=SHOWCASE, **options)
+
+
+class _WatchedPlacement(RemotePlacement):
+    """A placement that can tell of a loss (as Ray's can): its watch runs until the handle ends."""
+
+    async def wait_lost(self) -> str | None:
+        await asyncio.get_running_loop().create_future()
+        return None
+
+
+class TestHandleTasks:
+    @pytest.mark.parametrize("ending", ["stop", "kill_and_wait"])
+    async def test_ending_an_attached_handle_joins_its_tasks(
+        self, token_file: Path, tmp_path: Path, ending: str
+    ) -> None:
+        """The placement watch (and the end that kill() starts) are over once the handle
+        has stopped: nothing of the handle runs on after it."""
+        with served(token_file) as worker:
+            placement = _WatchedPlacement(worker.address, token="s3cret-token", credentials=None)
+            options = WorkerOptions(adapter=SHOWCASE, runtime_dir=tmp_path)
+            handle = AttachedWorkerHandle(f"att-{ending}", options, placement)
+            await handle.start()
+            mine = {t for t in asyncio.all_tasks() if t.get_name().startswith(f"att-{ending}:")}
+            assert {t.get_name() for t in mine} == {f"att-{ending}:placement-watch"}
+            await getattr(handle, ending)()
+            assert handle.state is WorkerState.EXITED
+            mine |= {t for t in asyncio.all_tasks() if t.get_name().startswith(f"att-{ending}:")}
+            assert all(t.done() for t in mine), mine

@@ -9,6 +9,7 @@ import pytest
 
 import snakepit
 from snakepit.events import WorkerReady
+from snakepit.pool._observe import worker_handle
 from tests.ray.conftest import actors_of, is_dead
 from tests.support.executor_tasks import Gate
 
@@ -60,11 +61,11 @@ class TestSimulatedCluster:
             ) as pool:
                 on_doomed = {
                     w.id
-                    for w in (pool._worker(i.id) for i in pool.workers())
+                    for w in (worker_handle(pool, i.id) for i in pool.workers())
                     if doomed[:12] in _node_of(w)
                 }
                 assert 0 < len(on_doomed) < 4, [
-                    _node_of(pool._worker(i.id)) for i in pool.workers()
+                    _node_of(worker_handle(pool, i.id)) for i in pool.workers()
                 ]
                 ready = pool.events.subscribe(WorkerReady)
                 calls = {
@@ -87,7 +88,7 @@ class TestSimulatedCluster:
                     await asyncio.wait_for(ready.get(), 90)
                 assert pool.stats().live_workers == 4
                 for info in pool.workers():
-                    assert doomed[:12] not in _node_of(pool._worker(info.id))
+                    assert doomed[:12] not in _node_of(worker_handle(pool, info.id))
                 assert (
                     await asyncio.gather(*(pool.execute("say", {"text": "."}) for _ in range(8)))
                     == [None] * 8

@@ -9,6 +9,7 @@ import pytest
 
 import snakepit
 from snakepit.events import WorkerLost, WorkerReady
+from snakepit.pool._observe import worker_handle
 from tests.ray.conftest import actors_of, is_dead
 from tests.support.executor_tasks import Gate
 
@@ -77,7 +78,7 @@ class TestRayPlaced:
                     for _ in range(4)
                 ]
                 await asyncio.to_thread(gate.wait_started, 4)
-                victim: Any = pool._worker("w2")
+                victim: Any = worker_handle(pool, "w2")
                 ray.kill(victim.placement._actor, no_restart=True)
                 done, running = await asyncio.wait(calls, return_when=asyncio.FIRST_COMPLETED)
                 (crashed,) = done

@@ -8,6 +8,7 @@ import pytest
 
 import snakepit
 from snakepit.config import PoolConfig
+from snakepit.pool._arguments import call_deadline
 
 A = "snakepit.examples.showcase:Showcase"
 
@@ -87,7 +88,7 @@ class TestPoolConfig:
         """A bad per-call timeout is rejected before anything is sent."""
         pool = snakepit.Pool(adapter=A)
         with pytest.raises(snakepit.InvalidValueError, match="timeout of 't' must be"):
-            pool._deadline(-1, "t")
+            call_deadline(-1, pool.config.timeout, "t")
 
 
 HOSTILE_NAMES = [

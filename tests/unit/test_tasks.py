@@ -48,6 +48,14 @@ class TestTaskOwner:
         assert await owner.spawn(closer(), "closer")
         assert other.cancelled()
 
+    async def test_aclose_cancels_and_waits_and_an_owner_needs_no_logger(self) -> None:
+        owner = TaskOwner("store", "s1")
+        forever: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        tasks = [owner.spawn(_wait(forever), f"t{i}") for i in range(2)]
+        await owner.aclose()
+        assert all(t.cancelled() for t in tasks)
+        assert len(owner) == 0
+
 
 async def _wait(fut: asyncio.Future[None]) -> None:
     await fut
@@ -88,3 +96,32 @@ class TestDeadlineTimer:
             await task
         assert clock.sleepers == 0
         assert timer.planned is None
+
+    async def test_an_awaited_fire_on_wall_clock_deadlines_and_a_stop_while_it_runs(
+        self,
+    ) -> None:
+        """The Redis store's loop: a coroutine fires, deadlines are wall-clock seconds, and a
+        stop that comes while a pass awaits ends the loop once the pass is over."""
+        clock = FakeClock()
+        wall = clock.time()
+        passes: list[float] = []
+        entered = asyncio.Event()
+        held: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def fire() -> None:
+            passes.append(clock.time())
+            if len(passes) == 2:
+                entered.set()
+                await held
+
+        timer = DeadlineTimer(clock, lambda: wall + 7.0, fire, now=clock.time)
+        task = asyncio.ensure_future(timer.run())
+        await clock.wait_for_sleepers(1, timeout=BOUND)
+        assert passes == [wall] and timer.planned == wall + 7.0
+        await clock.advance(7.0)
+        await asyncio.wait_for(entered.wait(), BOUND)
+        timer.stop()
+        held.set_result(None)
+        await asyncio.wait_for(task, BOUND)
+        assert passes == [wall, wall + 7.0]
+        assert clock.sleepers == 0

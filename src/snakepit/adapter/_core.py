@@ -16,7 +16,7 @@ from snakepit._proto.snakepit.v1 import worker_pb2 as pb
 from snakepit._wire._constants import PROTOCOL_VERSION
 from snakepit._wire._payload import from_payload
 from snakepit.adapter._context import SessionContext
-from snakepit.codec import Encoding, encode
+from snakepit.codec import Encoding
 from snakepit.errors import ToolNotFoundError, brief
 
 if TYPE_CHECKING:
@@ -125,12 +125,3 @@ def prepare(
 def result_encoding(requested: int, allow_pickle: bool) -> Encoding:
     """Answer in pickle only when the request was pickled and the worker allows it."""
     return Encoding.PICKLE if requested == Encoding.PICKLE and allow_pickle else Encoding.JSON
-
-
-def encode_value(value: Any, what: str, encoding: Encoding) -> tuple[bytes, list[bytes]]:
-    """Encode a result or chunk.
-
-    Raises:
-        SerializationError: the value cannot be carried.
-    """
-    return encode(value, what=what, encoding=encoding)

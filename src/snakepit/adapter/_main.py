@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     import asyncio
     from collections.abc import Awaitable, Callable
 
-__all__ = ["READY_PREFIX", "main"]
+__all__ = ["READY_PREFIX", "load_adapter", "main"]
 
 EXIT_BAD_ARGS, EXIT_IMPORT, EXIT_SETUP, EXIT_BIND = 2, 3, 4, 5
 log = logging.getLogger("snakepit.adapter")
@@ -117,7 +117,7 @@ def _watch_stdin(on_eof: Callable[[], None]) -> None:
     threading.Thread(target=run, name="snakepit-stdin-watch", daemon=True).start()
 
 
-def _load_adapter(path: str) -> Any:
+def load_adapter(path: str) -> Any:
     module_name, _, class_name = path.partition(":")
     if not module_name or not class_name:
         raise ValueError(f"--adapter must look like 'pkg.module:Class', got {path!r}")
@@ -177,7 +177,7 @@ async def _serve(args: argparse.Namespace, secrets: dict[str, str]) -> int:
         _watch_stdin(lambda: _on_host_gone(loop, stopping))
 
     try:
-        adapter = _load_adapter(args.adapter)
+        adapter = load_adapter(args.adapter)
     except ImportError as exc:
         if isinstance(exc.__cause__, ModuleNotFoundError):  # import_hint says it all
             log.error("cannot load adapter %s: %s", args.adapter, exc)
@@ -303,7 +303,7 @@ def main(
     if args.local:
         from snakepit.adapter import _local
 
-        exit_now(_local.serve(args, _load_adapter, exit_now))
+        exit_now(_local.serve(args, load_adapter, exit_now))
     import asyncio  # lazily: a worker without async tools never loads it
 
     exit_now(asyncio.run(_serve(args, secrets)))

@@ -1,6 +1,7 @@
 """Host side of sessions: the session store, typed versioned variables and their watches.
 
-Pure logic, no gRPC and no processes: the pool and the host bridge service
+The pool and the host bridge (``_service.HostBridge``, which answers workers' host
+calls, over gRPC for gRPC workers; grpc is imported only when it serves them)
 program against :class:`SessionStore`; :class:`InMemorySessionStore` is the
 embedded default, and :class:`RedisSessionStore` (the ``redis`` extra, loaded
 only when used) shares sessions between hosts.

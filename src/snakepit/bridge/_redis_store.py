@@ -57,7 +57,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised only without 
         name="redis",
     ) from exc
 
-from snakepit._tasks import sleep_or_wake
+from snakepit._tasks import DeadlineTimer
 from snakepit.bridge import _plans as plans
 from snakepit.bridge import _redis_wire as wire
 from snakepit.bridge import _rules as rules
@@ -190,7 +190,13 @@ class RedisSessionStore(StoreBase):
         self._index = f"{self.prefix}:sessions"
         self._counter = f"{self.prefix}:n"
         self._closed = False
-        self._wake: asyncio.Future[None] | None = None
+        # the expiry loop: a pass, then a sleep until the next pass's target
+        self._expiry = DeadlineTimer(
+            self._clock, self._next_pass, self._expiry_pass, now=self._clock.time
+        )
+        self._pass_started = 0.0
+        self._upcoming: float | None = None
+        self._again = False
         # pub/sub, started by the first watch
         self._subs = Subscriptions(
             name,
@@ -279,8 +285,7 @@ class RedisSessionStore(StoreBase):
         """
         self._closed = self._subs.closed = True
         self._subs.end_all("store closed")
-        if self._wake is not None and not self._wake.done():
-            self._wake.set_result(None)
+        self._expiry.stop()
         task, self._expiry_task = self._expiry_task, None
         if task is not None:
             await task
@@ -297,36 +302,33 @@ class RedisSessionStore(StoreBase):
         Raises:
             asyncio.CancelledError: when cancelled.
         """
-        loop = asyncio.get_running_loop()
-        again = False
-        try:
-            while not self._closed:
-                target = self._clock.time() + self._expiry_interval
-                try:
-                    await self.expire_due()
-                    upcoming = await self._next_deadline()
-                except SessionStoreUnavailableError as exc:
-                    log.warning("store %s: expiry pass failed: %s", self.name, exc)
-                    upcoming = None
-                if upcoming is not None:
-                    if upcoming > self._clock.time():
-                        target = min(target, upcoming)
-                    elif not again:
-                        # Came due while this pass ran: look again now, but only once, so
-                        # that a deadline another host's clock disagrees with cannot spin.
-                        again = True
-                        continue
-                again = False
-                if self._closed:  # closed while this pass awaited Redis
-                    break
-                wake = self._wake = loop.create_future()
-                await sleep_or_wake(self._sleep_until(target), wake)
-        finally:
-            self._wake = None
+        await self._expiry.run()
 
-    async def _sleep_until(self, deadline: float) -> None:
-        # Measured when the sleep starts, not when its task was created.
-        await self._clock.sleep(deadline - self._clock.time())
+    async def _expiry_pass(self) -> None:
+        """Announce what is due and read the next deadline (None if Redis is down)."""
+        self._pass_started = self._clock.time()
+        try:
+            await self.expire_due()
+            self._upcoming = await self._next_deadline()
+        except SessionStoreUnavailableError as exc:
+            log.warning("store %s: expiry pass failed: %s", self.name, exc)
+            self._upcoming = None
+
+    def _next_pass(self) -> float:
+        """When to look again: ``expiry_interval`` after this pass, or sooner for a session due
+        sooner."""
+        target = self._pass_started + self._expiry_interval
+        upcoming = self._upcoming
+        if upcoming is not None:
+            if upcoming > self._clock.time():
+                target = min(target, upcoming)
+            elif not self._again:
+                # Came due while this pass ran: look again now, but only once, so that a
+                # deadline another host's clock disagrees with cannot spin.
+                self._again = True
+                return upcoming
+        self._again = False
+        return target
 
     async def _next_deadline(self) -> float | None:
         first = await self._call(

@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from snakepit._tasks import TaskOwner
 from snakepit.bridge import _redis_wire as wire
 from snakepit.errors import SerializationError
 
@@ -82,7 +83,7 @@ class Subscriptions:
         self._reader: asyncio.Task[None] | None = None
         self._lock: asyncio.Lock | None = None
         self._channels: dict[str, _Channel] = {}
-        self._chores: set[asyncio.Task[None]] = set()
+        self._tasks = TaskOwner("store", name, _log)  # the reader and its chores
 
     @property
     def watches(self) -> int:
@@ -111,8 +112,8 @@ class Subscriptions:
                     del self._channels[channel]
                     raise
                 if self._reader is None:
-                    self._reader = asyncio.create_task(
-                        self._read_messages(self._pubsub), name=f"snakepit-store-watch[{self.name}]"
+                    self._reader = self._tasks.spawn(
+                        self._read_messages(self._pubsub), "watch-reader"
                     )
             entry.followers.add(follower)
         try:
@@ -137,12 +138,7 @@ class Subscriptions:
         if not entry.followers:
             del self._channels[channel]
             if not self.closed:
-                self._chore(self._unsubscribe(channel))
-
-    def _chore(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._chores.add(task)
-        task.add_done_callback(self._chores.discard)
+                self._tasks.spawn(self._unsubscribe(channel), "unsubscribe")
 
     async def _unsubscribe(self, channel: str) -> None:
         assert self._lock is not None
@@ -180,7 +176,7 @@ class Subscriptions:
             _log.warning("store %s: watches ended: %s", self.name, error)
             self._reader = None  # this task ends here; the next watch starts a fresh reader
             self.end_all("session store unavailable", error)
-            self._chore(self._drop())  # detaches the connection now
+            self._tasks.spawn(self._drop(), "drop")  # detaches the connection now
 
     def deliver(self, channel: str, follower: Follower, inc: str, seq: int, body: str) -> None:
         """Hand ``follower`` one message of ``channel``: an update it has not seen, or the end."""
@@ -216,15 +212,8 @@ class Subscriptions:
 
     async def stop(self) -> None:
         """Stop the reader and the chores, and close the connection (the next watch reopens)."""
-        reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.cancel()
-            await asyncio.wait((reader,))
-        chores = list(self._chores)
-        for task in chores:
-            task.cancel()
-        if chores:
-            await asyncio.wait(chores)
+        self._reader = None
+        await self._tasks.aclose()
         await self._drop()
 
     def _drop(self) -> Coroutine[Any, Any, None]:

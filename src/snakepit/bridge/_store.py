@@ -42,6 +42,9 @@ __all__ = ["BatchResult", "SessionInfo", "SessionStore"]
 class SessionInfo:
     """A snapshot of one session, taken when the store returned it.
 
+    The host side's form of what the ``SessionInfo`` message of ``host.proto``
+    carries to a worker over the wire (the same fields).
+
     Attributes:
         id: the session id (``[A-Za-z0-9_.:-]{1,128}``).
         metadata: free-form data given at creation.

@@ -8,14 +8,16 @@ task it owns between ``async with`` and :meth:`close`.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Self
 
+from snakepit._tasks import TaskOwner
 from snakepit.bridge import _rules as rules
 from snakepit.bridge._store import SessionStore
 from snakepit.clock import Clock, SystemClock
 
 if TYPE_CHECKING:
+    import asyncio
+
     from snakepit.events import Event, EventBus
 
 __all__ = ["StoreBase"]
@@ -44,12 +46,11 @@ class StoreBase(SessionStore):
         self.history_limit = history_limit
         self.name = name
         self._events = events
+        self._tasks = TaskOwner("store", name or "session-store")
         self._expiry_task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Self:
-        self._expiry_task = asyncio.create_task(
-            self.run_expiry(), name=f"snakepit-session-expiry[{self.name}]"
-        )
+        self._expiry_task = self._tasks.spawn(self.run_expiry(), "session-expiry")
         return self
 
     async def __aexit__(self, *exc: object) -> None:

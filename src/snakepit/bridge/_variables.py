@@ -1,4 +1,7 @@
-"""A session variable: one immutable, versioned snapshot of a typed value."""
+"""The check of a variable's name, and the host's ``Variable`` re-exported for the bridge.
+
+``Variable`` itself lives in :mod:`snakepit._variables`, shared with the worker side.
+"""
 
 from __future__ import annotations
 

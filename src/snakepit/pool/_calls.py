@@ -25,6 +25,7 @@ from snakepit.errors import (
 from snakepit.events import RequestCancelled, RequestCompleted, RequestDispatched, RequestFailed
 from snakepit.pool._arguments import call_args, call_deadline, earliest
 from snakepit.pool._scheduler import Ticket
+from snakepit.worker._base import WorkerState
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -240,7 +241,8 @@ class CallPolicy:
                 exc,
                 deadline=deadline,
                 on_thread=unary and self._runs_on_thread(ticket),
-                state=worker.state,
+                ready=worker.state is WorkerState.READY,
+                exited=worker.state is WorkerState.EXITED,
             )
         )
 

@@ -101,7 +101,7 @@ class Engine:
         self.supervision = Supervision(name=name, config=config, scheduler=self.scheduler)
         self.workers: dict[str, WorkerLike] = {}
         self.registry: ProcessRegistry | None = None
-        self.drain_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._drain_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._idle: asyncio.Event | None = None  # while draining: set once no call runs
         self._probation: asyncio.Task[None] | None = None
         self._queue_timer = DeadlineTimer(clock, self.scheduler.next_deadline, self._expire_queue)
@@ -343,13 +343,33 @@ class Engine:
 
     # -- exits and retirement ------------------------------------------------------------------
 
+    def worker_exited(self, worker: WorkerLike, code: int | None) -> None:
+        """``worker`` exited with ``code``: out of service and the registry; supervision says
+        what follows (a restart, nothing, or degrading)."""
+        self.workers.pop(worker.id, None)
+        self.forget(worker.id)
+        if self.registry is not None:
+            self.registry.remove(worker.id)
+        self.apply(self.supervision.exited(worker.id, worker.pid, code, self.clock.monotonic()))
+
+    def replacement_ended(self, slot: SlotState) -> None:
+        """``slot``'s replacement routine is over, however it ended."""
+        self.supervision.replacement_ended(slot)
+
+    async def wait_idle(self, worker_id: str) -> None:
+        """Wait until ``worker_id`` runs no call (or is no longer scheduled)."""
+        while self.scheduler.has_worker(worker_id) and self.scheduler.in_flight(worker_id):
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._drain_waiters.setdefault(worker_id, []).append(waiter)
+            await waiter
+
     def forget(self, worker_id: str) -> None:
         """Take a worker out of the scheduler; calls waiting for it strictly fail typed."""
         self.apply(self.scheduler.remove_worker(worker_id))
         self._wake_drain(worker_id)
 
     def _wake_drain(self, worker_id: str) -> None:
-        for waiter in self.drain_waiters.pop(worker_id, []):
+        for waiter in self._drain_waiters.pop(worker_id, []):
             if not waiter.done():
                 waiter.set_result(None)
 

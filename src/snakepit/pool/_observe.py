@@ -1,6 +1,9 @@
 """What a pool shows of itself: its state, tools, counters and workers, as snapshots.
 
 ``Pool`` inherits these methods; they read the pool's engine and counters.
+:func:`worker_handle` reaches the live handle behind a worker id, for this
+library's own test tools (``snakepit.testing``'s chaos, the benchmarks): it is
+not on ``Pool`` so that users see only snapshots.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ if TYPE_CHECKING:
     from snakepit.pool._types import WorkerLike
     from snakepit.worker._transport import DescribedTool
 
-__all__ = ["Observation"]
+__all__ = ["Observation", "worker_handle"]
 
 
 class Observation:
@@ -73,10 +76,6 @@ class Observation:
             )
         return out
 
-    def _worker(self, worker_id: str) -> WorkerLike | None:
-        """The worker object behind an id (for snakepit.testing's chaos tools)."""
-        return self._engine.workers.get(worker_id)
-
     def __repr__(self) -> str:
         s = self._engine.scheduler
         flag = " DEGRADED" if self._engine.supervision.degraded else ""
@@ -84,3 +83,8 @@ class Observation:
             f"<Pool {self.name} {self._state}{flag} [busy {s.busy_workers}, idle {s.idle_count}"
             f" | queued {s.queued}] workers={self._engine.live_count()}/{self.config.size}>"
         )
+
+
+def worker_handle(pool: Observation, worker_id: str) -> WorkerLike | None:
+    """The live handle of ``pool``'s worker ``worker_id`` (None if it has none)."""
+    return pool._engine.workers.get(worker_id)

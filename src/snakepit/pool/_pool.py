@@ -36,7 +36,7 @@ from snakepit.events import (
     SessionDeleted,
     SessionExpired,
 )
-from snakepit.pool._arguments import DEFAULT, call_deadline, call_retries
+from snakepit.pool._arguments import DEFAULT, call_retries
 from snakepit.pool._calls import after_attempts
 from snakepit.pool._engine import Engine
 from snakepit.pool._facade import Facade
@@ -266,10 +266,6 @@ class Pool(StreamCalls, Facade, Observation):
             await self._bridge.stop(grace=None)  # the workers, its only clients, are gone
         if self._runtime_dir is not None:
             remove_runtime_dir(self._runtime_dir)
-
-    def _deadline(self, timeout: Any, tool: str = "") -> float | None:
-        """The call's deadline in seconds, or None for none (see ``call_deadline``)."""
-        return call_deadline(timeout, self.config.timeout, tool)
 
     async def recover(self) -> None:
         """Leave the degraded state: forget the restart history and refill empty slots.

@@ -7,7 +7,7 @@ pool's ``ray_options``; Ray places it, the actor starts the worker process on it
 node (TCP on the node's IP, the pool's token) and reports the address, and the pool
 calls the worker directly, never through Ray. The placement watches the actor:
 when the actor or its node dies, the handle is lost, the calls it ran fail with
-``WorkerCrashedError``, and the supervisor starts a new actor, which Ray may place
+``WorkerCrashedError``, and the pool's supervision starts a new actor, which Ray may place
 on another node. ``close()`` kills every actor the pool made (``ray.kill``).
 """
 
@@ -74,7 +74,7 @@ class RayPlacements:
         return lambda: RayPlacement(self)
 
     async def close(self) -> None:
-        """Kill every actor still alive (the supervisor stopped the workers gracefully)."""
+        """Kill every actor still alive (the pool stopped the workers gracefully)."""
         if not self.actors:
             return
         import ray

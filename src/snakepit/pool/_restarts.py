@@ -1,6 +1,6 @@
 """When to restart a dead worker, and when to stop trying: backoff and restart intensity.
 
-Pure bookkeeping, like the scheduler: the supervisor reports failures and
+Pure bookkeeping, like the scheduler: ``Supervision`` reports failures and
 successes with the current monotonic time and gets back how long to wait
 before the next start, or ``None`` when the pool should stop restarting and
 report itself degraded (the restart intensity of Erlang/OTP supervisors).

@@ -3,7 +3,8 @@
 Each runs as a task of the pool's :class:`~snakepit._tasks.TaskOwner`, reports
 what it meets (an exit, a start that failed, an old, big or silent worker) to the
 pure :class:`~snakepit.pool._supervision.Supervision`, and has the engine apply
-the answer; none decides anything itself.
+the answer; none decides anything itself, nor changes the engine's state but
+through its methods.
 """
 
 from __future__ import annotations
@@ -52,9 +53,9 @@ async def replace(engine: Engine, slot: SlotState, restart: Restart | None) -> N
         engine.apply(engine.supervision.start_failed(slot, now, exc.message))
         return
     except BaseException:
-        engine.supervision.replacement_ended(slot)
+        engine.replacement_ended(slot)
         raise
-    engine.supervision.replacement_ended(slot)
+    engine.replacement_ended(slot)
 
 
 async def retry_after_window(engine: Engine) -> None:
@@ -68,21 +69,12 @@ async def retry_after_window(engine: Engine) -> None:
 
 async def monitor(engine: Engine, worker: WorkerLike) -> None:
     """Wait for a worker to exit; take it out of service; apply what supervision says."""
-    code = await worker.wait_exited()
-    engine.workers.pop(worker.id, None)
-    engine.forget(worker.id)
-    if engine.registry is not None:
-        engine.registry.remove(worker.id)
-    now = engine.clock.monotonic()
-    engine.apply(engine.supervision.exited(worker.id, worker.pid, code, now))
+    engine.worker_exited(worker, await worker.wait_exited())
 
 
 async def retire(engine: Engine, worker: WorkerLike) -> None:
     """Wait until ``worker`` runs nothing, then stop it gracefully."""
-    while engine.scheduler.has_worker(worker.id) and engine.scheduler.in_flight(worker.id):
-        waiter = asyncio.get_running_loop().create_future()
-        engine.drain_waiters.setdefault(worker.id, []).append(waiter)
-        await waiter
+    await engine.wait_idle(worker.id)
     engine.forget(worker.id)
     await worker.stop()
 

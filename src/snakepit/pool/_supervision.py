@@ -41,7 +41,6 @@ from snakepit.pool._actions import (
     SlotState,
 )
 from snakepit.pool._restarts import RestartPolicy, RestartTracker
-from snakepit.worker._handle import WorkerState
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -265,26 +264,27 @@ class Supervision:
         *,
         deadline: float | None,
         on_thread: bool,
-        state: WorkerState,
+        ready: bool,
+        exited: bool,
     ) -> list[Kill]:
-        """Call ``call`` on ``worker_id`` (now in ``state``) ended with ``error``: kill the
-        worker if that says it cannot be trusted.
+        """Call ``call`` on ``worker_id`` ended with ``error``: kill the worker if that says
+        it cannot be trusted.
 
         A deadline overrun and the cancellation of a call running in a tool thread
         (``on_thread``: a thread cannot be interrupted) kill it, not counted: the pool
-        caused that exit. A broken channel while the process still runs kills it, counted.
+        caused that exit; a worker that is stopping (neither ``ready`` nor ``exited``) is
+        killed too, as its call may hold up its stop. A broken channel kills it, counted,
+        only while it is ``ready``: a stopping worker's channel breaks as it ends.
         """
         if isinstance(error, ExecutionTimeoutError):
             reason = f"{call} ran past its {deadline}s deadline"
-            return self._kill(worker_id, reason, counted=False, exited=state is WorkerState.EXITED)
+            return self._kill(worker_id, reason, counted=False, exited=exited)
         if isinstance(error, WorkerCrashedError):
             reason = "its channel broke while the process still ran"
-            return self._kill(
-                worker_id, reason, counted=True, exited=state is not WorkerState.READY
-            )
+            return self._kill(worker_id, reason, counted=True, exited=not ready)
         if isinstance(error, CancelledError) and on_thread:
             reason = f"{call} was cancelled while running"
-            return self._kill(worker_id, reason, counted=False, exited=state is WorkerState.EXITED)
+            return self._kill(worker_id, reason, counted=False, exited=exited)
         return []
 
     def heartbeat_failed(self, worker_id: str, error: str, *, ready: bool) -> list[Kill]:

@@ -17,6 +17,7 @@ import os
 import signal
 from typing import TYPE_CHECKING
 
+from snakepit.pool._observe import worker_handle
 from supertester import ChildInfo
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class PoolSupervisor:
             os.kill(child.pid, signal.SIGSTOP)
         else:
             info = next(w for w in self.pool.workers() if w.pid == child.pid)
-            worker = self.pool._worker(info.id)
+            worker = worker_handle(self.pool, info.id)
             if worker is not None:
                 await worker.transport.close()  # type: ignore[attr-defined]
 

@@ -26,7 +26,7 @@ from snakepit.adapter._local import StartFailed, set_up, tear_down
 from snakepit.adapter._local_crew import LoopThread
 from snakepit.adapter._local_link import Conn
 from snakepit.adapter._local_worker import LocalWorker
-from snakepit.adapter._main import _load_adapter
+from snakepit.adapter._main import load_adapter
 from snakepit.codec import Encoding
 
 if TYPE_CHECKING:
@@ -200,7 +200,7 @@ class InProcessWorker:
         code, reason = 0, ""
         adapter = None
         try:
-            adapter = set_up(args.adapter, _load_adapter, loop)
+            adapter = set_up(args.adapter, load_adapter, loop)
             worker = _GatedWorker(
                 adapter,
                 Conn(self._sock, args.max_message_bytes),

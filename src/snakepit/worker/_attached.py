@@ -17,9 +17,9 @@ process is and what can be done to it:
 
 A lost worker ends its handle (state ``EXITED``, exit code unknown): calls in flight
 fail with ``WorkerCrashedError``, a ``WorkerLost`` event is published, and the
-supervisor retries the slot with its usual backoff and restart intensity. The pid the
-pool sees is None (the remote pid is ``remote_pid``): nothing local may be signalled
-or recorded in the orphan registry for it.
+pool's supervision retries the slot with its usual backoff and restart intensity.
+The pid the pool sees is None (the remote pid is ``remote_pid``): nothing local may
+be signalled or recorded in the orphan registry for it.
 """
 
 from __future__ import annotations
@@ -111,7 +111,6 @@ class AttachedWorkerHandle(HandleBase):
         self.remote_pid: int | None = None
         self.lost_reason: str | None = None
         self._watch: asyncio.Task[None] | None = None
-        self._ending: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
         return f"<AttachedWorkerHandle {self.id} {self.placement.describe()} {self.state.value}>"
@@ -161,9 +160,7 @@ class AttachedWorkerHandle(HandleBase):
                 stderr_tail="",
             )
         self.remote_pid = self.describe_result.pid
-        self._watch = asyncio.get_running_loop().create_task(
-            self._watch_placement(), name=f"{self.id}:placement-watch"
-        )
+        self._watch = self._tasks.spawn(self._watch_placement(), "placement-watch")
         self._ready(endpoint.address, pid=0)
 
     def _startup_error(self, exc: BaseException, where: str) -> WorkerStartupError:
@@ -232,8 +229,10 @@ class AttachedWorkerHandle(HandleBase):
             self._exited.set_result(None)
             if was_ready:
                 self._publish_exited(None, expected=expected)
-        if self._watch is not None and self._watch is not asyncio.current_task():
-            self._watch.cancel()
+        watch = self._watch
+        if watch is not None and watch is not asyncio.current_task():
+            watch.cancel()
+            await asyncio.wait((watch,))
 
     def _advice(self) -> str:
         if self.placement.restartable:
@@ -286,12 +285,14 @@ class AttachedWorkerHandle(HandleBase):
             return
         self.state = WorkerState.STOPPING
         self.placement.kill()
-        # Referenced until it ends: the loop keeps only weak references to tasks.
-        self._ending = asyncio.get_running_loop().create_task(self._end(expected=True))
+        self._tasks.spawn(self._end(expected=True), "end")
 
     async def kill_and_wait(self) -> int | None:
+        """Stop using the worker now and wait until the handle has ended."""
         self.kill()
-        return await self.wait_exited()
+        code = await self.wait_exited()
+        await self._tasks.join()
+        return code
 
     async def stop(self, grace: float | None = None) -> int | None:
         """End the worker where possible (Ray), else detach from it; idempotent."""
@@ -301,4 +302,5 @@ class AttachedWorkerHandle(HandleBase):
             self.state = WorkerState.STOPPING
             await self.placement.stop(grace)
         await self._end(expected=True)
+        await self._tasks.join()  # an end that kill() started
         return None

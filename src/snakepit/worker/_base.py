@@ -4,6 +4,8 @@ A handle (a spawned or forked worker, :class:`~snakepit.worker._handle.WorkerHan
 one attached over the network, :class:`~snakepit.worker._attached.AttachedWorkerHandle`)
 starts its worker its own way and supplies ``_crash_error``, which turns a broken channel
 into the ``WorkerCrashedError`` that fits it (an exit code, or a lost remote worker).
+Every background task of a handle (an exit watcher, a placement watch) is spawned
+through its ``_tasks`` owner and joined when the handle stops.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import enum
 import logging
 from typing import TYPE_CHECKING, Any
 
+from snakepit._tasks import TaskOwner
 from snakepit.clock import Clock, SystemClock
 from snakepit.events import EventBus, WorkerExited, WorkerReady, WorkerStarting
 from snakepit.worker._transport import TransportError
@@ -52,6 +55,7 @@ class HandleBase:
         self._clock = clock or SystemClock()
         self._source = source
         self._log = logging.getLogger(f"snakepit.worker.{worker_id}")
+        self._tasks = TaskOwner("worker", worker_id, self._log)
         self.state = WorkerState.STARTING
         self.pid: int | None = None
         self.address: str | None = None

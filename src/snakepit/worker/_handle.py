@@ -26,7 +26,6 @@ import secrets
 import signal
 from typing import TYPE_CHECKING, Any
 
-from snakepit._tasks import TaskOwner
 from snakepit._wire._constants import READY_PREFIX as _READY
 from snakepit.errors import WorkerCrashedError, WorkerStartupError
 from snakepit.worker import _local as local
@@ -76,7 +75,6 @@ class WorkerHandle(HandleBase):
         self._stdin: int | None = None  # our end of the worker's stdin: its lifeline
         self._reaped = False
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=_STDERR_TAIL)
-        self._tasks = TaskOwner("worker", worker_id, self._log)
         self._stop_lock = asyncio.Lock()
 
     @property

@@ -398,6 +398,7 @@ class LocalTransport(FrameChannel):
             self._shutdown(
                 TransportError(f"channel to worker {self.worker_id!r} was closed", code="CLOSED")
             )
+        await self._host_calls.aclose()
 
 
 def _merge(payload: pb.Payload, attachments: list[Attachment], index: int) -> list[bytes]:

@@ -11,6 +11,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from snakepit._proto.snakepit.v1 import host_pb2 as hpb
+from snakepit._tasks import TaskOwner
 from snakepit._wire._errors import error_info
 from snakepit._wire._framing import HOST_METHODS, Flag, Frame, Kind, pack
 from snakepit.errors import SnakepitError
@@ -44,7 +45,8 @@ class HostCalls:
         self._host = host
         self._write = write
         self._worker_id = worker_id
-        self._tasks: dict[int, asyncio.Task[Any]] = {}
+        self._tasks = TaskOwner("worker", worker_id, log)
+        self._calls: dict[int, asyncio.Task[Any]] = {}  # by call id, for HOST_CANCEL
 
     def start(self, frame: Frame) -> None:
         """Answer the ``HOST_CALL`` ``frame`` (on a task of its own)."""
@@ -63,9 +65,8 @@ class HostCalls:
             if method == "WatchVariables"
             else self._unary(call_id, method, frame.body)
         )
-        task = asyncio.get_running_loop().create_task(coro, name=f"{self._worker_id}:host:{method}")
-        self._tasks[call_id] = task
-        task.add_done_callback(lambda _t: self._tasks.pop(call_id, None))
+        task = self._calls[call_id] = self._tasks.spawn(coro, f"host:{method}")
+        task.add_done_callback(lambda _t: self._calls.pop(call_id, None))
 
     def _no_host(self, method: str) -> bytes:
         """The answer to ``method`` of a worker that has no host: an error saying so (the
@@ -83,15 +84,23 @@ class HostCalls:
 
     def cancel(self, call_id: int) -> None:
         """The worker gave the call up (``HOST_CANCEL``)."""
-        task = self._tasks.pop(call_id, None)
+        task = self._calls.pop(call_id, None)
         if task is not None:
             task.cancel()
 
     def cancel_all(self) -> None:
         """The channel is gone: nobody waits for an answer."""
-        tasks, self._tasks = self._tasks, {}
-        for task in tasks.values():
-            task.cancel()
+        self._calls.clear()
+        self._tasks.cancel()
+
+    async def aclose(self) -> None:
+        """Cancel the calls still answered and wait until their tasks have ended.
+
+        Raises:
+            asyncio.CancelledError: the caller was cancelled.
+        """
+        self._calls.clear()
+        await self._tasks.aclose()
 
     async def _unary(self, call_id: int, method: str, body: bytes) -> None:
         assert self._host is not None

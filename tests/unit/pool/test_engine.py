@@ -195,6 +195,36 @@ class TestKill:
         assert engine.counters["crashes"] == 1  # a failed heartbeat counts
 
 
+class _Registry:
+    def __init__(self) -> None:
+        self.removed: list[str] = []
+
+    def remove(self, worker_id: str) -> None:
+        self.removed.append(worker_id)
+
+
+class TestExit:
+    async def test_an_exit_takes_the_worker_out_of_the_engine_and_the_registry(
+        self, rig: Rig
+    ) -> None:
+        engine = rig.engine
+        registry = engine.registry = _Registry()  # type: ignore[assignment]
+        rig.workers["w1"].exit(3)
+        await rig.box.assert_receive(WorkerRestarting, BOUND)
+        assert "w1" not in engine.workers
+        assert not engine.scheduler.has_worker("w1")
+        assert registry.removed == ["w1"]
+
+    async def test_wait_idle_returns_once_the_worker_runs_no_call(self, rig: Rig) -> None:
+        engine = rig.engine
+        assert await engine.acquire(rig.ticket(1)) == "w1"
+        idle = asyncio.ensure_future(engine.wait_idle("w1"))
+        done, _ = await asyncio.wait({idle}, timeout=0.01)
+        assert not done  # a call still runs on w1
+        engine.release("w1")
+        await asyncio.wait_for(idle, BOUND)
+
+
 class TestQueue:
     @pytest.mark.parametrize("rig", [{"size": 2, "max_restarts": 0}], indirect=True)
     async def test_degrade_fails_the_queue_only_once_no_worker_can_serve_it(self, rig: Rig) -> None:

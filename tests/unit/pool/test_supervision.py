@@ -22,7 +22,6 @@ from snakepit.pool._actions import (
 )
 from snakepit.pool._scheduler import Scheduler
 from snakepit.pool._supervision import Supervision
-from snakepit.worker import WorkerState
 
 
 def supervision(**options: Any) -> Supervision:
@@ -44,7 +43,7 @@ def occupy(sup: Supervision, slot: SlotState) -> str:
     return worker_id
 
 
-READY: dict[str, Any] = {"deadline": 2.0, "on_thread": True, "state": WorkerState.READY}
+READY: dict[str, Any] = {"deadline": 2.0, "on_thread": True, "ready": True, "exited": False}
 
 
 def gone(sup: Supervision, worker_id: str) -> None:
@@ -242,7 +241,9 @@ class TestKills:
     def test_an_exited_worker_is_not_killed(self) -> None:
         sup = supervision()
         late = ExecutionTimeoutError("late")
-        assert sup.call_failed("w1", "call 1", late, **{**READY, "state": WorkerState.EXITED}) == []
+        assert (
+            sup.call_failed("w1", "call 1", late, **{**READY, "ready": False, "exited": True}) == []
+        )
         sup.exited("w2", None, 1, now=0.0)  # its exit was seen: nothing left to kill
         assert sup.call_failed("w2", "call 2", late, **READY) == []
         assert sup.heartbeat_failed("w2", "WorkerCrashedError", ready=True) == []
@@ -260,8 +261,16 @@ class TestKills:
             Kill("w1", "its channel broke while the process still ran")
         ]
         assert isinstance(sup.exited("w1", None, -9, now=0.0)[0], CountCrash)
-        stopping = {**READY, "state": WorkerState.STOPPING}
+        stopping = {**READY, "ready": False, "exited": False}
         assert sup.call_failed("w2", "call 2", crashed, **stopping) == []
+
+    def test_an_overrun_kills_a_stopping_worker_too(self) -> None:
+        """Neither ready nor exited: its overrunning call may hold up its stop."""
+        sup = supervision()
+        stopping = {**READY, "ready": False, "exited": False}
+        assert sup.call_failed("w1", "call 1", ExecutionTimeoutError("late"), **stopping) == [
+            Kill("w1", "call 1 ran past its 2.0s deadline")
+        ]
 
     def test_a_cancelled_call_kills_its_worker_only_in_a_tool_thread(self) -> None:
         sup = supervision()
