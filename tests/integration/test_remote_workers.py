@@ -15,10 +15,9 @@ import pytest
 import snakepit
 from snakepit.cli import main as cli_main
 from snakepit.events import RequestDispatched, WorkerLost, WorkerReady
+from snakepit.worker import WorkerOptions, WorkerState
 from snakepit.worker._attached import AttachedWorkerHandle
-from snakepit.worker._base import WorkerState
 from snakepit.worker._remote import RemotePlacement
-from snakepit.worker._startup import WorkerOptions
 from tests.support.remote_worker import SHOWCASE, Tls, make_tls, serve, served
 
 if TYPE_CHECKING:
