@@ -302,7 +302,7 @@ class TestUnavailable:
         assert info.value.operation == "create"
 
     async def test_a_redis_killed_mid_use_fails_each_call_and_ends_watches_with_the_error(
-        self, own_redis_server: RedisServer
+        self, own_redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         from snakepit.bridge import RedisSessionStore
 
@@ -312,7 +312,17 @@ class TestUnavailable:
             await store.create("s")
             await store.register_variable("s", "n", "integer", 0)
             watch = await store.watch("s")
+            # The update travels by pub/sub: kill Redis only once it has reached the watch.
+            arrived = asyncio.Event()
+            offer = watch.offer
+
+            def offered(event: VariableUpdated) -> None:
+                offer(event)
+                arrived.set()
+
+            monkeypatch.setattr(watch, "offer", offered)
             await store.set_variable("s", "n", 1)
+            await asyncio.wait_for(arrived.wait(), BOUND)
             server.kill()
             async with asyncio.timeout(BOUND):
                 assert (await watch.get()).version == 2  # what arrived before is kept
