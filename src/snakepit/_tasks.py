@@ -81,8 +81,9 @@ class TaskOwner:
         if pending:
             await asyncio.wait(pending, timeout=timeout)
 
-    async def aclose(self) -> None:
-        """Cancel every task (but the caller's) and wait until each has ended.
+    async def aclose(self, timeout: float | None = None) -> None:
+        """Cancel every task (but the caller's) and wait until each has ended, or until
+        ``timeout`` has passed: a task that outlives its cancellation is logged and left.
 
         Raises:
             asyncio.CancelledError: the caller was cancelled (the tasks were cancelled too).
@@ -90,8 +91,17 @@ class TaskOwner:
         pending = self.pending()
         for task in pending:
             task.cancel()
-        if pending:
-            await asyncio.wait(pending)
+        if not pending:
+            return
+        _, left = await asyncio.wait(pending, timeout=timeout)
+        for task in left:
+            self._log.warning(
+                "%s %s: task %s still runs %.1fs after its cancellation",
+                self.kind,
+                self.name,
+                task.get_name(),
+                timeout,
+            )
 
     def __len__(self) -> int:
         return len(self._tasks)

@@ -234,7 +234,15 @@ class _WatchedPlacement(RemotePlacement):
     """A placement that can tell of a loss (as Ray's can): its watch runs until the handle ends."""
 
     async def wait_lost(self) -> str | None:
-        await asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.create_future()
+        finally:
+            # Its clean-up takes a turn of the loop (as a real watch's would): a handle that
+            # cancels the watch without joining it returns while the watch still runs.
+            turn = loop.create_future()
+            loop.call_soon(turn.set_result, None)
+            await turn
         return None
 
 

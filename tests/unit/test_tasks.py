@@ -56,6 +56,28 @@ class TestTaskOwner:
         assert all(t.cancelled() for t in tasks)
         assert len(owner) == 0
 
+    async def test_aclose_gives_up_on_a_task_that_outlives_its_cancellation(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A task that ignores its cancellation bounds aclose's wait, and is named in a log."""
+        owner = TaskOwner("pool", "p1")
+        started, release = asyncio.Event(), asyncio.Event()
+
+        async def stubborn() -> None:
+            started.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                await release.wait()  # its cleanup outlasts the cancellation
+
+        task = owner.spawn(stubborn(), "stubborn")
+        await started.wait()
+        await owner.aclose(timeout=0)
+        assert not task.done()
+        assert "p1:stubborn still runs" in caplog.text
+        release.set()
+        await asyncio.wait_for(task, 5.0)
+
 
 async def _wait(fut: asyncio.Future[None]) -> None:
     await fut

@@ -84,6 +84,7 @@ class Subscriptions:
         self._lock: asyncio.Lock | None = None
         self._channels: dict[str, _Channel] = {}
         self._tasks = TaskOwner("store", name, _log)  # the reader and its chores
+        self._closing = TaskOwner("store", name, _log)  # connections being closed: joined
 
     @property
     def watches(self) -> int:
@@ -176,7 +177,7 @@ class Subscriptions:
             _log.warning("store %s: watches ended: %s", self.name, error)
             self._reader = None  # this task ends here; the next watch starts a fresh reader
             self.end_all("session store unavailable", error)
-            self._tasks.spawn(self._drop(), "drop")  # detaches the connection now
+            self._closing.spawn(self._drop(), "drop")  # detaches the connection now
 
     def deliver(self, channel: str, follower: Follower, inc: str, seq: int, body: str) -> None:
         """Hand ``follower`` one message of ``channel``: an update it has not seen, or the end."""
@@ -214,6 +215,7 @@ class Subscriptions:
         """Stop the reader and the chores, and close the connection (the next watch reopens)."""
         self._reader = None
         await self._tasks.aclose()
+        await self._closing.join()  # never cancelled: a cancelled close would leak them
         await self._drop()
 
     def _drop(self) -> Coroutine[Any, Any, None]:

@@ -30,6 +30,10 @@ _RESPONSES: dict[str, Any] = {
 }
 
 
+# How long closing the channel waits for host calls after cancelling them.
+_CLOSE_GRACE = 1.0
+
+
 class HostCalls:
     """The worker's calls to the host in flight, each a task answering on the channel.
 
@@ -94,13 +98,15 @@ class HostCalls:
         self._tasks.cancel()
 
     async def aclose(self) -> None:
-        """Cancel the calls still answered and wait until their tasks have ended.
+        """Cancel the calls still answered and wait, up to a second, until their tasks
+        have ended (a host tool that ignores its cancellation must not hold a worker's
+        exit up).
 
         Raises:
             asyncio.CancelledError: the caller was cancelled.
         """
         self._calls.clear()
-        await self._tasks.aclose()
+        await self._tasks.aclose(timeout=_CLOSE_GRACE)
 
     async def _unary(self, call_id: int, method: str, body: bytes) -> None:
         assert self._host is not None

@@ -219,8 +219,8 @@ class TestExit:
         engine = rig.engine
         assert await engine.acquire(rig.ticket(1)) == "w1"
         idle = asyncio.ensure_future(engine.wait_idle("w1"))
-        done, _ = await asyncio.wait({idle}, timeout=0.01)
-        assert not done  # a call still runs on w1
+        done, _ = await asyncio.wait({idle}, timeout=0)  # one turn of the loop, no sleep
+        assert not done and engine._drain_waiters["w1"]  # parked: a call still runs on w1
         engine.release("w1")
         await asyncio.wait_for(idle, BOUND)
 
