@@ -234,8 +234,15 @@ class Engine:
             raise
 
     def release(self, worker_id: str) -> None:
-        """A call on ``worker_id`` ended: its place goes to the queue, or to a retirement."""
+        """A call on ``worker_id`` ended: its place goes to the queue, or to a retirement.
+
+        A worker that has exited (its call just failed with it) takes no more calls: its
+        exit is on its way to the monitor, and a call handed to it meanwhile would fail too.
+        """
         if self.scheduler.has_worker(worker_id):
+            worker = self.workers.get(worker_id)
+            if worker is None or worker.state is WorkerState.EXITED:
+                self.apply(self.scheduler.set_accepting(worker_id, False))
             self.apply(self.scheduler.release(worker_id, self.clock.monotonic()))
             if not self.scheduler.in_flight(worker_id):
                 self._wake_drain(worker_id)

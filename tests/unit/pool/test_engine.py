@@ -215,6 +215,27 @@ class TestExit:
         assert not engine.scheduler.has_worker("w1")
         assert registry.removed == ["w1"]
 
+    async def test_a_worker_that_exited_during_its_call_is_handed_no_queued_call(
+        self, rig: Rig
+    ) -> None:
+        """A call that failed because its worker died releases the worker before the
+        monitor has seen the exit: the queued call must wait for a live worker, not go to
+        the dead one (where it would fail too)."""
+        engine = rig.engine
+        assert await engine.acquire(rig.ticket(1)) == "w1"
+        queued = asyncio.ensure_future(engine.acquire(rig.ticket(2)))
+        await asyncio.wait({queued}, timeout=0)  # one turn of the loop: it is queued
+        worker = rig.workers["w1"]
+        worker.state = WorkerState.EXITED  # the handle has seen the exit; the monitor not yet
+        engine.release("w1")
+        await asyncio.wait({queued}, timeout=0)
+        assert not queued.done()
+        worker.exit(-9)
+        restarting = await rig.box.assert_receive(WorkerRestarting, BOUND)
+        await rig.clock.wait_for_sleepers(1)
+        await rig.clock.advance(restarting.delay)
+        assert await asyncio.wait_for(queued, BOUND) == "w1-2"  # the slot's new worker
+
     async def test_wait_idle_returns_once_the_worker_runs_no_call(self, rig: Rig) -> None:
         engine = rig.engine
         assert await engine.acquire(rig.ticket(1)) == "w1"
